@@ -1,0 +1,118 @@
+// tvm-ncnn runtime: load a model.so exported by the tvm-ncnn SDK and run it, no Python needed.
+//
+//   tvm_ncnn::Model model = tvm_ncnn::Model::Load("./model.so");
+//   tvm_ncnn::Tensor x = tvm_ncnn::LoadImage("cat.jpg", model.info());
+//   std::vector<tvm_ncnn::Tensor> y = model.Run({x});
+//
+// Every failure throws tvm_ncnn::Error with a one-line message naming the file, tensor or version at fault.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tvm_ncnn {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Bytes per element of a numpy-style dtype name: float16/32/64, int8/16/32/64, uint8/16, bool.
+// Throws Error for any other name.
+size_t DTypeSize(const std::string& dtype);
+
+// "[1,3,224,224]": how shapes appear in messages.
+std::string ShapeString(const std::vector<int64_t>& shape);
+
+// A dense, row-major tensor that owns its bytes. dtype is a numpy-style name ("float32", "int64", ...).
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::string dtype = "float32";
+  std::vector<uint8_t> bytes;
+
+  Tensor() = default;
+  Tensor(std::vector<int64_t> shape, std::string dtype);  // zero-filled; throws on a bad dtype or dim
+  int64_t numel() const;
+  size_t nbytes() const { return bytes.size(); }
+  float* f32() { return reinterpret_cast<float*>(bytes.data()); }
+  const float* f32() const { return reinterpret_cast<const float*>(bytes.data()); }
+};
+
+struct TensorInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;
+};
+
+// How an image becomes the model's first input: resize to the input's H x W, then (pixel - mean) / std per
+// channel, pixel values in 0..255, channels in `color` order ("RGB" or "BGR"), laid out NCHW.
+// mean[i] and std[i] apply to input channel i, so they are listed in `color` order too.
+struct Preprocess {
+  std::vector<float> mean{0.f, 0.f, 0.f};
+  std::vector<float> std{1.f, 1.f, 1.f};
+  std::string color = "RGB";
+};
+
+// What model.so says about itself (stored by the SDK at export time).
+struct ModelInfo {
+  std::vector<TensorInfo> inputs;
+  std::vector<TensorInfo> outputs;
+  Preprocess preprocess;
+  std::vector<std::string> labels;  // empty when the model was exported without labels
+  std::string target;               // "host", "rpi4", "rpi5", "aarch64"
+  std::string triple;               // e.g. "aarch64-linux-gnu"
+  std::string sdk_version, tvm_version, ncnn_version;
+  int ncnn_regions = 0;             // how many subgraphs run in ncnn
+  std::string json;                 // the metadata document exactly as stored in model.so
+};
+
+struct Options {
+  int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most 256
+  bool fp16 = false;   // let ncnn use fp16 storage/arithmetic where the CPU has it (faster, less exact)
+};
+
+class Model {
+ public:
+  // Loads model.so and prepares it to run: builds one ncnn::Net per offloaded region and the Relax VM.
+  static Model Load(const std::string& path, const Options& options = Options());
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelInfo& info() const;
+  int threads() const;  // the thread count in use (never 0)
+  bool fp16() const;
+
+  // Runs the model once. Inputs must match info().inputs in count, shape and dtype.
+  // A Model runs one call at a time: calls from several threads are serialized.
+  std::vector<Tensor> Run(const std::vector<Tensor>& inputs);
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The number of big (performance) cores of this machine, at least 1.
+int DetectThreads();
+
+// Decodes a JPEG/PNG/BMP image and preprocesses it as `info` says into a 1x3xHxW float32 tensor
+// (H x W from info.inputs[0]). Grayscale and RGBA images become 3 channels; images over 100 megapixels
+// are refused before decoding.
+Tensor LoadImage(const std::string& path, const ModelInfo& info);
+
+// .npy files (little-endian, C order; float32, float64, int32, int64, uint8).
+Tensor LoadNpy(const std::string& path);
+void SaveNpy(const std::string& path, const Tensor& tensor);
+
+// Versions this runtime was built with.
+const char* SdkVersion();
+const char* TvmVersion();
+const char* NcnnVersion();
+
+}  // namespace tvm_ncnn

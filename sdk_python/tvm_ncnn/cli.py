@@ -1,0 +1,146 @@
+"""The tvm-ncnn command: export, inspect, run, zoo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from .errors import ModelError
+
+
+def _floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not three comma-separated numbers") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"'{text}' has {len(values)} values, expected 3 (R,G,B)")
+    return values
+
+
+def _input_shape(text: str) -> tuple[str, list[int]]:
+    name, sep, dims = text.rpartition(":")
+    try:
+        shape = [int(d) for d in dims.split(",")]
+    except ValueError:
+        shape = []
+    if not sep or not name or not shape or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME:D1,D2,... (e.g. input:1,3,224,224)")
+    return name, shape
+
+
+def cmd_export(args) -> int:
+    from .export import Preprocess, export
+
+    pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
+    result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
+                    labels=args.labels, preprocess=pre, offload=not args.no_offload)
+    r = result.report
+    size = os.path.getsize(result.path) / 1e6
+    print(f"wrote {result.path} ({size:.1f} MB, target {result.target}) in {result.seconds:.1f} s: "
+          f"{r.ncnn_ops}/{len(r.ops)} ops in {r.regions} ncnn region(s), "
+          f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .inspection import inspect
+
+    print(inspect(args.model, input_shapes=dict(args.input or [])).table())
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .model import load
+
+    model = load(args.model, threads=args.threads)
+    x = _read_input(args.input, model)
+    start = time.perf_counter()
+    y = model(x)
+    elapsed = (time.perf_counter() - start) * 1e3
+    outputs = y if isinstance(y, list) else [y]
+    if args.output:
+        np.save(args.output, outputs[0])
+    scores = outputs[0].reshape(-1)
+    if outputs[0].ndim == 2 and outputs[0].shape[0] == 1:
+        if not (np.all(scores >= 0) and abs(scores.sum() - 1) < 1e-3):
+            scores = np.exp(scores - scores.max())
+            scores /= scores.sum()
+        for i in np.argsort(-scores)[: args.topk]:
+            label = model.labels[i] if i < len(model.labels) else f"class {i}"
+            print(f"{scores[i]:.4f}  {label} ({i})")
+    else:
+        print(f"output {outputs[0].dtype}{list(outputs[0].shape)}")
+    print(f"{elapsed:.1f} ms, {model.threads} thread(s)")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from . import zoo
+
+    paths = zoo.write(args.name, args.output)
+    spec = zoo.MODELS[args.name]
+    print(f"wrote {paths['model']}, {paths['labels']}, {paths['image']}")
+    print("export it with:\n  tvm-ncnn export " + paths["model"] + " -o model.so --labels " + paths["labels"]
+          + " --mean " + ",".join(f"{v:g}" for v in spec.mean) + " --std " + ",".join(f"{v:g}" for v in spec.std))
+    return 0
+
+
+def _read_input(path: str, model) -> np.ndarray:
+    if path.lower().endswith(".npy"):
+        try:
+            return np.load(path)
+        except (OSError, ValueError) as err:
+            raise ModelError(f"{path}: not a readable .npy file ({err})") from None
+    return model.load_image(path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tvm-ncnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a model (.onnx, .pt2) to one model.so")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", default="model.so")
+    p.add_argument("--target", default="host", help="host, rpi4, rpi5 or aarch64")
+    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224",
+                   help="static shape for an input (repeat for several)")
+    p.add_argument("--labels", help="text file, one class label per line")
+    p.add_argument("--mean", type=_floats3, default=(0.0, 0.0, 0.0), help="R,G,B in pixel units (0..255)")
+    p.add_argument("--std", type=_floats3, default=(1.0, 1.0, 1.0), help="R,G,B in pixel units (0..255)")
+    p.add_argument("--color", choices=["RGB", "BGR"], default="RGB", help="channel order the model expects")
+    p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("inspect", help="where each op runs (ncnn / TVM) and why")
+    p.add_argument("model", help="a model file or an exported model.so")
+    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="run model.so on an image or a .npy tensor on this machine")
+    p.add_argument("model")
+    p.add_argument("input")
+    p.add_argument("--output", help="save the first output as .npy")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("zoo", help="write an example model (ONNX), ImageNet labels and a photo")
+    p.add_argument("name", help="efficientnet-lite0 (pretrained), mobilenetv2, resnet18, squeezenet, ...")
+    p.add_argument("-o", "--output", default="zoo")
+    p.set_defaults(func=cmd_zoo)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelError as err:
+        print(f"tvm-ncnn: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

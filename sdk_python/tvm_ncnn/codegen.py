@@ -1,0 +1,76 @@
+"""relax.ext.ncnn: each merged region (a function of composite calls) becomes one ncnn graph, wrapped in an
+`ncnn` runtime module that model.so carries (see runtime/FORMAT.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm_ffi
+from tvm import relax
+
+from . import native
+from .converters import CONVERTERS, Match
+from .ncnn_graph import NcnnGraph
+from .patterns import shape_of
+
+
+@dataclass
+class Region:
+    symbol: str
+    param: str
+    weights: bytes
+    inputs: list[str]
+    input_shapes: list[list[int]]
+    outputs: list[str]
+    output_shapes: list[list[int]]
+
+
+def _calls_in(func: relax.Function) -> list[relax.Call]:
+    return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
+
+
+def convert_region(func: relax.Function) -> Region:
+    """Walk the region's bindings in order: composite definitions, then calls to them."""
+    graph = NcnnGraph()
+    blobs = {}
+    for param in func.params:
+        blobs[param] = graph.add_input(shape_of(param)[1:])
+    composites = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Function):
+                composites[binding.var] = value
+            elif isinstance(value, relax.Call) and value.op in composites:
+                composite = composites[value.op]
+                match = Match(_calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
+                blobs[binding.var] = CONVERTERS[match.root.op.name](graph, match)
+            elif isinstance(value, relax.Var):
+                blobs[binding.var] = blobs[value]
+            else:
+                raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
+    result = func.body.body
+    results = list(result.fields) if isinstance(result, relax.Tuple) else [result]
+    param, weights, outputs = graph.serialize([blobs[r] for r in results])
+    return Region(
+        symbol=str(func.attrs["global_symbol"]),
+        param=param,
+        weights=weights,
+        inputs=[blobs[p] for p in func.params],
+        input_shapes=[shape_of(p) for p in func.params],
+        outputs=outputs,
+        output_shapes=[shape_of(r) for r in results],
+    )
+
+
+def region_module(region: Region):
+    create = native.get_function("tvm_ncnn.ncnn_module_create")
+    return create(region.symbol, region.param, region.weights, region.inputs, region.input_shapes,
+                  region.outputs, region.output_shapes)
+
+
+@tvm_ffi.register_global_func("relax.ext.ncnn", override=True)
+def ncnn_codegen(functions, options, constant_names):
+    """Called by relax.transform.RunCodegen with every function annotated Codegen="ncnn". The weights are
+    written into each module's own bytes, so constant_names (TVM's const-loader route) stays unused."""
+    return [region_module(convert_region(f)) for f in functions]

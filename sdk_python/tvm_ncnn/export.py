@@ -1,0 +1,128 @@
+"""export(): import -> partition -> ncnn codegen -> tvm.compile -> one self-contained model.so."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+
+from . import __version__, codegen, native  # noqa: F401  (codegen registers relax.ext.ncnn)
+from .errors import ModelError
+from .frontend import Imported, import_model
+from .partition import PartitionReport, partition, report
+from .targets import DeviceTarget, get_target
+
+METADATA_FORMAT = 1
+
+
+@dataclass
+class Preprocess:
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    color: str = "RGB"
+
+    def __post_init__(self):
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ModelError(f"mean and std take 3 values (R,G,B), got {list(self.mean)} and {list(self.std)}")
+        if any(s == 0 for s in self.std):
+            raise ModelError(f"std {list(self.std)} has a zero")
+        if self.color not in ("RGB", "BGR"):
+            raise ModelError(f"color order '{self.color}' is not RGB or BGR")
+
+
+@dataclass
+class ExportResult:
+    path: str
+    target: str
+    report: PartitionReport
+    seconds: float
+
+
+def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
+           preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None) -> ExportResult:
+    """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`."""
+    start = time.perf_counter()
+    native.library_path()  # fail before the slow steps when the runtime library is missing
+    device = get_target(target)
+    path = os.fspath(path)
+    _check_writable(path)
+    labels = _read_labels(labels)
+    imported = import_model(model, input_shapes, example_inputs)
+    mod = partition(imported.mod) if offload else imported.mod
+    placement = report(mod)
+    mod = relax.transform.RunCodegen()(mod)
+    executable = _compile(mod, device, imported.source)
+    metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
+    executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
+    _write_library(executable, path, device)
+    return ExportResult(path, target, placement, time.perf_counter() - start)
+
+
+def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):
+    try:
+        return tvm.compile(mod, target=device.tvm_target())
+    except Exception as err:
+        raise ModelError(f"{source}: TVM could not compile the part left to it: {err}".splitlines()[0]) from err
+
+
+def _write_library(executable, path: str, device: DeviceTarget) -> None:
+    """Write next to the destination, then rename: a failed export never leaves a half-written model.so."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+    os.close(fd)
+    try:
+        fcompile = device.linker()
+        if fcompile is None:
+            executable.export_library(tmp)
+        else:
+            executable.export_library(tmp, fcompile=fcompile)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check_writable(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise ModelError(f"{path}: is a directory; give the output file name, e.g. {path.rstrip('/')}/model.so")
+    if not os.path.isdir(directory):
+        raise ModelError(f"{path}: the directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ModelError(f"{path}: cannot write in {directory} (permission denied)")
+
+
+def _read_labels(labels) -> list[str]:
+    if labels is None:
+        return []
+    if isinstance(labels, (str, os.PathLike)):
+        try:
+            with open(labels, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f if line.strip()]
+        except OSError as err:
+            raise ModelError(f"{labels}: cannot read labels ({err.strerror})") from None
+    return [str(label) for label in labels]
+
+
+def _metadata(imported: Imported, device: DeviceTarget, labels: list[str], pre: Preprocess,
+              placement: PartitionReport) -> dict:
+    versions = native.versions()
+    return {
+        "format_version": METADATA_FORMAT,
+        "sdk_version": __version__,
+        "tvm_version": tvm.__version__,
+        "ncnn_version": versions["ncnn"],
+        "target": device.name,
+        "triple": device.triple,
+        "inputs": [s.to_json() for s in imported.inputs],
+        "outputs": [s.to_json() for s in imported.outputs],
+        "preprocess": {"mean": list(map(float, pre.mean)), "std": list(map(float, pre.std)), "color": pre.color},
+        "labels": labels,
+        "ncnn_regions": placement.regions,
+        "partition": placement.to_json(),
+    }

@@ -1,0 +1,256 @@
+"""Model import: ONNX files, torch.export programs and Relax IRModules become one Relax IRModule with static
+shapes and constants folded, plus the names and shapes of its inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import tvm
+from tvm import relax
+
+from .errors import ModelError
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int]
+    dtype: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class Imported:
+    mod: tvm.IRModule
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    source: str  # what was imported, for messages
+
+
+def import_model(model, input_shapes: dict[str, list[int]] | None = None, example_inputs=None) -> Imported:
+    """Import a path (.onnx, .pt2), an onnx.ModelProto, a torch.export.ExportedProgram, a torch.nn.Module
+    (with example_inputs) or a Relax IRModule."""
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise ModelError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise ModelError(f"{path}: is a directory, expected a model file (.onnx or .pt2)")
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".onnx":
+            return _from_onnx_file(path, input_shapes)
+        if ext in (".pt2", ".pt"):
+            return _from_torch_file(path)
+        raise ModelError(f"{path}: unknown model format '{ext}', expected .onnx or .pt2")
+    if isinstance(model, tvm.IRModule):
+        return _finish(model, source="IRModule")
+    kind = type(model).__module__ + "." + type(model).__name__
+    if kind.startswith("onnx"):
+        return _from_onnx(model, input_shapes, source="onnx.ModelProto")
+    if "ExportedProgram" in kind:
+        return _from_exported_program(model, source="ExportedProgram")
+    if _is_torch_module(model):
+        if example_inputs is None:
+            raise ModelError("a torch.nn.Module needs example_inputs (a tuple of tensors) to be exported")
+        import torch
+
+        program = torch.export.export(model.eval(), tuple(example_inputs))
+        return _from_exported_program(program, source=type(model).__name__)
+    raise ModelError(f"cannot import a {kind}: pass an .onnx/.pt2 path, an ONNX model, a torch.export "
+                     "ExportedProgram, an nn.Module with example_inputs, or a Relax IRModule")
+
+
+# ---------------------------------------------------------------------------------------------- ONNX
+
+def _from_onnx_file(path: str, input_shapes) -> Imported:
+    import onnx
+
+    try:
+        model = onnx.load(path)
+    except Exception as err:  # protobuf raises DecodeError, truncated files raise others
+        raise ModelError(f"{path}: not a readable ONNX model ({type(err).__name__}: {err})") from None
+    return _from_onnx(model, input_shapes, source=path)
+
+
+def _from_onnx(model, input_shapes, source: str) -> Imported:
+    import onnx
+
+    if not model.graph.node:
+        raise ModelError(f"{source}: the ONNX graph has no nodes")
+    model = _fix_input_shapes(model, input_shapes or {}, source)
+    model = _simplify_onnx(model, source)
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        with _clip_as_relax_clip():
+            mod = from_onnx(model, keep_params_in_input=False)
+    except Exception as err:
+        raise ModelError(f"{source}: TVM's ONNX importer failed: {err}".splitlines()[0]) from err
+    return _finish(mod, source)
+
+
+def _fix_input_shapes(model, input_shapes: dict, source: str):
+    """Pin the graph inputs to static shapes: from --input, else refuse symbolic dims with a clear message."""
+    initializers = {i.name for i in model.graph.initializer}
+    unknown = set(input_shapes) - {i.name for i in model.graph.input}
+    if unknown:
+        names = ", ".join(i.name for i in model.graph.input if i.name not in initializers)
+        raise ModelError(f"{source}: no input named {', '.join(sorted(unknown))} (inputs: {names})")
+    for inp in model.graph.input:
+        if inp.name in initializers:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in input_shapes:
+            shape = input_shapes[inp.name]
+            if len(shape) != len(dims):
+                raise ModelError(f"{source}: input {inp.name} has rank {len(dims)}, --input gave {shape}")
+            for d, v in zip(dims, shape):
+                d.ClearField("dim_param")
+                d.dim_value = int(v)
+        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+            shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise ModelError(f"{source}: input {inp.name} has dynamic shape {shown}; give a static one "
+                             f"with --input {inp.name}:1,3,224,224 (or input_shapes=...)")
+    return model
+
+
+def _simplify_onnx(model, source: str):
+    """Fold constants and propagate static shapes; TVM's importer rejects shape arithmetic left in graphs
+    that the legacy torch exporter writes (dynamic pads, Shape->Gather->Concat chains)."""
+    try:
+        import onnxslim
+
+        return onnxslim.slim(model)
+    except Exception as err:  # a model onnxslim cannot handle may still import as it is
+        import warnings
+
+        warnings.warn(f"{source}: onnxslim could not simplify the model ({err}); importing it unsimplified")
+        return model
+
+
+@contextlib.contextmanager
+def _clip_as_relax_clip():
+    """TVM's ONNX importer lowers Clip to two TIR kernels (maximum, minimum), which no pattern can offload.
+    Constant bounds are the common case (ReLU6); import those as relax.clip."""
+    from tvm.relax.frontend.onnx import onnx_frontend as frontend
+
+    original_map = frontend._get_convert_map
+    original_clip = original_map()["Clip"]
+
+    class Clip(original_clip):
+        @classmethod
+        def _impl_v13(cls, bb, inputs, attr, params):
+            bounds = [_constant_scalar(b) for b in inputs[1:3]] + [None] * (3 - len(inputs))
+            if all(b is not None or inputs[i + 1] is None for i, b in enumerate(bounds[:2])):
+                lo = bounds[0] if bounds[0] is not None else float("-inf")
+                hi = bounds[1] if bounds[1] is not None else float("inf")
+                return relax.op.clip(inputs[0], lo, hi)
+            return super()._impl_v13(bb, inputs, attr, params)
+
+        @classmethod
+        def _impl_v1(cls, bb, inputs, attr, params):
+            return relax.op.clip(inputs[0], float(attr.get("min", float("-inf"))),
+                                 float(attr.get("max", float("inf"))))
+
+    def convert_map():
+        table = original_map()
+        table["Clip"] = Clip
+        return table
+
+    frontend._get_convert_map = convert_map
+    try:
+        yield
+    finally:
+        frontend._get_convert_map = original_map
+
+
+def _constant_scalar(expr):
+    from tvm.ir import GenericConst
+
+    if expr is None or not isinstance(expr, GenericConst):
+        return None
+    value = expr.value.numpy()
+    if value.size != 1:
+        return None
+    value = float(value.reshape(-1)[0])
+    return None if value != value else value  # a NaN bound means unbounded: leave it to TVM's converter
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch
+
+def _is_torch_module(model) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(model, torch.nn.Module)
+
+
+def _from_torch_file(path: str) -> Imported:
+    import torch
+
+    try:
+        program = torch.export.load(path)
+    except Exception as err:
+        raise ModelError(f"{path}: not a torch.export program ({type(err).__name__}: {err})".splitlines()[0]) \
+            from None
+    return _from_exported_program(program, source=path)
+
+
+def _from_exported_program(program, source: str) -> Imported:
+    from tvm.relax.frontend.torch import from_exported_program
+
+    try:
+        mod = from_exported_program(program, keep_params_as_input=False)
+    except Exception as err:
+        raise ModelError(f"{source}: TVM's torch.export importer failed: {err}".splitlines()[0]) from err
+    return _finish(mod, source)
+
+
+# ---------------------------------------------------------------------------------------------- common
+
+def _finish(mod: tvm.IRModule, source: str) -> Imported:
+    if "main" not in [gv.name_hint for gv in mod.functions]:
+        raise ModelError(f"{source}: the IRModule has no 'main' function")
+    mod = tvm.transform.Sequential([
+        relax.transform.DecomposeOpsForInference(),  # batch_norm in eval mode -> arithmetic
+        relax.transform.FoldConstant(),
+        relax.transform.CanonicalizeBindings(),
+    ])(mod)
+    main = mod["main"]
+    inputs = []
+    for param in main.params:
+        spec = _spec(param.name, param)
+        if spec is None:
+            raise ModelError(f"{source}: input {param.name} is not a tensor with a static shape; "
+                             "give a static shape (--input NAME:1,3,224,224)")
+        inputs.append(spec)
+    outputs = _output_specs(main, source)
+    return Imported(mod, inputs, outputs, source)
+
+
+def _spec(name: str, expr_or_type) -> TensorSpec | None:
+    ty = expr_or_type.ty if hasattr(expr_or_type, "ty") else expr_or_type
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        shape = [int(d) for d in ty.shape]
+    except (TypeError, ValueError):
+        return None
+    return TensorSpec(name, shape, str(ty.dtype))
+
+
+def _output_specs(main, source: str) -> list[TensorSpec]:
+    ret = main.ret_ty
+    fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    specs = []
+    for i, field in enumerate(fields):
+        spec = _spec(f"output{i}" if len(fields) > 1 else "output", field)
+        if spec is None:
+            raise ModelError(f"{source}: output {i} has no static tensor shape")
+        specs.append(spec)
+    return specs

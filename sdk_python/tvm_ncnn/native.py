@@ -1,0 +1,49 @@
+"""The C++ runtime library (libtvm_ncnn_runtime.so) loaded into this process: it registers the `ncnn` and
+`tvm_ncnn_meta` module kinds that export writes and load reads."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+import tvm_ffi
+
+from .errors import ModelError
+
+LIBRARY = "libtvm_ncnn_runtime.so"
+ENV = "TVM_NCNN_RUNTIME_LIB"
+
+
+def candidates() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    found = []
+    if os.environ.get(ENV):
+        found.append(Path(os.environ[ENV]))
+    found.append(here / "lib" / LIBRARY)                           # installed next to the package
+    found.append(here.parents[1] / "build" / "host" / "lib" / LIBRARY)  # a source checkout's host build
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def library_path() -> str:
+    for path in candidates():
+        if path.is_file():
+            ctypes.CDLL(str(path), ctypes.RTLD_GLOBAL)
+            return str(path)
+    tried = ", ".join(str(p) for p in candidates())
+    raise ModelError(f"the tvm-ncnn runtime library is not built (looked for {tried}); build it with "
+                     f"'cmake -S . -B build/host -G Ninja && cmake --build build/host' or set {ENV}")
+
+
+def get_function(name: str):
+    library_path()
+    func = tvm_ffi.get_global_func(name, allow_missing=True)
+    if func is None:
+        raise ModelError(f"{library_path()} does not provide {name}: rebuild the runtime library")
+    return func
+
+
+def versions() -> dict[str, str]:
+    return {str(k): str(v) for k, v in get_function("tvm_ncnn.versions")().items()}

@@ -1,0 +1,151 @@
+"""Partition a Relax module: ncnn takes every maximal run of ops it can execute (one region each), TVM keeps
+the rest; and the report that says, op by op, where each runs and why not ncnn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .patterns import ncnn_patterns, shape_of, why_not
+
+
+def partition(mod: tvm.IRModule) -> tvm.IRModule:
+    mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
+    mod = relax.transform.MergeCompositeFunctions()(mod)
+    return _name_regions(mod)
+
+
+def _name_regions(mod: tvm.IRModule) -> tvm.IRModule:
+    """Short, ordered symbols (ncnn_region_0, ...) in place of the op-list names TVM generates."""
+    for index, gv in enumerate(region_vars(mod)):
+        mod.update_func(gv, mod[gv].with_attr("global_symbol", f"ncnn_region_{index}"))
+    return mod
+
+
+def region_vars(mod: tvm.IRModule) -> list:
+    """The ncnn regions in the order main calls them."""
+    order = []
+    for call in _calls(mod["main"]):
+        if isinstance(call.op, tvm.ir.GlobalVar) and _is_region(mod[call.op]) and call.op not in order:
+            order.append(call.op)
+    return order
+
+
+def _is_region(func) -> bool:
+    return isinstance(func, relax.Function) and func.attrs is not None and "Codegen" in func.attrs \
+        and str(func.attrs["Codegen"]) == "ncnn"
+
+
+def _calls(func: relax.Function) -> list[relax.Call]:
+    return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+@dataclass
+class OpPlacement:
+    op: str
+    shape: list[int] | None
+    place: str          # "ncnn:<region>" or "tvm"
+    reason: str         # why not ncnn; empty when it runs in ncnn
+    flops: int
+
+
+@dataclass
+class PartitionReport:
+    ops: list[OpPlacement] = field(default_factory=list)
+    regions: int = 0
+
+    @property
+    def ncnn_flops_share(self) -> float:
+        total = sum(o.flops for o in self.ops)
+        return sum(o.flops for o in self.ops if o.place != "tvm") / total if total else 0.0
+
+    @property
+    def ncnn_ops(self) -> int:
+        return sum(o.place != "tvm" for o in self.ops)
+
+    def to_json(self) -> dict:
+        return {"regions": self.regions, "ncnn_flops_share": self.ncnn_flops_share,
+                "ops": [o.__dict__ for o in self.ops]}
+
+    @staticmethod
+    def from_json(data: dict) -> "PartitionReport":
+        return PartitionReport([OpPlacement(**o) for o in data.get("ops", [])], int(data.get("regions", 0)))
+
+    def table(self) -> str:
+        rows = [("#", "op", "output shape", "runs in", "why not ncnn")]
+        for i, o in enumerate(self.ops):
+            shape = "x".join(str(d) for d in o.shape) if o.shape else "-"
+            rows.append((str(i), o.op.removeprefix("relax."), shape, o.place, o.reason))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows]
+        lines.append(f"{self.ncnn_ops}/{len(self.ops)} ops in {self.regions} ncnn region(s); "
+                     f"{100 * self.ncnn_flops_share:.1f}% of FLOPs in ncnn")
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def report(partitioned: tvm.IRModule) -> PartitionReport:
+    """Placement of every op of main, regions expanded into the ops they hold."""
+    regions = {gv: i for i, gv in enumerate(region_vars(partitioned))}
+    result = PartitionReport(regions=len(regions))
+    for call in _calls(partitioned["main"]):
+        if isinstance(call.op, tvm.ir.GlobalVar) and call.op in regions:
+            region = partitioned[call.op]
+            for inner in _region_ops(region):
+                result.ops.append(_placement(inner, f"ncnn:{regions[call.op]}", ""))
+        elif isinstance(call.op, tvm.ir.Op):
+            reason = why_not(call) or "supported alone, but no ncnn pattern took it here"
+            result.ops.append(_placement(call, "tvm", reason))
+        else:
+            result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of_safe(call),
+                                          "tvm", "call into a TVM function", 0))
+    return result
+
+
+def _region_ops(region: relax.Function) -> list[relax.Call]:
+    composites = {}
+    ops = []
+    for block in region.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding.value, relax.Function):
+                composites[binding.var] = binding.value
+            elif isinstance(binding.value, relax.Call) and binding.value.op in composites:
+                ops += _calls(composites[binding.value.op])
+    return ops
+
+
+def _placement(call, place: str, reason: str) -> OpPlacement:
+    return OpPlacement(call.op.name, shape_of_safe(call), place, reason, flops(call))
+
+
+def shape_of_safe(expr) -> list[int] | None:
+    try:
+        return shape_of(expr)
+    except Exception:  # tuples and non-tensor results have no single shape
+        return None
+
+
+def flops(call) -> int:
+    """Multiply-adds count twice; elementwise ops count one per output element."""
+    out = shape_of_safe(call)
+    if out is None:
+        return 0
+    elems = int(np.prod(out))
+    name = call.op.name
+    if name == "relax.nn.conv2d":
+        w = shape_of(call.args[1])
+        return 2 * elems * w[1] * w[2] * w[3]
+    if name == "relax.matmul":
+        k = shape_of(call.args[0])[-1]
+        return 2 * elems * k
+    if name in ("relax.nn.max_pool2d", "relax.nn.avg_pool2d"):
+        return elems * int(np.prod([int(k) for k in call.attrs.pool_size]))
+    if name in ("relax.mean", "relax.nn.adaptive_avg_pool2d"):
+        return int(np.prod(shape_of(call.args[0])))
+    if name == "relax.reshape":
+        return 0
+    return elems
