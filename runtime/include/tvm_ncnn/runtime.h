@@ -50,7 +50,7 @@ struct TensorInfo {
 
 // How an image becomes the model's first input: resize to the input's H x W, then (pixel - mean) / std per
 // channel, pixel values in 0..255, channels in `color` order ("RGB" or "BGR"), laid out NCHW.
-// mean[i] and std[i] apply to input channel i, so they are listed in `color` order too.
+// mean and std are always listed R,G,B (as `tvm-ncnn export --mean R,G,B` takes them), whatever `color` is.
 struct Preprocess {
   std::vector<float> mean{0.f, 0.f, 0.f};
   std::vector<float> std{1.f, 1.f, 1.f};

@@ -1,0 +1,380 @@
+// deploy_app: run a tvm-ncnn model.so on one image or .npy tensor, print the top-k and the latency.
+//
+// Every failure is one line "deploy_app: error: <message>" on stderr; exit code 2 for usage errors, 1 otherwise.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "tvm_ncnn/runtime.h"
+
+namespace {
+
+const char kUsage[] =
+    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json] [--fp16]\n"
+    "\n"
+    "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
+    "with labels, and the load, first-run and steady (p50/p90) latency.\n"
+    "\n"
+    "  INPUT           a .jpg/.jpeg/.png/.bmp image (resized and normalized as the model's metadata says)\n"
+    "                  or a .npy tensor of exactly the model input's shape and dtype\n"
+    "  --threads N     threads for ncnn (1..256; default: the big cores of this machine)\n"
+    "  --repeat N      steady-state runs after the first (1..100000; default 10)\n"
+    "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
+    "  --topk K        how many top classes to print (default 5)\n"
+    "  --json          print one JSON object instead of text\n"
+    "  --fp16          let ncnn use fp16 arithmetic where the CPU has it (faster, less exact)\n"
+    "  -h, --help      print this help\n";
+
+// A usage error: exit code 2.
+struct UsageError {
+  std::string message;
+};
+
+struct Args {
+  std::string model, input, output;
+  int threads = 0, repeat = 10, topk = 5;
+  bool json = false, fp16 = false;
+};
+
+int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+    throw UsageError{flag + " needs an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                     ", got '" + text + "'"};
+  }
+  return static_cast<int>(v);
+}
+
+Args ParseArgs(int argc, char** argv) {
+  Args a;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i], value;
+    const bool is_flag = arg.size() > 1 && arg[0] == '-';
+    size_t eq = arg.find('=');
+    bool inline_value = is_flag && arg.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto next = [&]() -> std::string {
+      if (inline_value) return value;
+      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
+      return argv[++i];
+    };
+    if (!is_flag) {
+      positional.push_back(arg);
+    } else if (arg == "--threads") {
+      a.threads = ParseInt(arg, next(), 1, 256);
+    } else if (arg == "--repeat") {
+      a.repeat = ParseInt(arg, next(), 1, 100000);
+    } else if (arg == "--topk") {
+      a.topk = ParseInt(arg, next(), 1, 1000000);
+    } else if (arg == "--output") {
+      a.output = next();
+      if (a.output.empty()) throw UsageError{"--output needs a file name"};
+    } else if (arg == "--json" && !inline_value) {
+      a.json = true;
+    } else if (arg == "--fp16" && !inline_value) {
+      a.fp16 = true;
+    } else {
+      throw UsageError{"unknown option '" + std::string(argv[i]) + "' (see --help)"};
+    }
+  }
+  if (positional.size() != 2) {
+    throw UsageError{"expected model.so and INPUT, got " + std::to_string(positional.size()) +
+                     " argument(s) (see --help)"};
+  }
+  a.model = positional[0];
+  a.input = positional[1];
+  return a;
+}
+
+std::string LowerExtension(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  size_t dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot);
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+bool IsImagePath(const std::string& path) {
+  const std::string ext = LowerExtension(path);
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+// Element i of a tensor as a double, whatever its dtype.
+double ValueAt(const tvm_ncnn::Tensor& t, size_t i) {
+  const uint8_t* p = t.bytes.data();
+  const std::string& d = t.dtype;
+  auto load = [&](auto zero) {
+    decltype(zero) v;
+    std::memcpy(&v, p + i * sizeof(v), sizeof(v));
+    return static_cast<double>(v);
+  };
+  if (d == "float32") return load(float());
+  if (d == "float64") return load(double());
+  if (d == "int8") return load(int8_t());
+  if (d == "int16") return load(int16_t());
+  if (d == "int32") return load(int32_t());
+  if (d == "int64") return load(int64_t());
+  if (d == "uint8" || d == "bool") return load(uint8_t());
+  if (d == "uint16") return load(uint16_t());
+  throw tvm_ncnn::Error("cannot read values of dtype " + d + " for the top-k");
+}
+
+struct TopEntry {
+  size_t index;
+  std::string label;
+  double score;
+};
+
+// The scores shown for the top-k and what they are: "probabilities" (the output already is a probability
+// vector), "softmax" (of a float output that is not one), or "values" (a non-float output, as is).
+std::vector<double> Scores(const tvm_ncnn::Tensor& out, std::string* kind) {
+  const size_t n = static_cast<size_t>(out.numel());
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = ValueAt(out, i);
+  if (out.dtype != "float32" && out.dtype != "float64" && out.dtype != "float16") {
+    *kind = "values";
+    return v;
+  }
+  double sum = 0;
+  bool in_range = true;
+  for (double x : v) {
+    sum += x;
+    in_range = in_range && x >= 0.0 && x <= 1.0;
+  }
+  if (n > 0 && in_range && std::fabs(sum - 1.0) < 1e-3) {
+    *kind = "probabilities";
+    return v;
+  }
+  *kind = "softmax";
+  const double mx = n ? *std::max_element(v.begin(), v.end()) : 0.0;
+  double total = 0;
+  for (double& x : v) total += (x = std::exp(x - mx));
+  for (double& x : v) x /= total;
+  return v;
+}
+
+std::vector<TopEntry> TopK(const std::vector<double>& scores, const std::vector<std::string>& labels, int k) {
+  std::vector<size_t> idx(scores.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  const size_t m = std::min(idx.size(), static_cast<size_t>(k));
+  // NaN scores sort last so they never hide a real class.
+  auto better = [&](size_t a, size_t b) {
+    if (std::isnan(scores[b])) return !std::isnan(scores[a]);
+    return scores[a] > scores[b];
+  };
+  std::partial_sort(idx.begin(), idx.begin() + m, idx.end(), better);
+  std::vector<TopEntry> top;
+  const bool have_labels = labels.size() == scores.size();  // labels for another output do not apply
+  for (size_t i = 0; i < m; ++i) top.push_back({idx[i], have_labels ? labels[idx[i]] : "", scores[idx[i]]});
+  return top;
+}
+
+double Percentile(std::vector<double> v, double p) {  // nearest rank
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(std::ceil(p * v.size()));
+  return v[rank == 0 ? 0 : rank - 1];
+}
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ---- JSON output, by hand: a few flat fields.
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonNumber(double x, const char* fmt = "%.6g") {
+  if (!std::isfinite(x)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), fmt, x);
+  return buf;
+}
+
+std::string JsonShape(const std::vector<int64_t>& shape) {
+  return tvm_ncnn::ShapeString(shape);  // "[1,3,224,224]" is valid JSON
+}
+
+std::string OneLine(std::string s) {
+  // ffi errors that slip through carry a traceback; the message is the last line.
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  size_t nl = s.find_last_of('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+int Run(const Args& a) {
+  const bool image = IsImagePath(a.input);
+  if (!image && LowerExtension(a.input) != ".npy") {
+    throw UsageError{"INPUT '" + a.input + "' must be a .jpg/.jpeg/.png/.bmp image or a .npy tensor"};
+  }
+
+  if (!a.output.empty()) {  // fail before the model runs, not after
+    const size_t slash = a.output.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : a.output.substr(0, slash);
+    if (access(dir.c_str(), W_OK) != 0) {
+      throw tvm_ncnn::Error("--output '" + a.output + "': cannot write to '" + dir + "' (" + std::strerror(errno) +
+                            ")");
+    }
+  }
+
+  tvm_ncnn::Options options;
+  options.threads = a.threads;
+  options.fp16 = a.fp16;
+  auto t0 = std::chrono::steady_clock::now();
+  tvm_ncnn::Model model = tvm_ncnn::Model::Load(a.model, options);
+  const double load_ms = MsSince(t0);
+  const tvm_ncnn::ModelInfo& info = model.info();
+
+  if (info.inputs.size() != 1) {
+    throw tvm_ncnn::Error("model '" + a.model + "' has " + std::to_string(info.inputs.size()) +
+                          " inputs; deploy_app feeds exactly one (use the C++ or Python API)");
+  }
+  const tvm_ncnn::TensorInfo& want = info.inputs[0];
+  tvm_ncnn::Tensor x;
+  if (image) {
+    x = tvm_ncnn::LoadImage(a.input, info);
+  } else {
+    x = tvm_ncnn::LoadNpy(a.input);
+    if (x.shape != want.shape || x.dtype != want.dtype) {
+      throw tvm_ncnn::Error(".npy file '" + a.input + "' is " + tvm_ncnn::ShapeString(x.shape) + " " + x.dtype +
+                            ", but model input '" + want.name + "' expects " + tvm_ncnn::ShapeString(want.shape) +
+                            " " + want.dtype);
+    }
+  }
+
+  const std::vector<tvm_ncnn::Tensor> inputs{std::move(x)};  // built once: the timed runs copy nothing extra
+  const tvm_ncnn::Tensor& in = inputs[0];
+  t0 = std::chrono::steady_clock::now();
+  std::vector<tvm_ncnn::Tensor> outputs = model.Run(inputs);
+  const double first_ms = MsSince(t0);
+  std::vector<double> times;
+  for (int i = 0; i < a.repeat; ++i) {
+    t0 = std::chrono::steady_clock::now();
+    model.Run(inputs);
+    times.push_back(MsSince(t0));
+  }
+  const double p50 = Percentile(times, 0.5), p90 = Percentile(times, 0.9);
+
+  if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
+  const tvm_ncnn::Tensor& y = outputs[0];
+  if (!a.output.empty()) tvm_ncnn::SaveNpy(a.output, y);
+  std::string score_kind;
+  const std::vector<TopEntry> top = TopK(Scores(y, &score_kind), info.labels, a.topk);
+  const std::string out_name = info.outputs.empty() ? "output 0" : info.outputs[0].name;
+
+  if (a.json) {
+    std::string j = "{";
+    j += "\"model\": " + JsonString(a.model);
+    j += ", \"target\": " + JsonString(info.target) + ", \"triple\": " + JsonString(info.triple);
+    j += ", \"ncnn_regions\": " + std::to_string(info.ncnn_regions);
+    j += ", \"model_versions\": {\"sdk\": " + JsonString(info.sdk_version) + ", \"tvm\": " +
+         JsonString(info.tvm_version) + ", \"ncnn\": " + JsonString(info.ncnn_version) + "}";
+    j += ", \"runtime_versions\": {\"sdk\": " + JsonString(tvm_ncnn::SdkVersion()) + ", \"tvm\": " +
+         JsonString(tvm_ncnn::TvmVersion()) + ", \"ncnn\": " + JsonString(tvm_ncnn::NcnnVersion()) + "}";
+    j += ", \"input\": {\"path\": " + JsonString(a.input) + ", \"kind\": " + JsonString(image ? "image" : "npy") +
+         ", \"name\": " + JsonString(want.name) + ", \"shape\": " + JsonShape(in.shape) +
+         ", \"dtype\": " + JsonString(in.dtype) + "}";
+    j += ", \"output\": {\"name\": " + JsonString(out_name) + ", \"shape\": " + JsonShape(y.shape) +
+         ", \"dtype\": " + JsonString(y.dtype) + "}";
+    j += ", \"threads\": " + std::to_string(model.threads());
+    j += std::string(", \"fp16\": ") + (model.fp16() ? "true" : "false");
+    j += ", \"repeat\": " + std::to_string(a.repeat);
+    j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
+         ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
+    j += ", \"scores\": " + JsonString(score_kind);
+    j += ", \"topk\": [";
+    for (size_t i = 0; i < top.size(); ++i) {
+      if (i) j += ", ";
+      j += "{\"index\": " + std::to_string(top[i].index) + ", \"label\": " + JsonString(top[i].label) +
+           ", \"score\": " + JsonNumber(top[i].score) + "}";
+    }
+    j += "]";
+    if (!a.output.empty()) j += ", \"output_file\": " + JsonString(a.output);
+    j += "}\n";
+    std::fputs(j.c_str(), stdout);
+    return 0;
+  }
+
+  std::printf("model    %s (target %s, %s; %d ncnn region%s)\n", a.model.c_str(), info.target.c_str(),
+              info.triple.c_str(), info.ncnn_regions, info.ncnn_regions == 1 ? "" : "s");
+  std::printf("built by sdk %s, tvm %s, ncnn %s; runtime sdk %s, tvm %s, ncnn %s\n", info.sdk_version.c_str(),
+              info.tvm_version.c_str(), info.ncnn_version.c_str(), tvm_ncnn::SdkVersion(),
+              tvm_ncnn::TvmVersion(), tvm_ncnn::NcnnVersion());
+  std::printf("threads  %d%s\n", model.threads(), model.fp16() ? " (fp16 on)" : "");
+  if (image) {
+    const tvm_ncnn::Preprocess& pp = info.preprocess;
+    std::printf("input    %s -> '%s' %s %s (%s, mean %g,%g,%g, std %g,%g,%g)\n", a.input.c_str(), want.name.c_str(),
+                tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str(), pp.color.c_str(), pp.mean[0], pp.mean[1],
+                pp.mean[2], pp.std[0], pp.std[1], pp.std[2]);
+  } else {
+    std::printf("input    %s -> '%s' %s %s\n", a.input.c_str(), want.name.c_str(),
+                tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());
+  }
+  std::printf("output   '%s' %s %s\n", out_name.c_str(), tvm_ncnn::ShapeString(y.shape).c_str(), y.dtype.c_str());
+  const char* what = score_kind == "softmax"         ? "softmax probabilities (the output is not a probability vector)"
+                     : score_kind == "probabilities" ? "probabilities"
+                                                     : "raw values";
+  std::printf("top-%zu    %s\n", top.size(), what);
+  for (size_t i = 0; i < top.size(); ++i) {
+    std::printf("  %2zu. %9.6f  [%zu] %s\n", i + 1, top[i].score, top[i].index, top[i].label.c_str());
+  }
+  std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
+              first_ms, p50, p90, a.repeat);
+  if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  try {
+    return Run(ParseArgs(argc, argv));
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "deploy_app: error: %s\n", e.message.c_str());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "deploy_app: error: out of memory\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deploy_app: error: %s\n", OneLine(e.what()).c_str());
+  } catch (...) {
+    std::fprintf(stderr, "deploy_app: error: unknown failure\n");
+  }
+  return 1;
+}

@@ -1,0 +1,117 @@
+// The runtime as tvm-ffi global functions, for the Python SDK (tvm_ncnn.load) after it dlopens this library:
+//
+//   tvm_ncnn.model_load(path: str, threads: int, fp16: bool) -> Module   (threads 0: detect big cores)
+//       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int
+//   tvm_ncnn.load_image(path: str, info_json: str) -> Tensor   (as deploy_app preprocesses; info_json: the
+//       metadata, e.g. from info_json())
+//   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn"}
+//   tvm_ncnn.detect_threads() -> int
+//
+// Errors reach Python as RuntimeError carrying the runtime's one-line message.
+#include <tvm/ffi/cast.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/extra/json.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/reflection/registry.h>
+#include <tvm/ffi/string.h>
+
+#include "ffi_util.h"
+#include "internal.h"
+#include "tvm_ncnn/runtime.h"
+
+namespace tvm_ncnn {
+namespace {
+
+namespace ffi = tvm::ffi;
+
+// A loaded Model behind the ffi Module interface. Not serializable: it only lives inside one process.
+class ModelModuleObj : public ffi::ModuleObj {
+ public:
+  explicit ModelModuleObj(Model model) : model_(std::move(model)) {}
+
+  const char* kind() const final { return "tvm_ncnn.model"; }
+  int GetPropertyMask() const final { return ffi::Module::kRunnable; }
+
+  ffi::Optional<ffi::Function> GetFunction(const ffi::String& name) final {
+    // Each closure holds a reference so the model outlives any function handed out.
+    ffi::ObjectPtr<ffi::Object> self = ffi::GetObjectPtr<ffi::Object>(this);
+    if (name == "run") {
+      return ffi::Function([self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = Run(args); });
+    }
+    if (name == "info_json") {
+      return ffi::Function::FromTyped([self, this]() { return InfoJson(); });
+    }
+    if (name == "threads") {
+      return ffi::Function::FromTyped([self, this]() { return static_cast<int64_t>(model_.threads()); });
+    }
+    return std::nullopt;
+  }
+
+ private:
+  ffi::Array<ffi::Tensor> Run(ffi::PackedArgs args) {
+    try {
+      std::vector<Tensor> inputs;
+      for (int i = 0; i < args.size(); ++i) {
+        auto t = args[i].try_cast<ffi::Tensor>();
+        if (!t.has_value()) {
+          throw Error("run: argument " + std::to_string(i) + " is a " + args[i].GetTypeKey() + ", not a tensor");
+        }
+        inputs.push_back(FromFfiTensor(*t, "run: argument " + std::to_string(i)));
+      }
+      ffi::Array<ffi::Tensor> out;
+      for (const Tensor& y : model_.Run(inputs)) out.push_back(ToFfiTensor(y));
+      return out;
+    } catch (const Error& e) {
+      TVM_FFI_THROW(RuntimeError) << e.what();
+    }
+  }
+
+  // The metadata as stored, plus what this process chose at load time.
+  ffi::String InfoJson() const {
+    ffi::Map<ffi::Any, ffi::Any> doc = ffi::json::Parse(model_.info().json).cast<ffi::Map<ffi::Any, ffi::Any>>();
+    doc.Set(ffi::String("threads"), static_cast<int64_t>(model_.threads()));
+    doc.Set(ffi::String("fp16"), model_.fp16());
+    return ffi::json::Stringify(doc);
+  }
+
+  Model model_;
+};
+
+ffi::Module ModelLoad(const ffi::String& path, int64_t threads, bool fp16) {
+  try {
+    if (threads < 0 || threads > 256) throw Error("threads must be between 1 and 256 (or 0 to detect), got " +
+                                                  std::to_string(threads));
+    Options options;
+    options.threads = static_cast<int>(threads);
+    options.fp16 = fp16;
+    return ffi::Module(ffi::make_object<ModelModuleObj>(Model::Load(std::string(path), options)));
+  } catch (const Error& e) {
+    TVM_FFI_THROW(RuntimeError) << e.what();
+  }
+}
+
+ffi::Tensor LoadImageFfi(const ffi::String& path, const ffi::String& info_json) {
+  try {
+    return ToFfiTensor(LoadImage(std::string(path), ParseMetadata(std::string(info_json), "load_image: metadata")));
+  } catch (const Error& e) {
+    TVM_FFI_THROW(RuntimeError) << e.what();
+  }
+}
+
+ffi::Map<ffi::String, ffi::String> Versions() {
+  return {{"sdk", SdkVersion()}, {"tvm", TvmVersion()}, {"ncnn", NcnnVersion()}};
+}
+
+}  // namespace
+}  // namespace tvm_ncnn
+
+TVM_FFI_STATIC_INIT_BLOCK() {
+  namespace refl = tvm::ffi::reflection;
+  refl::GlobalDef()
+      .def("tvm_ncnn.model_load", tvm_ncnn::ModelLoad)
+      .def("tvm_ncnn.load_image", tvm_ncnn::LoadImageFfi)
+      .def("tvm_ncnn.versions", tvm_ncnn::Versions)
+      .def("tvm_ncnn.detect_threads", []() { return static_cast<int64_t>(tvm_ncnn::DetectThreads()); });
+}

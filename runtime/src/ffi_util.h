@@ -1,0 +1,74 @@
+// Glue between tvm_ncnn::Tensor / Error and tvm-ffi, shared by model.cc and ffi_api.cc (not public API).
+#pragma once
+
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/dtype.h>
+#include <tvm/ffi/error.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tvm_ncnn/runtime.h"
+
+namespace tvm_ncnn {
+
+// One line for an ffi::Error: its kind and message without the traceback (our messages are one line).
+inline std::string FfiErrorLine(const tvm::ffi::Error& e) {
+  std::string s = e.kind() + ": " + e.message();
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+// 64-byte aligned CPU memory for tensors handed to TVM code (its kernels may assume alignment).
+struct AlignedCpuAlloc {
+  void AllocData(DLTensor* t) {
+    size_t n = (tvm::ffi::GetDataSize(*t) + 63) / 64 * 64;
+    t->data = std::aligned_alloc(64, n == 0 ? 64 : n);
+    if (t->data == nullptr) throw Error("out of memory allocating a tensor of " + std::to_string(n) + " bytes");
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+inline DLDataType ToDLDataType(const std::string& dtype) {
+  DTypeSize(dtype);  // throws for dtypes this runtime does not handle
+  return tvm::ffi::StringToDLDataType(dtype);
+}
+
+inline std::string DTypeName(DLDataType dt) {
+  return std::string(tvm::ffi::DLDataTypeToString(dt));
+}
+
+inline tvm::ffi::Tensor NewFfiTensor(const std::vector<int64_t>& shape, const std::string& dtype) {
+  return tvm::ffi::Tensor::FromNDAlloc(AlignedCpuAlloc(), tvm::ffi::ShapeView(shape.data(), shape.size()),
+                                       ToDLDataType(dtype), DLDevice{kDLCPU, 0});
+}
+
+// Owned copy of a CPU tensor; `what` names it in errors ("output 0").
+inline Tensor FromFfiTensor(const tvm::ffi::Tensor& t, const std::string& what) {
+  if (t.device().device_type != kDLCPU) throw Error(what + " is not on the CPU");
+  if (!t.IsContiguous()) throw Error(what + " is not contiguous");
+  const std::string dtype = DTypeName(t.dtype());
+  std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+  Tensor out;
+  try {
+    out = Tensor(shape, dtype);
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  if (!out.bytes.empty()) {
+    std::memcpy(out.bytes.data(), static_cast<const char*>(t.data_ptr()) + t.byte_offset(), out.bytes.size());
+  }
+  return out;
+}
+
+inline tvm::ffi::Tensor ToFfiTensor(const Tensor& t) {
+  tvm::ffi::Tensor out = NewFfiTensor(t.shape, t.dtype);
+  if (!t.bytes.empty()) std::memcpy(out.data_ptr(), t.bytes.data(), t.bytes.size());
+  return out;
+}
+
+}  // namespace tvm_ncnn
