@@ -219,6 +219,8 @@ def why_not(call) -> str | None:
 
 def bias_vector(bias, channels: int, channel_axis: int, rank: int) -> np.ndarray | None:
     """The per-channel vector of a constant that broadcasts only along `channel_axis`, else None."""
+    if not is_constant(bias):
+        return None
     value = constant_value(bias)
     if value.ndim > rank:
         return None

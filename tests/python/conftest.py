@@ -1,0 +1,65 @@
+"""Shared fixtures: the host build, exported models cached per session, and the references."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_APP = Path(os.environ.get("TVM_NCNN_DEPLOY_APP", ROOT / "build" / "host" / "deploy_app"))
+
+
+def max_rel_error(got: np.ndarray, ref: np.ndarray) -> float:
+    """max |got - ref| / max |ref|: the suite's tolerance is 1e-4."""
+    assert got.shape == ref.shape, f"shape {got.shape} != reference {ref.shape}"
+    return float(np.abs(got.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
+def onnxruntime_run(onnx_path: str, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def tvm_reference(onnx_path: str, x: np.ndarray) -> np.ndarray:
+    """The same model compiled by TVM alone, run in this process (no ncnn, no tvm-ncnn runtime)."""
+    import tvm
+    from tvm import relax
+
+    from tvm_ncnn.frontend import import_model
+
+    executable = tvm.compile(import_model(onnx_path).mod, target=tvm.target.Target({"kind": "llvm"}))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def run_deploy_app(model_so: str, input_path: str, *extra: str, check: bool = True):
+    proc = subprocess.run([str(DEPLOY_APP), model_so, input_path, *extra], capture_output=True, text=True,
+                          timeout=300)
+    if check:
+        assert proc.returncode == 0, f"deploy_app failed ({proc.returncode}): {proc.stderr}"
+    return proc
+
+
+def deploy_app_output(model_so: str, x: np.ndarray, tmp: Path) -> tuple[np.ndarray, dict]:
+    inp, out = tmp / "input.npy", tmp / "output.npy"
+    np.save(inp, x)
+    proc = run_deploy_app(model_so, str(inp), "--output", str(out), "--repeat", "2", "--json")
+    return np.load(out), json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def deploy_app() -> Path:
+    assert DEPLOY_APP.exists(), f"{DEPLOY_APP} is not built: run cmake --build build/host"
+    return DEPLOY_APP

@@ -1,0 +1,44 @@
+"""The .param/.bin writer: ncnn's text format, weights layout, and Split for blobs read twice."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from tvm_ncnn.ncnn_graph import NcnnGraph, shape_params
+
+
+def test_shape_params_map_outermost_to_c():
+    assert shape_params([8]) == {0: 8}
+    assert shape_params([4, 8]) == {1: 4, 0: 8}
+    assert shape_params([3, 4, 8]) == {2: 3, 1: 4, 0: 8}
+    assert shape_params([2, 3, 4, 8]) == {2: 2, 11: 3, 1: 4, 0: 8}
+
+
+def test_param_text_and_weights():
+    g = NcnnGraph()
+    x = g.add_input([3, 4, 4])
+    w = np.arange(2 * 3, dtype=np.float32).reshape(2, 3, 1, 1)
+    b = np.array([0.5, -1.0], dtype=np.float32)
+    y = g.add("Convolution", [x], {0: 2, 1: 1, 5: 1, 6: 6, 9: 3, 10: [0.0, 6.0]}, [(w, True), (b, False)])[0]
+    param, weights, outputs = g.serialize([y])
+    lines = param.splitlines()
+    assert lines[0] == "7767517" and lines[1] == "2 2"
+    assert lines[2].split()[:5] == ["Input", "input_0", "0", "1", x]
+    assert "-23310=2,0.0,6.0" in lines[3]
+    assert weights[:4] == struct.pack("<I", 0)  # storage flag before tagged weights
+    assert np.frombuffer(weights[4:], dtype="<f4").tolist() == w.reshape(-1).tolist() + b.tolist()
+    assert outputs == [y]
+
+
+def test_blob_read_twice_goes_through_split():
+    g = NcnnGraph()
+    x = g.add_input([4])
+    a = g.add("ReLU", [x])[0]
+    b = g.add("Sigmoid", [a])[0]
+    param, _, outputs = g.serialize([a, b])  # a feeds Sigmoid and is a region output
+    split = [line for line in param.splitlines() if line.startswith("Split")]
+    assert len(split) == 1 and split[0].split()[2:4] == ["1", "2"]
+    assert outputs[0] != a and outputs[0].startswith(a + "_")
+    assert param.splitlines()[1] == f"4 {4 + 1}"

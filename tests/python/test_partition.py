@@ -1,0 +1,82 @@
+"""Partitioning: whole regions, fallbacks to TVM with reasons, and the ncnn graph text."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import tvm
+from tvm import relax
+
+import tvm_ncnn
+from tvm_ncnn import zoo
+from tvm_ncnn.codegen import convert_region
+from tvm_ncnn.partition import partition, region_vars, report
+
+from conftest import max_rel_error, onnxruntime_run
+from nets import SplitByUnsupported
+
+
+def conv_chain(n_convs: int) -> tvm.IRModule:
+    """conv -> bias -> relu, n times: every op offloadable."""
+    rng = np.random.default_rng(0)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 16, 16), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = x
+            for _ in range(n_convs):
+                w = relax.const(rng.standard_normal((4, 4, 3, 3)).astype("float32"))
+                b = relax.const(rng.standard_normal((1, 4, 1, 1)).astype("float32"))
+                y = bb.emit(relax.op.nn.conv2d(y, w, padding=(1, 1)))
+                y = bb.emit(relax.op.add(y, b))
+                y = bb.emit(relax.op.nn.relu(y))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_offloadable_chain_is_one_region():
+    mod = partition(tvm_ncnn.import_model(conv_chain(6)).mod)
+    regions = region_vars(mod)
+    assert len(regions) == 1
+    placement = report(mod)
+    assert placement.regions == 1 and all(op.place == "ncnn:0" for op in placement.ops)
+    # conv + bias + relu fuse into one ncnn Convolution layer each
+    param = convert_region(mod[regions[0]]).param
+    assert param.count("Convolution") == 6 and "ReLU" not in param and "BinaryOp" not in param
+
+
+def test_relax_module_exports_and_matches_tvm(tmp_path):
+    mod = conv_chain(3)
+    x = np.random.default_rng(2).standard_normal((1, 4, 16, 16)).astype("float32")
+    ref_exec = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    ref = relax.VirtualMachine(ref_exec, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    tvm_ncnn.export(mod, tmp_path / "chain.so")
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "chain.so")(x), ref) <= 1e-4
+
+
+def test_unsupported_op_falls_back_to_tvm(tmp_path):
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "split.onnx"), (1, 3, 20, 20))
+    result = tvm_ncnn.export(onnx_path, tmp_path / "split.so")
+    placement = result.report
+    sin = [op for op in placement.ops if op.op == "relax.sin"]
+    assert sin and sin[0].place == "tvm" and "no ncnn layer" in sin[0].reason
+    assert placement.regions == 2
+    x = np.random.default_rng(3).standard_normal((1, 3, 20, 20)).astype("float32")
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "split.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_batch_above_one_stays_in_tvm(tmp_path):
+    torch.manual_seed(0)
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "b2.onnx"), (2, 3, 12, 12))
+    result = tvm_ncnn.export(onnx_path, tmp_path / "b2.so")
+    assert result.report.regions == 0
+    assert all("batch 2" in op.reason for op in result.report.ops if op.op == "relax.nn.conv2d")
+    x = np.random.default_rng(4).standard_normal((2, 3, 12, 12)).astype("float32")
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "b2.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_no_offload_exports_pure_tvm(tmp_path):
+    result = tvm_ncnn.export(conv_chain(2), tmp_path / "ref.so", offload=False)
+    assert result.report.regions == 0
+    assert tvm_ncnn.load(tmp_path / "ref.so").info["ncnn_regions"] == 0
