@@ -16,7 +16,8 @@ done
 step() { printf '\n== %s\n' "$*"; }
 
 # --- system packages ---------------------------------------------------------------------------------
-APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv time)
+# g++-aarch64-linux-gnu, qemu-user: the aarch64 (Raspberry Pi) cross build and its tests (cmake/build_aarch64.sh)
+APT_PACKAGES=(cmake ninja-build ccache g++ python3-venv time g++-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
