@@ -115,6 +115,39 @@ foreach(_f "${TVM_NCNN_TVM_LIB_DIR}/libtvm_runtime.so" "${TVM_NCNN_TVM_FFI_LIB_D
   endif()
 endforeach()
 
+# The wheel libraries must be for the CPU we build for: a cross build pointed at the host's wheels (or
+# the reverse) would otherwise fail at link time with "file in wrong format".
+function(_tvm_ncnn_elf_machine file out)
+  file(READ "${file}" _hdr LIMIT 20 HEX)
+  set(_m "")
+  if(_hdr MATCHES "^7f454c46")  # \x7fELF; e_machine: little-endian u16 at byte 18
+    string(SUBSTRING "${_hdr}" 36 2 _lo)
+    string(SUBSTRING "${_hdr}" 38 2 _hi)
+    set(_m "${_hi}${_lo}")
+  endif()
+  set(${out} "${_m}" PARENT_SCOPE)
+endfunction()
+string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" _proc)
+set(_want "")
+if(_proc MATCHES "^(aarch64|arm64|armv8)")
+  set(_want "00b7" "aarch64")
+elseif(_proc MATCHES "^(x86_64|amd64)$")
+  set(_want "003e" "x86_64")
+endif()
+if(_want)
+  list(GET _want 0 _want_m)
+  list(GET _want 1 _want_name)
+  foreach(_lib "${TVM_NCNN_TVM_LIB_DIR}/libtvm_runtime.so" "${TVM_NCNN_TVM_FFI_LIB_DIR}/libtvm_ffi.so")
+    _tvm_ncnn_elf_machine("${_lib}" _m)
+    if(NOT _m STREQUAL _want_m)
+      message(FATAL_ERROR "tvm.cmake: ${_lib} is not an ${_want_name} library (ELF machine 0x${_m}), but "
+                          "this build is for ${CMAKE_SYSTEM_PROCESSOR}; pass -DTVM_NCNN_TVM_ROOT=<the unpacked "
+                          "${_want_name} apache-tvm / apache-tvm-ffi wheels> (cmake/build_aarch64.sh does it "
+                          "for aarch64)")
+    endif()
+  endforeach()
+endif()
+
 if(NOT TARGET tvm_ncnn::tvm_ffi)
   add_library(tvm_ncnn::tvm_ffi SHARED IMPORTED GLOBAL)
   set_target_properties(tvm_ncnn::tvm_ffi PROPERTIES
