@@ -14,7 +14,7 @@ import sys
 
 from conan import ConanFile
 from conan.tools.build import can_run, cross_building
-from conan.tools.cmake import CMake, cmake_layout
+from conan.tools.cmake import CMake, CMakeToolchain, cmake_layout
 
 # The SDK's export target for the arch the app runs on.
 _EXPORT_TARGET = {"x86_64": "host", "armv8": "aarch64"}
@@ -22,7 +22,7 @@ _EXPORT_TARGET = {"x86_64": "host", "armv8": "aarch64"}
 
 class TvmNcnnTestPackage(ConanFile):
     settings = "os", "arch", "compiler", "build_type"
-    generators = "CMakeDeps", "CMakeToolchain"
+    generators = "CMakeDeps"
     test_type = "explicit"
 
     def requirements(self):
@@ -30,6 +30,11 @@ class TvmNcnnTestPackage(ConanFile):
 
     def layout(self):
         cmake_layout(self)
+
+    def generate(self):
+        tc = CMakeToolchain(self)
+        tc.user_presets_path = False  # no CMakeUserPresets.json in the source folder
+        tc.generate()
 
     def _python(self):
         return self.conf.get("user.tvm_ncnn:python") or sys.executable

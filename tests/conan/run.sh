@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The Conan package of the C++ runtime, and the plain-CMake install, consumed like a real C++ app would.
+#
+#   bash tests/conan/run.sh        (tests/run.sh calls it; after cmake/bootstrap.sh, which makes .venv and
+#                                   build/host)
+#
+# 1. `conan create . -nr` with cmake/conan/host: builds the package when its sources changed (ccache makes
+#    that about a minute), then the test package (tests/conan/test_package) exports a tiny model.so with
+#    the SDK, runs it with the package and checks the output against numpy.
+# 2. The same for cmake/conan/armv8 (Raspberry Pi, aarch64-linux-gnu-g++), the app running under
+#    qemu-aarch64, when the cross compiler and qemu are installed. TVM_NCNN_CONAN_ARMV8=0 skips it.
+# 3. Plain CMake: `cmake --install build/host`, then the test package's CMakeLists.txt + main.cpp built
+#    against that prefix with find_package(tvm_ncnn) and run the same way.
+# Then old package revisions and build folders are dropped from the Conan cache (ccache keeps rebuilds
+# cheap). Logs: build/conan/*.log.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=build/conan
+mkdir -p "$OUT"
+
+say() { printf 'conan: %s\n' "$*"; }
+die() { printf 'conan: error: %s\n' "$*" >&2; exit 1; }
+
+PY=$ROOT/.venv/bin/python
+[ -x "$PY" ] || die "no .venv: run cmake/bootstrap.sh first"
+if [ -x .venv/bin/conan ]; then
+  CONAN=$ROOT/.venv/bin/conan
+elif command -v conan >/dev/null 2>&1; then
+  CONAN=$(command -v conan)
+else
+  die "conan is not installed: .venv/bin/pip install conan==2.34.0 (sdk_python/requirements-dev.txt pins it)"
+fi
+# Conan's helpers run with the Python that runs Conan; make sure it is the venv's (fetch_sdist.py, pip).
+export PATH="$ROOT/.venv/bin:$PATH"
+
+"$CONAN" profile path default >/dev/null 2>&1 || "$CONAN" profile detect >/dev/null 2>&1 \
+  || die "conan profile detect failed"
+
+passed=0
+failed=0
+# run NAME LOG CMD...: one check; on failure the log's tail is shown.
+run() {
+  local name=$1 log=$2
+  shift 2
+  local start=$SECONDS
+  if "$@" >"$log" 2>&1; then
+    passed=$((passed + 1))
+    say "ok   $name ($((SECONDS - start)) s)$(grep -h '^tiny_model: max abs error' "$log" | sed 's/^tiny_model:/,/' | tail -n 1)"
+  else
+    failed=$((failed + 1))
+    tail -n 40 "$log" >&2
+    say "FAIL $name ($((SECONDS - start)) s, log: $log)"
+  fi
+}
+
+create() {  # create PROFILE: the package for it (built only when missing) and its test package
+  "$CONAN" create . -nr -pr:h "cmake/conan/$1" -pr:b cmake/conan/host --build="missing:tvm_ncnn/*"
+}
+run "conan create (host)" "$OUT/create-host.log" create host
+
+if [ "${TVM_NCNN_CONAN_ARMV8:-1}" != 0 ]; then
+  if command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
+    run "conan create (armv8, run under qemu-aarch64)" "$OUT/create-armv8.log" create armv8
+  else
+    say "skip armv8: needs aarch64-linux-gnu-g++ and qemu-aarch64 (apt-get install g++-aarch64-linux-gnu qemu-user)"
+  fi
+fi
+
+plain_cmake() {  # the README example against `cmake --install build/host`, without Conan
+  local prefix=$ROOT/$OUT/install-host build=$OUT/plain-host
+  rm -rf "$prefix"
+  cmake --install build/host --prefix "$prefix"
+  cmake -S tests/conan/test_package -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix"
+  cmake --build "$build"
+  "$PY" tests/conan/test_package/tiny_model.py make "$build/model" --target host \
+        --runtime-lib "$prefix/lib/libtvm_ncnn_runtime.so"
+  "$build/hello_tvm_ncnn" "$build/model/model.so" "$build/model/input.npy" "$build/model/output.npy"
+  "$PY" tests/conan/test_package/tiny_model.py check "$build/model/output.npy" "$build/model/expected.npy"
+}
+if [ -f build/host/cmake_install.cmake ]; then
+  run "plain CMake find_package(tvm_ncnn) on cmake --install build/host" "$OUT/plain-host.log" plain_cmake
+else
+  say "skip the plain CMake check: no build/host (cmake/bootstrap.sh makes it)"
+fi
+
+# Keep the cache small: only the newest recipe revision, no build folders.
+"$CONAN" remove "tvm_ncnn/*#!latest" -c >/dev/null 2>&1 || true
+"$CONAN" cache clean "tvm_ncnn/*" --build --temp >/dev/null 2>&1 || true
+
+say "$passed passed, $failed failed"
+[ "$failed" = 0 ]
