@@ -14,7 +14,7 @@
 # Idempotent: when nothing changed it only asks ninja and returns in about a second.
 #
 # Environment: JOBS=<n> parallel compile jobs (default: ninja's), TVM_NCNN_AARCH64_BUILD_DIR (build/aarch64),
-# PYTHON (the Python whose pip downloads the wheels; default .venv/bin/python, else python3).
+# TVM_NCNN_PYTHON (the Python whose pip downloads the wheels; default .venv/bin/python, else python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,7 +43,7 @@ command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
 if [ ${#missing[@]} -gt 0 ]; then
   die "missing ${missing[*]}: install with 'apt-get install ${missing[*]}' (cmake/bootstrap.sh does)"
 fi
-PY=${PYTHON:-}
+PY=${TVM_NCNN_PYTHON:-}
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi

@@ -1,0 +1,287 @@
+"""The aarch64 (Raspberry Pi) deploy bundle under qemu-aarch64: models exported with --target rpi4/rpi5 run
+by the cross-built deploy_app on an emulated Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5) and agree with
+onnxruntime on the host; wrong-architecture and wrong-TVM-version models are refused with one clear line.
+
+Needs `bash cmake/build_aarch64.sh` first (tests/run.sh does it) and qemu-user. Set TVM_NCNN_SKIP_AARCH64=1
+to skip this file on a machine without the cross toolchain. qemu timings mean nothing: only results are
+compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tvm_ncnn
+from tvm_ncnn import zoo
+from tvm_ncnn.errors import ModelError
+from tvm_ncnn.targets import get_target
+
+from conftest import DEPLOY_APP, ROOT, max_rel_error, onnxruntime_run
+from nets import SplitByUnsupported
+
+TOLERANCE = 1e-4
+FP16_TOLERANCE = 2e-2
+SYSROOT = Path("/usr/aarch64-linux-gnu")
+BUILD = Path(os.environ.get("TVM_NCNN_AARCH64_BUILD_DIR", ROOT / "build" / "aarch64"))
+TARBALL = BUILD / "tvm-ncnn-aarch64.tar.gz"
+QEMU = shutil.which("qemu-aarch64")
+CPUS = {"rpi4": "cortex-a72", "rpi5": "cortex-a76"}
+# What a bare aarch64 system has: the bundle must bring everything else.
+BASE_LIBS = ["ld-linux-aarch64.so.1", "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1",
+             "libgcc_s.so.1", "libstdc++.so.6"]
+
+if os.environ.get("TVM_NCNN_SKIP_AARCH64") == "1":
+    pytest.skip("TVM_NCNN_SKIP_AARCH64=1", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory) -> Path:
+    """The deploy bundle as a user gets it: the tarball unpacked somewhere else."""
+    assert QEMU, "qemu-aarch64 is not installed: apt-get install qemu-user (cmake/bootstrap.sh does)"
+    assert TARBALL.exists(), f"{TARBALL} is not built: run bash cmake/build_aarch64.sh"
+    dest = tmp_path_factory.mktemp("pi")
+    with tarfile.open(TARBALL) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and Debian's 3.11.2 backport)
+            tar.extractall(dest, filter="data")
+        else:
+            tar.extractall(dest)
+    return dest / "tvm-ncnn-aarch64"
+
+
+@pytest.fixture(scope="session")
+def bare_sysroot(tmp_path_factory) -> Path:
+    """A root with only the base system libraries, for qemu's -L: the bundle's own libraries (libgomp,
+    TVM) must come from the bundle, not from the cross toolchain's sysroot."""
+    root = tmp_path_factory.mktemp("bare-sysroot")
+    (root / "lib").mkdir()
+    for name in BASE_LIBS:
+        src = SYSROOT / "lib" / name
+        assert src.exists(), f"{src} missing (Debian package libc6-arm64-cross / libstdc++6-arm64-cross)"
+        (root / "lib" / name).symlink_to(src.resolve())
+    return root
+
+
+def qemu_app(bundle: Path, sysroot: Path, cpu: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [QEMU, "-L", str(sysroot), "-cpu", cpu, str(bundle / "deploy_app"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def run_json(bundle, sysroot, cpu, model_so, input_path, tmp: Path, *extra: str):
+    """deploy_app --json under qemu; returns (first output, report)."""
+    out = tmp / f"out-{cpu}-{len(list(tmp.iterdir()))}.npy"
+    proc = qemu_app(bundle, sysroot, cpu, model_so, input_path, "--output", out, "--json", "--repeat", "1", *extra)
+    assert proc.returncode == 0, f"aarch64 deploy_app ({cpu}) failed: {proc.stderr}"
+    return np.load(out), json.loads(proc.stdout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1, f"exit {proc.returncode}: {proc.stdout} {proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("deploy_app: error: "), lines[0]
+    return lines[0]
+
+
+# ---- models, exported once per session
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """name -> dict(onnx, so paths per target, input .npy, onnxruntime reference)."""
+    work = tmp_path_factory.mktemp("aarch64-models")
+    rng = np.random.default_rng(7)
+    out = {}
+
+    # Pretrained EfficientNet-Lite0 with labels and its preprocessing (the photo test uses it too).
+    spec = zoo.MODELS["efficientnet-lite0"]
+    onnx_path = zoo.to_onnx(zoo.torch_model("efficientnet-lite0"), str(work / "effnet.onnx"), (1, 3, 224, 224))
+    labels = work / "labels.txt"
+    labels.write_text("\n".join(zoo.imagenet_labels()) + "\n")
+    pre = tvm_ncnn.Preprocess(mean=spec.mean, std=spec.std)
+    effnet = {"onnx": onnx_path}
+    for target in ("rpi4", "host"):
+        effnet[target] = str(work / f"effnet-{target}.so")
+        tvm_ncnn.export(onnx_path, effnet[target], target=target, labels=str(labels), preprocess=pre)
+    out["efficientnet-lite0"] = effnet
+
+    # A small CNN with an op ncnn does not get (sin): two ncnn regions and TVM code compiled for each CPU.
+    torch.manual_seed(0)
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(work / "split.onnx"), (1, 3, 32, 32))
+    split = {"onnx": onnx_path}
+    for target in ("rpi4", "rpi5", "aarch64"):
+        split[target] = str(work / f"split-{target}.so")
+        result = tvm_ncnn.export(onnx_path, split[target], target=target)
+        assert result.report.regions == 2
+    out["split"] = split
+
+    for name, shape in (("efficientnet-lite0", (1, 3, 224, 224)), ("split", (1, 3, 32, 32))):
+        x = rng.standard_normal(shape).astype(np.float32)
+        out[name]["input"] = str(work / f"{name}-input.npy")
+        np.save(out[name]["input"], x)
+        out[name]["ref"] = onnxruntime_run(out[name]["onnx"], x)
+    return out
+
+
+# ---- the bundle
+
+
+def test_bundle_is_self_contained_and_small(bundle):
+    files = sorted(p.name for p in bundle.iterdir() if p.is_file())
+    for name in ("deploy_app", "libtvm_ncnn_runtime.so", "libtvm_runtime.so", "libtvm_ffi.so", "libgomp.so.1",
+                 "README.txt"):
+        assert name in files, f"{name} missing from the bundle: {files}"
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert size < 10 * 2**20, f"bundle is {size / 2**20:.1f} MB"
+    readme = (bundle / "README.txt").read_text()
+    assert "./deploy_app model.so" in readme and "glibc >= 2." in readme
+    for name in ("deploy_app", "libtvm_ncnn_runtime.so", "libtvm_runtime.so", "libtvm_ffi.so", "libgomp.so.1"):
+        header = (bundle / name).read_bytes()[:20]
+        assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, f"{name} not aarch64"
+    objdump = shutil.which("aarch64-linux-gnu-objdump")
+    if objdump:
+        for name in ("deploy_app", "libtvm_ncnn_runtime.so"):
+            headers = subprocess.run([objdump, "-h", str(bundle / name)], capture_output=True, text=True).stdout
+            assert ".symtab" not in headers and ".debug" not in headers, f"{name} is not stripped"
+
+
+def test_help_runs_on_a_bare_system(bundle, bare_sysroot):
+    proc = qemu_app(bundle, bare_sysroot, "cortex-a72", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: deploy_app" in proc.stdout
+
+
+# ---- results against onnxruntime
+
+
+@pytest.mark.parametrize("name,target,cpu", [
+    ("efficientnet-lite0", "rpi4", "cortex-a72"),
+    ("efficientnet-lite0", "rpi4", "cortex-a76"),   # an rpi4 model runs on a Pi 5 too
+    ("split", "rpi4", "cortex-a72"),
+    ("split", "rpi5", "cortex-a76"),
+    ("split", "aarch64", "cortex-a72"),             # generic armv8-a
+])
+def test_matches_onnxruntime(name, target, cpu, models, bundle, bare_sysroot, tmp_path):
+    m = models[name]
+    got, report = run_json(bundle, bare_sysroot, cpu, m[target], m["input"], tmp_path)
+    err = max_rel_error(got, m["ref"])
+    assert err <= TOLERANCE, f"{name} ({target} on {cpu}): max abs error {err:.2e} x max|ref|"
+    assert report["target"] == target and report["triple"] == "aarch64-linux-gnu"
+    assert report["fp16"] is False
+
+
+def test_photo_top5_matches_onnxruntime(models, bundle, bare_sysroot, tmp_path):
+    """deploy_app decodes and preprocesses the photo on aarch64; its top-5 equals onnxruntime's on the
+    same photo preprocessed by the host runtime. (One CPU: decoding and resizing use no armv8.2 code.)"""
+    cpu = "cortex-a72"
+    m = models["efficientnet-lite0"]
+    x = tvm_ncnn.load(m["host"]).load_image(zoo.sample_image())
+    ref = onnxruntime_run(m["onnx"], x)[0]
+    ref_top5 = [int(i) for i in np.argsort(-ref)[:5]]
+    photo = tmp_path / "grace_hopper.jpg"
+    shutil.copy(zoo.sample_image(), photo)
+    proc = qemu_app(bundle, bare_sysroot, cpu, m["rpi4"], photo, "--json", "--repeat", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [entry["index"] for entry in report["topk"]] == ref_top5
+    assert report["topk"][0]["label"] == zoo.imagenet_labels()[ref_top5[0]]
+
+
+# ---- threads and fp16 (on the small model: the options' effect, not the accuracy, is under test here)
+
+
+def test_threads_default_to_detected_cores_and_override(models, bundle, bare_sysroot, tmp_path):
+    m = models["split"]
+    base, report = run_json(bundle, bare_sysroot, "cortex-a72", m["rpi4"], m["input"], tmp_path)
+    # Under qemu-user ncnn looks at this machine's cores (frequency tiers decide which are big).
+    assert 1 <= report["threads"] <= os.cpu_count()
+    want = 3 if report["threads"] != 3 else 2
+    got, report = run_json(bundle, bare_sysroot, "cortex-a72", m["rpi4"], m["input"], tmp_path,
+                           "--threads", str(want))
+    assert report["threads"] == want
+    assert max_rel_error(got, m["ref"]) <= TOLERANCE
+    assert max_rel_error(got, base) <= TOLERANCE
+
+
+def test_fp16_is_off_by_default_and_on_with_the_flag(models, bundle, bare_sysroot, tmp_path):
+    """Pi 5 (Cortex-A76, armv8.2 fp16): --fp16 runs ncnn's fp16 kernels, so the result moves off fp32 by
+    fp16 rounding and stays close. Pi 4 (Cortex-A72) has no fp16 arithmetic: --fp16 changes nothing."""
+    m = models["split"]
+    for cpu in ("cortex-a76", "cortex-a72"):
+        fp32, report = run_json(bundle, bare_sysroot, cpu, m["rpi4"], m["input"], tmp_path)
+        assert report["fp16"] is False
+        assert max_rel_error(fp32, m["ref"]) <= TOLERANCE
+        fp16, report = run_json(bundle, bare_sysroot, cpu, m["rpi4"], m["input"], tmp_path, "--fp16")
+        assert report["fp16"] is True
+        if cpu == "cortex-a76":
+            assert max_rel_error(fp16, fp32) > 0, "--fp16 changed nothing: ncnn's fp16 kernels did not run"
+            err = max_rel_error(fp16, m["ref"])
+            assert err <= FP16_TOLERANCE, f"fp16 result is off by {err:.2e} x max|ref|"
+        else:
+            assert np.array_equal(fp16, fp32), "--fp16 changed the result on a CPU without fp16 arithmetic"
+
+
+# ---- refusals: one line, exit 1
+
+
+def test_aarch64_model_on_x86_deploy_app_is_refused(models):
+    if not DEPLOY_APP.exists():
+        pytest.skip(f"{DEPLOY_APP} not built")
+    m = models["split"]
+    proc = subprocess.run([str(DEPLOY_APP), m["rpi4"], m["input"]], capture_output=True, text=True, timeout=60)
+    line = one_error_line(proc)
+    assert "built for aarch64" in line and "this machine is x86_64" in line, line
+
+
+def test_x86_model_on_aarch64_deploy_app_is_refused(models, bundle, bare_sysroot):
+    m = models["efficientnet-lite0"]
+    line = one_error_line(qemu_app(bundle, bare_sysroot, "cortex-a72", m["host"], m["input"]))
+    assert "built for x86_64" in line and "this machine is aarch64" in line, line
+
+
+def test_other_tvm_version_is_refused_on_aarch64(models, bundle, bare_sysroot, tmp_path):
+    """A model.so whose metadata claims another TVM version: the aarch64 runtime names both versions."""
+    import tvm
+
+    ours = tvm.__version__
+    theirs = "9" + ours[1:]  # same length: the metadata's length prefix stays right
+    data = Path(models["split"]["rpi4"]).read_bytes()
+    needle = f'"tvm_version": "{ours}"'.encode()
+    assert data.count(needle) == 1, "metadata JSON not found in model.so"
+    patched = tmp_path / "other-tvm.so"
+    patched.write_bytes(data.replace(needle, f'"tvm_version": "{theirs}"'.encode()))
+    line = one_error_line(qemu_app(bundle, bare_sysroot, "cortex-a72", patched, models["split"]["input"]))
+    assert f"TVM {theirs}" in line and f"TVM {ours}" in line, line
+
+
+# ---- the export side
+
+
+def test_targets_compile_for_the_board_cpu():
+    for name, cpu in CPUS.items():
+        target = get_target(name, check_toolchain=False).tvm_target()
+        assert str(target.attrs["mtriple"]) == "aarch64-linux-gnu"
+        assert str(target.attrs["mcpu"]) == cpu
+    assert "mcpu" not in get_target("aarch64", check_toolchain=False).tvm_target().attrs
+
+
+def test_missing_cross_compiler_names_the_package(models, tmp_path, monkeypatch):
+    onnx_path = models["split"]["onnx"]
+    monkeypatch.setenv("PATH", str(tmp_path))   # no aarch64-linux-gnu-g++ on it
+    with pytest.raises(ModelError, match="g\\+\\+-aarch64-linux-gnu"):
+        tvm_ncnn.export(onnx_path, tmp_path / "model.so", target="rpi4")
+    assert not (tmp_path / "model.so").exists()
+    cli = ROOT / ".venv" / "bin" / "tvm-ncnn"
+    if cli.exists():
+        proc = subprocess.run([str(cli), "export", onnx_path, "-o", str(tmp_path / "model.so"), "--target", "rpi5"],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(tmp_path)})
+        assert proc.returncode != 0
+        assert "g++-aarch64-linux-gnu" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
