@@ -23,7 +23,12 @@ Where the inputs come from (nothing from a Conan remote):
                                layout), fetched once with pip when missing
       user.tvm_ncnn:python     a Python with the apache-tvm wheel installed (native builds only; default:
                                the Python running Conan)
-Static linking is not offered: see _STATIC_NOTE.
+Options: shared (default True): libtvm_ncnn_runtime.so. shared=False: libtvm_ncnn_runtime.a with ncnn's
+objects inside, linked --whole-archive (the ffi registrations of the `ncnn` and `tvm_ncnn_meta` module
+loaders are static initializers in objects nothing references by name; a plain link would drop them and
+model.so would not load); libtvm_runtime.so and libtvm_ffi.so stay shared (the wheels have nothing else),
+and ncnn's symbols become part of the app (the .so hides them), so an app with its own ncnn must use the
+shared runtime. fPIC (static only, default True).
 """
 import glob
 import json
@@ -42,14 +47,6 @@ from conan.tools.files import copy, load
 
 required_conan_version = ">=2.0"
 
-_STATIC_NOTE = (
-    "libtvm_ncnn_runtime is shared only. A static archive would lose the ffi registrations: the `ncnn` and "
-    "`tvm_ncnn_meta` module loaders are registered by static initializers in object files nothing references "
-    "(model.so names them only at load time), so every app would have to link the archive --whole-archive, "
-    "which Conan's generators cannot express; libtvm_runtime.so and libtvm_ffi.so exist only as shared "
-    "libraries in the wheels, so an app ships .so files anyway; and the static ncnn inside would export its "
-    "symbols into the app (the shared library hides them), clashing with any other ncnn there.")
-
 # Wheel platform tags / build_aarch64.sh folder names per Conan arch.
 _WHEEL_ARCH = {"x86_64": "x86_64", "armv8": "aarch64"}
 _ELF_MACHINE = {"x86_64": 62, "armv8": 183}  # EM_X86_64, EM_AARCH64
@@ -63,8 +60,10 @@ class TvmNcnnConan(ConanFile):
     # texts are in licenses/. (tvm-ncnn itself declares no license yet.)
     license = "Apache-2.0", "BSD-3-Clause"
     topics = ("tvm", "ncnn", "inference", "raspberry-pi")
-    package_type = "shared-library"
+    package_type = "library"
     settings = "os", "arch", "compiler", "build_type"
+    options = {"shared": [True, False], "fPIC": [True, False]}
+    default_options = {"shared": True, "fPIC": True}
     test_package_folder = "tests/conan/test_package"
     # The SDK's pins: the package carries exactly the TVM runtime the SDK exports model.so files with.
     exports = "sdk_python/requirements-dev.txt"
@@ -132,6 +131,10 @@ class TvmNcnnConan(ConanFile):
         if libcxx and libcxx != "libstdc++11":
             raise ConanInvalidConfiguration("tvm_ncnn: needs compiler.libcxx=libstdc++11 (the TVM wheels use "
                                             "the C++11 ABI of libstdc++)")
+
+    def configure(self):
+        if self.options.shared:
+            self.options.rm_safe("fPIC")
 
     def package_id(self):
         # Always compiled as C++17 (CMakeLists.txt), whatever the consumer's cppstd.
@@ -241,6 +244,7 @@ class TvmNcnnConan(ConanFile):
         version, _ = self._ncnn_pin(os.path.join(self.source_folder, "cmake"))
         cv = tc.cache_variables
         cv["TVM_NCNN_BUILD_TESTS"] = False
+        cv["TVM_NCNN_SHARED"] = bool(self.options.shared)
         cv["TVM_NCNN_INSTALL"] = True
         cv["NCNN_SDIST"] = os.path.join(self.source_folder, "_downloads", f"ncnn-{version}.tar.gz")
         cv["TVM_NCNN_DOWNLOAD_DIR"] = os.path.join(self.build_folder, "_downloads")
@@ -289,11 +293,24 @@ class TvmNcnnConan(ConanFile):
 
         rt = self.cpp_info.components["runtime"]
         rt.set_property("cmake_target_name", "tvm_ncnn::runtime")
-        rt.libs = ["tvm_ncnn_runtime"]
         # libtvm_runtime.so is linked too: the linker then resolves libtvm_ncnn_runtime.so's dependency
         # on it from the command line (a cross linker does not follow the library's $ORIGIN RUNPATH).
         rt.requires = ["tvm_ffi", "tvm_runtime"]
         rt.defines = ["_GLIBCXX_USE_CXX11_ABI=1"]
-        # Threads (the public API serializes Run calls; ncnn's and TVM's thread pools). OpenMP (libgomp,
-        # ncnn's threading) is a dependency of the shared library itself: nothing to add to apps.
+        # Threads: the public API serializes Run calls; ncnn's and TVM's thread pools.
         rt.system_libs = ["pthread", "dl", "m"]
+        if self.options.shared:
+            # OpenMP (libgomp, ncnn's threading) is a dependency of the .so itself.
+            rt.libs = ["tvm_ncnn_runtime"]
+        else:
+            # The archive whole (see the docstring), before the app's objects; libtvm_runtime.so kept
+            # even under --as-needed (nothing references it by name: the Relax VM registers itself);
+            # OpenMP for ncnn.
+            lib = os.path.join(self.package_folder, "lib")
+            rt.libs = []
+            whole = ["-Wl,--push-state,--whole-archive", os.path.join(lib, "libtvm_ncnn_runtime.a"),
+                     "-Wl,--pop-state", "-Wl,--push-state,--no-as-needed",
+                     os.path.join(lib, "libtvm_runtime.so"), "-Wl,--pop-state"]
+            rt.exelinkflags = whole
+            rt.sharedlinkflags = whole
+            rt.system_libs = ["gomp"] + rt.system_libs

@@ -6,7 +6,8 @@
 #
 # 1. `conan create . -nr` with cmake/conan/host: builds the package when its sources changed (ccache makes
 #    that about a minute), then the test package (tests/conan/test_package) exports a tiny model.so with
-#    the SDK, runs it with the package and checks the output against numpy.
+#    the SDK, runs it with the package and checks the output against numpy. Then the same with the
+#    static runtime (-o tvm_ncnn/*:shared=False).
 # 2. The same for cmake/conan/armv8 (Raspberry Pi, aarch64-linux-gnu-g++), the app running under
 #    qemu-aarch64, when the cross compiler and qemu are installed. TVM_NCNN_CONAN_ARMV8=0 skips it.
 # 3. Plain CMake: `cmake --install build/host`, then the test package's CMakeLists.txt + main.cpp built
@@ -54,10 +55,14 @@ run() {
   fi
 }
 
-create() {  # create PROFILE: the package for it (built only when missing) and its test package
-  "$CONAN" create . -nr -pr:h "cmake/conan/$1" -pr:b cmake/conan/host --build="missing:tvm_ncnn/*"
+create() {  # create PROFILE [ARGS]: the package for it (built only when missing) and its test package
+  local profile=$1
+  shift
+  "$CONAN" create . -nr -pr:h "cmake/conan/$profile" -pr:b cmake/conan/host --build="missing:tvm_ncnn/*" "$@"
 }
 run "conan create (host)" "$OUT/create-host.log" create host
+run "conan create (host, static: shared=False)" "$OUT/create-host-static.log" \
+    create host -o "tvm_ncnn/*:shared=False"
 
 if [ "${TVM_NCNN_CONAN_ARMV8:-1}" != 0 ]; then
   if command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then

@@ -56,10 +56,12 @@ class TvmNcnnTestPackage(ConanFile):
             self.output.warning(f"no SDK export target for arch {arch}: the test only builds")
             return
         args = [self._python(), self._script(), "make", self._model_dir(), "--target", target]
-        if not cross_building(self):
-            # Export with the package's own runtime library: one more check of the package.
-            libdir = self.dependencies["tvm_ncnn"].cpp_info.components["runtime"].libdirs[0]
-            args += ["--runtime-lib", os.path.join(libdir, "libtvm_ncnn_runtime.so")]
+        libdir = self.dependencies["tvm_ncnn"].cpp_info.components["runtime"].libdirs[0]
+        lib = os.path.join(libdir, "libtvm_ncnn_runtime.so")
+        if not cross_building(self) and os.path.isfile(lib):
+            # Export with the package's own runtime library: one more check of the package. (Otherwise
+            # the SDK uses the checkout's build/host, or $TVM_NCNN_RUNTIME_LIB.)
+            args += ["--runtime-lib", lib]
         self.run(shlex.join(args))
 
     def test(self):
