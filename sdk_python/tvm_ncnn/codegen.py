@@ -30,7 +30,8 @@ def _calls_in(func: relax.Function) -> list[relax.Call]:
 
 
 def convert_region(func: relax.Function) -> Region:
-    """Walk the region's bindings in order: composite definitions, then calls to them."""
+    """Walk the region's bindings in order: composite definitions, then calls to them. A value maps to one
+    blob, or to a list of blobs when it is a tuple (split)."""
     graph = NcnnGraph()
     blobs = {}
     for param in func.params:
@@ -45,13 +46,16 @@ def convert_region(func: relax.Function) -> Region:
                 composite = composites[value.op]
                 match = Match(_calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
                 blobs[binding.var] = CONVERTERS[match.root.op.name](graph, match)
+            elif isinstance(value, relax.TupleGetItem):
+                blobs[binding.var] = blobs[value.tuple_value][value.index]
+            elif isinstance(value, relax.Tuple):
+                blobs[binding.var] = [blobs[f] for f in value.fields]
             elif isinstance(value, relax.Var):
                 blobs[binding.var] = blobs[value]
             else:
                 raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
-    result = func.body.body
-    results = list(result.fields) if isinstance(result, relax.Tuple) else [result]
-    param, weights, outputs = graph.serialize([blobs[r] for r in results])
+    results = _flatten(func.body.body, blobs)
+    param, weights, outputs = graph.serialize([blob for blob, _ in results])
     return Region(
         symbol=str(func.attrs["global_symbol"]),
         param=param,
@@ -59,8 +63,18 @@ def convert_region(func: relax.Function) -> Region:
         inputs=[blobs[p] for p in func.params],
         input_shapes=[shape_of(p) for p in func.params],
         outputs=outputs,
-        output_shapes=[shape_of(r) for r in results],
+        output_shapes=[shape for _, shape in results],
     )
+
+
+def _flatten(expr, blobs) -> list[tuple[str, list[int]]]:
+    """(blob, shape) of every tensor a region returns, tuples flattened in order."""
+    if isinstance(expr, relax.Tuple):
+        return [item for field in expr.fields for item in _flatten(field, blobs)]
+    value = blobs[expr]
+    if isinstance(value, list):
+        return list(zip(value, (shape_of(f) for f in expr.ty.fields)))
+    return [(value, shape_of(expr))]
 
 
 def region_module(region: Region):

@@ -13,7 +13,8 @@ import numpy as np
 from tvm import relax
 
 from .ncnn_graph import NcnnGraph, shape_params
-from .patterns import BINARY_OPS, bias_vector, constant_value, is_constant, prim_value, shape_of
+from .patterns import (BINARY_OPS, RESHAPES, bias_vector, constant_value, interp_type, is_constant, prim_value,
+                       reduce_axes, shape_of, slice_ranges)
 
 
 @dataclass
@@ -55,8 +56,8 @@ def _fused_bias(m: Match, channels: int) -> np.ndarray | None:
     add = m.find("relax.add")
     if add is None:
         return None
-    out = shape_of(add)
-    return bias_vector(add.args[1], channels, 1, len(out))
+    bias = next(arg for arg in add.args if is_constant(arg))  # the pattern matches add either way round
+    return bias_vector(bias, channels, 1, len(shape_of(add)))
 
 
 # ---------------------------------------------------------------------------------------------- layers
@@ -105,16 +106,6 @@ def convert_pool2d(g: NcnnGraph, m: Match) -> str:
     return g.add("Pooling", [m.blob(pool.args[0])], params)[0]
 
 
-def convert_global_avg_pool(g: NcnnGraph, m: Match) -> str:
-    """mean over H, W or adaptive_avg_pool2d to 1x1. ncnn's global pooling yields a 1-D blob of channels."""
-    op = m.root
-    pooled = g.add("Pooling", [m.blob(op.args[0])], {0: 1, 4: 1})[0]
-    out_shape = shape_of(op)
-    if len(out_shape) == 2:
-        return pooled
-    return g.add("Reshape", [pooled], shape_params(out_shape[1:]))[0]
-
-
 def convert_binary(g: NcnnGraph, m: Match) -> str:
     op = m.root
     op_type = BINARY_OPS[op.op.name]
@@ -137,12 +128,154 @@ def _operand_blob(g: NcnnGraph, m: Match, expr, rank: int) -> str:
     return g.add_constant(value[0])
 
 
-def convert_relu(g: NcnnGraph, m: Match) -> str:
-    return g.add("ReLU", [m.blob(m.root.args[0])])[0]
+def convert_conv2d_transpose(g: NcnnGraph, m: Match) -> str:
+    deconv = m.root
+    a = deconv.attrs
+    weight = constant_value(deconv.args[1]).astype(np.float32)  # IOHW: (in, out / groups, kh, kw)
+    groups = int(a.groups)
+    in_c, out_g, kh, kw = weight.shape
+    # ncnn wants, per group, (out, in, kh, kw)
+    weight = weight.reshape(groups, in_c // groups, out_g, kh, kw).transpose(0, 2, 1, 3, 4)
+    out_c = out_g * groups
+    top, left, bottom, right = (int(p) for p in a.padding)
+    bias = _fused_bias(m, out_c)
+    params = {0: out_c, 1: kw, 11: kh, 2: int(a.dilation[1]), 12: int(a.dilation[0]),
+              3: int(a.strides[1]), 13: int(a.strides[0]), 4: left, 15: right, 14: top, 16: bottom,
+              18: int(a.output_padding[1]), 19: int(a.output_padding[0]),
+              5: int(bias is not None), 6: weight.size, **_fused_activation(m)}
+    weights = [(np.ascontiguousarray(weight), True)] + ([(bias, False)] if bias is not None else [])
+    if groups == 1:
+        return g.add("Deconvolution", [m.blob(deconv.args[0])], params, weights)[0]
+    params[7] = groups
+    return g.add("DeconvolutionDepthWise", [m.blob(deconv.args[0])], params, weights)[0]
 
 
-def convert_sigmoid(g: NcnnGraph, m: Match) -> str:
-    return g.add("Sigmoid", [m.blob(m.root.args[0])])[0]
+def convert_adaptive_avg_pool2d(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    out_h, out_w = shape_of(op)[2:]
+    if (out_h, out_w) == (1, 1):
+        return convert_reduce(g, m)
+    return g.add("Pooling", [m.blob(op.args[0])], {0: 1, 7: 1, 8: out_w, 18: out_h})[0]
+
+
+REDUCTIONS = {"relax.sum": 0, "relax.mean": 3, "relax.max": 4, "relax.nn.adaptive_avg_pool2d": 3}
+
+
+def convert_reduce(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    in_shape, out_shape = shape_of(op.args[0]), shape_of(op)
+    axes = [2, 3] if op.op.name == "relax.nn.adaptive_avg_pool2d" else reduce_axes(op)
+    if len(in_shape) == 4 and axes == [2, 3] and op.op.name != "relax.sum":
+        # global pooling is ncnn's fast path; it yields a 1-D blob of channels
+        pooled = g.add("Pooling", [m.blob(op.args[0])], {0: int(op.op.name != "relax.max"), 4: 1})[0]
+        if len(out_shape) == 2:
+            return pooled
+        return g.add("Reshape", [pooled], shape_params(out_shape[1:]))[0]
+    keepdims = len(out_shape) == len(in_shape)
+    # 5=1: axes are counted the modern way (the default means "param is too old")
+    params = {0: REDUCTIONS[op.op.name], 1: 0, 3: [a - 1 for a in axes], 4: int(keepdims), 5: 1}
+    return g.add("Reduction", [m.blob(op.args[0])], params)[0]
+
+
+def convert_concat(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    axis = int(op.attrs.axis) % len(shape_of(op)) - 1
+    return g.add("Concat", [m.blob(p) for p in op.args[0].fields], {0: axis})[0]
+
+
+def convert_split(g: NcnnGraph, m: Match) -> list[str]:
+    op = m.root
+    shape = shape_of(op.args[0])
+    axis = int(op.attrs.axis) % len(shape)
+    sections = op.attrs.indices_or_sections
+    if isinstance(sections, (int, np.integer)) or hasattr(sections, "value") and not hasattr(sections, "__len__"):
+        n = int(getattr(sections, "value", sections))
+        sizes = [shape[axis] // n] * n
+    else:
+        bounds = [0] + [min(int(i), shape[axis]) for i in sections] + [shape[axis]]
+        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    return g.add("Slice", [m.blob(op.args[0])], {0: sizes, 1: axis - 1}, n_tops=len(sizes))
+
+
+def convert_strided_slice(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    ranges = slice_ranges(op)
+    params = {9: [b for _, b, _ in ranges], 10: [e for _, _, e in ranges], 11: [a - 1 for a, _, _ in ranges]}
+    return g.add("Crop", [m.blob(op.args[0])], params)[0]
+
+
+# ncnn's Permute order types, keyed by the output's axes innermost first, named as the input's
+PERMUTE_ORDERS = {
+    2: ["wh", "hw"],
+    3: ["whc", "hwc", "wch", "cwh", "hcw", "chw"],
+    4: ["whdc", "hwdc", "wdhc", "dwhc", "hdwc", "dhwc", "whcd", "hwcd", "wchd", "cwhd", "hcwd", "chwd",
+        "wdch", "dwch", "wcdh", "cwdh", "dcwh", "cdwh", "hdcw", "dhcw", "hcdw", "chdw", "dchw", "cdhw"],
+}
+AXIS_NAMES = {2: "hw", 3: "chw", 4: "cdhw"}
+
+
+def convert_permute(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    perm = [int(a) - 1 for a in op.attrs.axes][1:]
+    if perm == sorted(perm):
+        return g.add("Noop", [m.blob(op.args[0])])[0]
+    names = AXIS_NAMES[len(perm)]
+    order = "".join(names[p] for p in reversed(perm))
+    return g.add("Permute", [m.blob(op.args[0])], {0: PERMUTE_ORDERS[len(perm)].index(order)})[0]
+
+
+PAD_TYPES = {"constant": 0, "edge": 1, "reflect": 2}
+
+
+def convert_pad(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    a = op.attrs
+    pads = [int(p) for p in a.pad_width]  # (before, after) per axis
+    before, after = pads[0::2], pads[1::2]
+    params = {0: before[-2], 1: after[-2], 2: before[-1], 3: after[-1], 4: PAD_TYPES[a.pad_mode],
+              5: float(a.pad_value)}
+    if len(before) == 4:
+        params.update({7: before[1], 8: after[1]})
+    return g.add("Padding", [m.blob(op.args[0])], params)[0]
+
+
+def convert_prelu(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    slope = constant_value(op.args[1]).astype(np.float32).reshape(-1)
+    return g.add("PReLU", [m.blob(op.args[0])], {0: slope.size}, [(slope, False)])[0]
+
+
+def convert_resize2d(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    resize_type, align_corner = interp_type(op)
+    out_h, out_w = shape_of(op)[2:]
+    return g.add("Interp", [m.blob(op.args[0])], {0: resize_type, 3: out_h, 4: out_w, 6: align_corner})[0]
+
+
+def convert_layer_norm(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    gamma = constant_value(op.args[1]).astype(np.float32).reshape(-1)
+    beta = constant_value(op.args[2]).astype(np.float32).reshape(-1)
+    params = {0: gamma.size, 1: float(op.attrs.epsilon), 2: 1}
+    return g.add("LayerNorm", [m.blob(op.args[0])], params, [(gamma, False), (beta, False)])[0]
+
+
+UNARY_LAYERS = {
+    "relax.nn.relu": ("ReLU", {}),
+    "relax.sigmoid": ("Sigmoid", {}),
+    "relax.tanh": ("TanH", {}),
+    "relax.nn.silu": ("Swish", {}),
+    "relax.nn.gelu": ("GELU", {}),
+    "relax.nn.gelu_tanh": ("GELU", {0: 1}),  # ncnn's fast GELU is the tanh approximation
+}
+
+
+def convert_unary(g: NcnnGraph, m: Match) -> str:
+    op = m.root
+    if op.op.name == "relax.nn.leakyrelu":
+        return g.add("ReLU", [m.blob(op.args[0])], {0: float(op.attrs.alpha)})[0]
+    layer, params = UNARY_LAYERS[op.op.name]
+    return g.add(layer, [m.blob(op.args[0])], params)[0]
 
 
 def convert_clip(g: NcnnGraph, m: Match) -> str:
@@ -168,15 +301,24 @@ def convert_reshape(g: NcnnGraph, m: Match) -> str:
 
 CONVERTERS = {
     "relax.nn.conv2d": convert_conv2d,
+    "relax.nn.conv2d_transpose": convert_conv2d_transpose,
     "relax.matmul": convert_dense,
     "relax.nn.max_pool2d": convert_pool2d,
     "relax.nn.avg_pool2d": convert_pool2d,
-    "relax.nn.adaptive_avg_pool2d": convert_global_avg_pool,
-    "relax.mean": convert_global_avg_pool,
-    "relax.nn.relu": convert_relu,
-    "relax.sigmoid": convert_sigmoid,
+    "relax.nn.adaptive_avg_pool2d": convert_adaptive_avg_pool2d,
     "relax.clip": convert_clip,
     "relax.nn.softmax": convert_softmax,
-    "relax.reshape": convert_reshape,
+    "relax.concat": convert_concat,
+    "relax.split": convert_split,
+    "relax.strided_slice": convert_strided_slice,
+    "relax.permute_dims": convert_permute,
+    "relax.nn.pad": convert_pad,
+    "relax.nn.prelu": convert_prelu,
+    "relax.image.resize2d": convert_resize2d,
+    "relax.nn.layer_norm": convert_layer_norm,
+    "relax.nn.leakyrelu": convert_unary,
+    **{name: convert_unary for name in UNARY_LAYERS},
+    **{name: convert_reduce for name in REDUCTIONS if name != "relax.nn.adaptive_avg_pool2d"},
+    **{name: convert_reshape for name in RESHAPES},
     **{name: convert_binary for name in BINARY_OPS},
 }

@@ -220,6 +220,7 @@ def _finish(mod: tvm.IRModule, source: str) -> Imported:
         relax.transform.DecomposeOpsForInference(),  # batch_norm in eval mode -> arithmetic
         relax.transform.FoldConstant(),
         relax.transform.CanonicalizeBindings(),
+        relax.transform.DeadCodeElimination(["main"]),  # torch.export leaves unused batch_norm statistics
     ])(mod)
     main = mod["main"]
     inputs = []

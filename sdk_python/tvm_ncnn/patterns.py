@@ -129,21 +129,177 @@ def pool_output_hw(call, ceil: bool) -> list[int]:
     return out
 
 
-def why_not_adaptive_avg_pool2d(call) -> str | None:
+def why_not_conv2d_transpose(call) -> str | None:
+    a = call.attrs
+    if a.data_layout != "NCHW" or a.kernel_layout != "IOHW" or a.out_layout != "NCHW":
+        return f"layout {a.data_layout}/{a.kernel_layout}, ncnn converts NCHW/IOHW"
+    if not _is_float32_or_default(a.out_dtype):
+        return f"out_dtype {a.out_dtype}"
+    if not is_constant(call.args[1]):
+        return "weight is not a constant"
+    return why_not_io(call)
+
+
+def why_not_adaptive_pool(call) -> str | None:
     a = call.attrs
     if a.layout != "NCHW":
         return f"layout {a.layout}"
-    if a.output_size is None or [int(v) for v in a.output_size] != [1, 1]:
-        return "adaptive pooling to a size other than 1x1"
     return why_not_io(call)
 
 
-def why_not_mean(call) -> str | None:
+def why_not_reduce(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    rank = len(shape_of(call.args[0]))
+    axes = reduce_axes(call)
+    if 0 in axes:
+        return "reduction over the batch axis"
+    if rank > MAX_RANK:
+        return f"rank {rank}"
+    return None
+
+
+def reduce_axes(call) -> list[int]:
+    rank = len(shape_of(call.args[0]))
+    if call.attrs.axis is None:
+        return list(range(rank))
+    return sorted(int(v) % rank for v in call.attrs.axis)
+
+
+def why_not_concat(call) -> str | None:
+    parts = call.args[0]
+    if not isinstance(parts, relax.Tuple) or any(is_constant(p) for p in parts.fields):
+        return "inputs are not all tensors computed by the model"
+    for i, part in enumerate(parts.fields):
+        reason = why_not_tensor(part, f"input {i}")
+        if reason:
+            return reason
+    reason = why_not_tensor(call, "output")
+    if reason:
+        return reason
+    if int(call.attrs.axis) % len(shape_of(call)) == 0:
+        return "along the batch axis"
+    return None
+
+
+def why_not_split(call) -> str | None:
+    reason = why_not_tensor(call.args[0], "input")
+    if reason:
+        return reason
+    if int(call.attrs.axis) % len(shape_of(call.args[0])) == 0:
+        return "along the batch axis"
+    return None
+
+
+def why_not_strided_slice(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    if len(call.args) > 4 and any(int(s) != 1 for s in call.args[4]):
+        return "strided slice with a step other than 1"
+    if any(a == 0 for a, _, _ in slice_ranges(call)):
+        return "slice along the batch axis"
+    return None
+
+
+def slice_ranges(call) -> list[tuple[int, int, int]]:
+    """(axis, begin, end) for each sliced axis, clamped to the input's shape."""
     shape = shape_of(call.args[0])
-    axes = sorted(int(v) % len(shape) for v in call.attrs.axis) if shape and call.attrs.axis else None
-    if shape is None or len(shape) != 4 or axes != [2, 3]:
-        return "mean over axes other than H, W of an NCHW tensor"
-    return why_not_io(call)
+    ranges = []
+    for axis, begin, end in zip(call.args[1], call.args[2], call.args[3]):
+        axis = int(axis) % len(shape)
+        size = shape[axis]
+        begin, end = int(begin), int(end)
+        begin = min(max(begin + size if begin < 0 else begin, 0), size)
+        end = min(max(end + size if end < 0 else end, 0), size)
+        ranges.append((axis, begin, end))
+    return ranges
+
+
+def why_not_permute(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    axes = [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else None
+    if axes is None or axes[0] != 0:
+        return "permutation moves the batch axis"
+    if len(axes) > 5:
+        return f"rank {len(axes)}"
+    return None
+
+
+def why_not_pad(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    a = call.attrs
+    pads = [int(p) for p in a.pad_width]  # (before, after) per axis
+    rank = len(shape_of(call.args[0]))
+    if a.pad_mode not in ("constant", "edge", "reflect"):
+        return f"pad mode {a.pad_mode}"
+    if any(p < 0 for p in pads):
+        return "negative padding (cropping)"
+    if pads[0] or pads[1]:
+        return "padding the batch axis"
+    if rank not in (3, 4) or (rank == 4 and a.pad_mode != "constant" and (pads[2] or pads[3])):
+        return "padding ncnn's Padding layer cannot express"
+    return None
+
+
+def why_not_prelu(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    if not is_constant(call.args[1]):
+        return "slope is not a constant"
+    channels = shape_of(call.args[0])[1] if len(shape_of(call.args[0])) > 1 else 1
+    if int(call.attrs.axis) % len(shape_of(call.args[0])) != 1 or constant_value(call.args[1]).size not in (1, channels):
+        return "slope not per channel"
+    return None
+
+
+def why_not_resize2d(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    a = call.attrs
+    if a.layout != "NCHW":
+        return f"layout {a.layout}"
+    if interp_type(call) is None:
+        return f"resize {a.method} with coordinates {a.coordinate_transformation_mode}"
+    return None
+
+
+def interp_type(call) -> tuple[int, int] | None:
+    """ncnn Interp (resize_type, align_corner) computing what TVM's resize2d computes, or None."""
+    a = call.attrs
+    mode = str(a.coordinate_transformation_mode)
+    if a.method == "nearest_neighbor" and mode == "asymmetric" and str(a.rounding_method) in ("floor", ""):
+        return (1, 0)
+    if a.method == "linear" and mode in ("half_pixel", "pytorch_half_pixel"):
+        return (2, 0)
+    if a.method == "linear" and mode == "align_corners":
+        return (2, 1)
+    if a.method == "cubic" and float(a.cubic_alpha) == -0.75 and not int(a.cubic_exclude):
+        if mode in ("half_pixel", "pytorch_half_pixel"):
+            return (3, 0)
+        if mode == "align_corners":
+            return (3, 1)
+    return None
+
+
+def why_not_layer_norm(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    rank = len(shape_of(call.args[0]))
+    axes = sorted(int(a) % rank for a in call.attrs.axes)
+    if axes not in ([rank - 1], [rank - 2, rank - 1]) or (len(axes) == 2 and rank < 3):
+        return "layer_norm over axes other than the last one or two"
+    if not (is_constant(call.args[1]) and is_constant(call.args[2])):
+        return "gamma/beta are not constants"
+    return None
 
 
 BINARY_OPS = {"relax.add": 0, "relax.subtract": 1, "relax.multiply": 2, "relax.divide": 3}
@@ -193,18 +349,32 @@ def why_not_unary(call) -> str | None:
     return why_not_io(call)
 
 
+RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten", "relax.nn.batch_flatten")
+UNARY_OPS = ("relax.nn.relu", "relax.sigmoid", "relax.tanh", "relax.nn.silu", "relax.nn.gelu",
+             "relax.nn.gelu_tanh", "relax.nn.leakyrelu")
+
 SUPPORT = {
     "relax.nn.conv2d": why_not_conv2d,
+    "relax.nn.conv2d_transpose": why_not_conv2d_transpose,
     "relax.matmul": why_not_matmul,
     "relax.nn.max_pool2d": why_not_pool2d,
     "relax.nn.avg_pool2d": why_not_pool2d,
-    "relax.nn.adaptive_avg_pool2d": why_not_adaptive_avg_pool2d,
-    "relax.mean": why_not_mean,
-    "relax.nn.relu": why_not_unary,
-    "relax.sigmoid": why_not_unary,
+    "relax.nn.adaptive_avg_pool2d": why_not_adaptive_pool,
+    "relax.mean": why_not_reduce,
+    "relax.sum": why_not_reduce,
+    "relax.max": why_not_reduce,
     "relax.clip": why_not_clip,
     "relax.nn.softmax": why_not_softmax,
-    "relax.reshape": why_not_reshape,
+    "relax.concat": why_not_concat,
+    "relax.split": why_not_split,
+    "relax.strided_slice": why_not_strided_slice,
+    "relax.permute_dims": why_not_permute,
+    "relax.nn.pad": why_not_pad,
+    "relax.nn.prelu": why_not_prelu,
+    "relax.image.resize2d": why_not_resize2d,
+    "relax.nn.layer_norm": why_not_layer_norm,
+    **{name: why_not_reshape for name in RESHAPES},
+    **{name: why_not_unary for name in UNARY_OPS},
     **{name: why_not_binary for name in BINARY_OPS},
 }
 
@@ -287,27 +457,24 @@ def _with_bias_and_activation(name: str, root_op: str, channel_axis: int):
     return sorted(entries, key=lambda e: -len(e[2]))
 
 
-def _single(name: str, op: str, arity: int):
-    args = [wildcard() for _ in range(arity)]
-    root = is_op(op)(*args)
-    return (f"{PREFIX}.{name}", root, {"root": root}, _check_calls("root"))
+# Arguments beyond the tensor (shapes, bounds, slopes); strided_slice takes its strides optionally
+EXTRA_ARGS = {"relax.clip": [2], "relax.reshape": [1], "relax.nn.prelu": [1], "relax.image.resize2d": [1],
+              "relax.nn.layer_norm": [2], "relax.strided_slice": [4, 3], **{op: [1] for op in BINARY_OPS}}
+
+
+def _single(op: str, extra: int):
+    root = is_op(op)(*[wildcard() for _ in range(1 + extra)])
+    suffix = op.removeprefix("relax.") + (f"_{extra}" if len(EXTRA_ARGS.get(op, [0])) > 1 else "")
+    return (f"{PREFIX}.{suffix}", root, {"root": root}, _check_calls("root"))
 
 
 def pattern_table():
-    return [
-        *_with_bias_and_activation("conv2d", "relax.nn.conv2d", channel_axis=1),
-        *_with_bias_and_activation("dense", "relax.matmul", channel_axis=1),
-        _single("max_pool2d", "relax.nn.max_pool2d", 1),
-        _single("avg_pool2d", "relax.nn.avg_pool2d", 1),
-        _single("adaptive_avg_pool2d", "relax.nn.adaptive_avg_pool2d", 1),
-        _single("mean", "relax.mean", 1),
-        *[_single(op.split(".")[-1], op, 2) for op in BINARY_OPS],
-        _single("relu", "relax.nn.relu", 1),
-        _single("sigmoid", "relax.sigmoid", 1),
-        _single("clip", "relax.clip", 3),
-        _single("softmax", "relax.nn.softmax", 1),
-        _single("reshape", "relax.reshape", 2),
-    ]
+    """Highest priority first: the fused forms, then each op alone."""
+    fused = [*_with_bias_and_activation("conv2d", "relax.nn.conv2d", channel_axis=1),
+             *_with_bias_and_activation("conv2d_transpose", "relax.nn.conv2d_transpose", channel_axis=1),
+             *_with_bias_and_activation("dense", "relax.matmul", channel_axis=1)]
+    single = [op for op in SUPPORT if op not in ("relax.nn.conv2d", "relax.nn.conv2d_transpose", "relax.matmul")]
+    return fused + [_single(op, extra) for op in single for extra in EXTRA_ARGS.get(op, [0])]
 
 
 # The registry gives later entries higher priority; the table lists the highest first.
