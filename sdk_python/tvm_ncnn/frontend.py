@@ -111,6 +111,10 @@ def _fix_input_shapes(model, input_shapes: dict, source: str):
             for d, v in zip(dims, shape):
                 d.ClearField("dim_param")
                 d.dim_value = int(v)
+        elif any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
+            shown = [d.dim_value for d in dims]
+            raise ModelError(f"{source}: input {inp.name} has a zero-sized dimension {shown}; tensors need every "
+                             "dimension >= 1")
         elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
             shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
             raise ModelError(f"{source}: input {inp.name} has dynamic shape {shown}; give a static one "
@@ -144,6 +148,8 @@ def _clip_as_relax_clip():
     class Clip(original_clip):
         @classmethod
         def _impl_v13(cls, bb, inputs, attr, params):
+            if inputs[0].ty.dtype not in ("float32", "float16", "float64"):
+                return super()._impl_v13(bb, inputs, attr, params)
             bounds = [_constant_scalar(b) for b in inputs[1:3]] + [None] * (3 - len(inputs))
             if all(b is not None or inputs[i + 1] is None for i, b in enumerate(bounds[:2])):
                 lo = bounds[0] if bounds[0] is not None else float("-inf")
@@ -153,6 +159,8 @@ def _clip_as_relax_clip():
 
         @classmethod
         def _impl_v1(cls, bb, inputs, attr, params):
+            if inputs[0].ty.dtype not in ("float32", "float16", "float64"):
+                return super()._impl_v1(bb, inputs, attr, params)
             return relax.op.clip(inputs[0], float(attr.get("min", float("-inf"))),
                                  float(attr.get("max", float("inf"))))
 

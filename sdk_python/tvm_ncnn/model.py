@@ -60,7 +60,7 @@ class LoadedModel:
             raise ModelError(f"{self.path}: expects {len(self.inputs)} input(s), got {len(arrays)}")
         tensors = []
         for array, spec in zip(arrays, self.inputs):
-            array = np.ascontiguousarray(array)
+            array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
             if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
                 raise ModelError(f"{self.path}: input {spec['name']} expects {spec['dtype']}{spec['shape']}, "
                                  f"got {array.dtype}{list(array.shape)}")

@@ -277,12 +277,14 @@ def interp_type(call) -> tuple[int, int] | None:
     mode = str(a.coordinate_transformation_mode)
     if a.method == "nearest_neighbor" and mode == "asymmetric" and str(a.rounding_method) in ("floor", ""):
         return (1, 0)
-    if a.method == "linear" and mode in ("half_pixel", "pytorch_half_pixel"):
+    # pytorch_half_pixel equals half_pixel except for a 1-pixel output
+    half_pixel = mode == "half_pixel" or (mode == "pytorch_half_pixel" and min(shape_of(call)[2:]) > 1)
+    if a.method == "linear" and half_pixel:
         return (2, 0)
     if a.method == "linear" and mode == "align_corners":
         return (2, 1)
     if a.method == "cubic" and float(a.cubic_alpha) == -0.75 and not int(a.cubic_exclude):
-        if mode in ("half_pixel", "pytorch_half_pixel"):
+        if half_pixel:
             return (3, 0)
         if mode == "align_corners":
             return (3, 1)

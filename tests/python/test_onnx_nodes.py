@@ -1,0 +1,121 @@
+"""ONNX's own backend node tests for the ops tvm-ncnn offloads, run through export + load, against the
+outputs ONNX ships with each test (computed by its reference implementation).
+
+Tensors a real model holds as constants (weights, shapes, axes, scales, bounds, slopes) are frozen into
+initializers, as they would be in a model file; both operands of elementwise ops stay inputs. Every test
+must export (unsupported ops fall back to TVM); the ones that cannot pass are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import tvm_ncnn
+from tvm_ncnn import ModelError
+
+OPS = ["conv", "convtranspose", "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "relu", "leakyrelu",
+       "prelu", "clip", "sigmoid", "hardsigmoid", "hardswish", "tanh", "softmax", "concat", "split", "slice",
+       "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "pad", "resize", "reduce_mean", "reduce_sum",
+       "reduce_max", "add", "sub", "mul", "div", "gemm", "matmul", "batchnorm", "layer_normalization", "gelu",
+       "mish", "elu"]
+BINARY = {"Add", "Sub", "Mul", "Div", "MatMul", "Concat"}
+
+TVM_IMPORTER = "TVM's ONNX importer does not support it"
+TVM_RESIZE = "TVM's resize2d computes coordinates from the output size, ONNX from the given scales; runs in TVM"
+EXPECTED_FAILURES = {
+    "test_batchnorm_example_training_mode": "training-mode BatchNormalization (batch statistics): inference only",
+    "test_batchnorm_epsilon_training_mode": "training-mode BatchNormalization (batch statistics): inference only",
+    "test_convtranspose_output_shape": "TVM's importer ignores ConvTranspose output_shape",
+    "test_averagepool_2d_ceil_last_window_starts_on_pad": "TVM's own avg_pool2d differs from ONNX here; runs in TVM",
+    "test_clip_min_greater_than_max": "TVM's clip returns min where ONNX returns max; runs in TVM",
+    "test_maxpool_with_argmax_2d_precomputed_pads": TVM_IMPORTER + " (MaxPool indices output)",
+    "test_maxpool_with_argmax_2d_precomputed_strides": TVM_IMPORTER + " (MaxPool indices output)",
+    "test_reduce_max_bool_inputs": TVM_IMPORTER + " (ReduceMax of bool)",
+    "test_resize_downsample_scales_linear": TVM_RESIZE,
+    "test_resize_downsample_scales_linear_align_corners": TVM_IMPORTER + " (divides by zero on a 1-pixel output)",
+    "test_resize_downsample_scales_cubic": TVM_RESIZE,
+    "test_resize_downsample_scales_cubic_align_corners": TVM_RESIZE,
+    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": TVM_RESIZE,
+    "test_resize_downsample_scales_linear_half_pixel_symmetric": TVM_IMPORTER + " (half_pixel_symmetric)",
+    "test_resize_upsample_scales_linear_half_pixel_symmetric": TVM_IMPORTER + " (half_pixel_symmetric)",
+}
+for _name in ("scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic"):
+    EXPECTED_FAILURES[f"test_resize_downsample_{_name}_antialias"] = "TVM's resize2d has no antialiasing; runs in TVM"
+for _name in ("upsample_scales_nearest_axes_2_3", "upsample_scales_nearest_axes_3_2", "upsample_sizes_nearest_axes_2_3",
+              "upsample_sizes_nearest_axes_3_2", "tf_crop_and_resize_axes_2_3", "tf_crop_and_resize_axes_3_2",
+              "upsample_sizes_nearest_not_larger", "upsample_sizes_nearest_not_smaller",
+              "downsample_sizes_nearest_not_larger", "downsample_sizes_nearest_not_smaller"):
+    EXPECTED_FAILURES[f"test_resize_{_name}"] = TVM_IMPORTER + " (Resize axes / keep_aspect_ratio_policy)"
+for _name in ("4d_axis0", "4d_axis_negative_4", "4d_axis1", "4d_axis_negative_3", "4d_axis2", "4d_axis_negative_2",
+              "4d_axis3", "4d_axis_negative_1", "default_axis", "2d_axis0", "2d_axis_negative_2", "2d_axis1",
+              "2d_axis_negative_1", "3d_axis0_epsilon", "3d_axis_negative_3_epsilon", "3d_axis1_epsilon",
+              "3d_axis_negative_2_epsilon", "3d_axis2_epsilon", "3d_axis_negative_1_epsilon"):
+    EXPECTED_FAILURES[f"test_layer_normalization_{_name}"] = TVM_IMPORTER + " (LayerNormalization Mean/InvStdDev outputs)"
+for _name in ("reduce_max_empty_set", "reduce_max_empty_set_bool", "reduce_sum_empty_set",
+              "reduce_sum_empty_set_non_reduced_axis_zero", "reduce_sum_square_empty_set", "reshape_allowzero_reordered",
+              "slice_start_out_of_bounds", "split_zero_size_splits_opset13", "split_zero_size_splits_opset18"):
+    EXPECTED_FAILURES[f"test_{_name}"] = "zero-sized tensors: model inputs and outputs must have every dimension >= 1"
+for _name in ("1", "2", "nokeepdims"):
+    EXPECTED_FAILURES[f"test_split_to_sequence_{_name}"] = "sequence outputs: model outputs are tensors"
+# dtypes the C++ runtime has no tensor type for
+for _op in ("add", "div", "mul", "sub"):
+    for _dtype in ("uint32", "uint64"):
+        EXPECTED_FAILURES[f"test_{_op}_{_dtype}"] = f"{_dtype} model inputs: the runtime's tensors do not take them"
+
+
+def _cases():
+    from onnx.backend.test.loader import load_model_tests
+
+    pattern = re.compile(r"^test_(" + "|".join(OPS) + r")(_|$)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = load_model_tests(kind="node")
+    return [c for c in cases if pattern.match(c.name) and "_expanded" not in c.name]
+
+
+def freeze_constant_inputs(model, inputs):
+    """Move every input but the data (and both operands of elementwise ops) into initializers."""
+    graph = model.graph
+    node_inputs = {name: (node.op_type, i) for node in graph.node for i, name in enumerate(node.input)}
+    kept_inputs, kept_values = [], []
+    for value_info, value in zip(list(graph.input), inputs):
+        op_type, position = node_inputs.get(value_info.name, ("", 0))
+        if position == 0 or op_type in BINARY:
+            kept_inputs.append(value_info)
+            kept_values.append(value)
+        else:
+            graph.initializer.append(numpy_helper.from_array(np.asarray(value), value_info.name))
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    return model, kept_values
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_node(case, tmp_path):
+    if case.name in EXPECTED_FAILURES:
+        pytest.xfail(EXPECTED_FAILURES[case.name])  # not run: several of these take seconds to fail
+    inputs, expected = case.data_sets[0]
+    model, inputs = freeze_constant_inputs(onnx.ModelProto.FromString(case.model.SerializeToString()), inputs)
+    try:
+        tvm_ncnn.export(model, tmp_path / "node.so")
+    except ModelError as err:
+        pytest.fail(f"export failed: {err}")
+    got = tvm_ncnn.load(tmp_path / "node.so")(*inputs)
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(expected)
+    for out, ref in zip(got, expected):
+        assert out.shape == ref.shape
+        if ref.dtype.kind == "f":
+            scale = max(float(np.abs(ref).max()), 1e-6) if ref.size else 1.0
+            assert float(np.abs(out.astype(np.float64) - ref).max(initial=0)) <= 1e-4 * scale
+        else:
+            np.testing.assert_array_equal(out, ref)
