@@ -81,6 +81,9 @@ def _write_library(executable, path: str, device: DeviceTarget) -> None:
             executable.export_library(tmp)
         else:
             executable.export_library(tmp, fcompile=fcompile)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o755 & ~umask)  # mkstemp creates 0600; a library is normally world-readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import tvm_ffi
 
 from . import native
 from .errors import ModelError
+
+
+# The dynamic loader hands back the library already loaded from a path, even when the file was replaced since
+# (a re-export in a notebook): a changed file at a path seen before is loaded from a private copy instead.
+_LOADED_FILES: dict[str, tuple[int, int, int]] = {}
+
+
+def _fresh_path(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path  # the runtime reports the missing file
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    seen = _LOADED_FILES.setdefault(path, identity)
+    if seen == identity:
+        return path
+    fd, copy = tempfile.mkstemp(suffix=".so", prefix="tvm_ncnn_")
+    with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
+        shutil.copyfileobj(src, dst)
+    _LOADED_FILES[path] = identity
+    return copy
 
 
 class LoadedModel:
@@ -21,7 +44,7 @@ class LoadedModel:
             raise ModelError(f"threads must be at least 1, got {threads}")
         load = native.get_function("tvm_ncnn.model_load")
         try:
-            self._module = load(os.path.abspath(path), int(threads or 0), bool(fp16))
+            self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), bool(fp16))
         except Exception as err:
             raise ModelError(_one_line(err)) from None
         self._run = self._module["run"]

@@ -1,0 +1,78 @@
+"""The tvm-ncnn command as a user runs it: export (ONNX and torch.export .pt2), inspect, run, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import tvm_ncnn
+from tvm_ncnn import zoo
+
+from conftest import max_rel_error, onnxruntime_run
+from nets import SplitByUnsupported, TinyConvNet
+
+
+def tvm_ncnn_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_export_inspect_run(tmp_path):
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "m.onnx"), (1, 3, 16, 16))
+    done = tvm_ncnn_cli("export", onnx_path, "-o", tmp_path / "m.so")
+    assert done.returncode == 0, done.stderr
+    assert "2 ncnn region(s)" in done.stdout
+
+    for target in (onnx_path, tmp_path / "m.so"):
+        report = tvm_ncnn_cli("inspect", target)
+        assert report.returncode == 0, report.stderr
+        assert "sin" in report.stdout and "no ncnn layer for relax.sin" in report.stdout
+        assert "% of FLOPs in ncnn" in report.stdout
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run = tvm_ncnn_cli("run", tmp_path / "m.so", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert run.returncode == 0, run.stderr
+    assert max_rel_error(np.load(tmp_path / "y.npy"), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_export_torch_export_program(tmp_path):
+    module = TinyConvNet().eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.export.save(torch.export.export(module, (x,)), str(tmp_path / "tiny.pt2"))
+    done = tvm_ncnn_cli("export", tmp_path / "tiny.pt2", "-o", tmp_path / "tiny.so")
+    assert done.returncode == 0, done.stderr
+    with torch.no_grad():
+        ref = module(x).numpy()
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "tiny.so")(x.numpy()), ref) <= 1e-4
+
+
+def test_reexport_to_the_same_path_loads_the_new_model(tmp_path):
+    x = np.ones((1, 3, 16, 16), np.float32)
+    outputs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        tvm_ncnn.export(zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / f"m{seed}.onnx"), x.shape),
+                        tmp_path / "same.so")
+        outputs.append(tvm_ncnn.load(tmp_path / "same.so")(x))
+    assert not np.allclose(outputs[0], outputs[1])
+
+
+def test_errors_are_one_line(tmp_path):
+    (tmp_path / "model.txt").write_text("not a model")
+    cases = [
+        (("export", tmp_path / "missing.onnx"), "no such file"),
+        (("export", tmp_path / "model.txt"), "unknown model format"),
+        (("export", tmp_path, "-o", tmp_path / "x.so"), "is a directory"),
+        (("inspect", tmp_path / "missing.so"), "no such file"),
+    ]
+    for args, message in cases:
+        done = tvm_ncnn_cli(*args)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+    bad_shape = tvm_ncnn_cli("export", tmp_path / "m.onnx", "--input", "input:1,x")
+    assert bad_shape.returncode == 2 and "NAME:D1,D2" in bad_shape.stderr
