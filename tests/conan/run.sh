@@ -10,8 +10,9 @@
 #    static runtime (-o tvm_ncnn/*:shared=False).
 # 2. The same for cmake/conan/armv8 (Raspberry Pi, aarch64-linux-gnu-g++), the app running under
 #    qemu-aarch64, when the cross compiler and qemu are installed. TVM_NCNN_CONAN_ARMV8=0 skips it.
-# 3. Plain CMake: `cmake --install build/host`, then the test package's CMakeLists.txt + main.cpp built
-#    against that prefix with find_package(tvm_ncnn) and run the same way.
+# 3. Plain CMake: `cmake --install build/host` (and build/aarch64 when cmake/build_aarch64.sh made it),
+#    then the test package's CMakeLists.txt + main.cpp built against that prefix with
+#    find_package(tvm_ncnn) and run the same way.
 # Then old package revisions and build folders are dropped from the Conan cache (ccache keeps rebuilds
 # cheap). Logs: build/conan/*.log.
 set -euo pipefail
@@ -72,21 +73,37 @@ if [ "${TVM_NCNN_CONAN_ARMV8:-1}" != 0 ]; then
   fi
 fi
 
-plain_cmake() {  # the README example against `cmake --install build/host`, without Conan
-  local prefix=$ROOT/$OUT/install-host build=$OUT/plain-host
+plain_cmake() {  # plain_cmake BUILD_DIR TARGET [cmake args]: the README example against `cmake --install`
+  local from=$1 target=$2 name
+  shift 2
+  name=$(basename "$from")
+  local prefix=$ROOT/$OUT/install-$name build=$OUT/plain-$name model=$OUT/plain-$name/model
   rm -rf "$prefix"
-  cmake --install build/host --prefix "$prefix"
-  cmake -S tests/conan/test_package -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix"
+  cmake --install "$from" --prefix "$prefix"
+  local find=(-DCMAKE_PREFIX_PATH="$prefix")
+  [ "$target" = host ] || find=(-Dtvm_ncnn_DIR="$prefix/lib/cmake/tvm_ncnn")
+  cmake -S tests/conan/test_package -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" "${find[@]}"
   cmake --build "$build"
-  "$PY" tests/conan/test_package/tiny_model.py make "$build/model" --target host \
-        --runtime-lib "$prefix/lib/libtvm_ncnn_runtime.so"
-  "$build/hello_tvm_ncnn" "$build/model/model.so" "$build/model/input.npy" "$build/model/output.npy"
-  "$PY" tests/conan/test_package/tiny_model.py check "$build/model/output.npy" "$build/model/expected.npy"
+  local export_args=()
+  [ "$target" = host ] && export_args=(--runtime-lib "$prefix/lib/libtvm_ncnn_runtime.so")
+  "$PY" tests/conan/test_package/tiny_model.py make "$model" --target "$target" "${export_args[@]}"
+  local app=("$build/hello_tvm_ncnn")
+  [ "$target" = host ] || app=(qemu-aarch64 -L /usr/aarch64-linux-gnu "${app[@]}")
+  "${app[@]}" "$model/model.so" "$model/input.npy" "$model/output.npy"
+  "$PY" tests/conan/test_package/tiny_model.py check "$model/output.npy" "$model/expected.npy"
 }
 if [ -f build/host/cmake_install.cmake ]; then
-  run "plain CMake find_package(tvm_ncnn) on cmake --install build/host" "$OUT/plain-host.log" plain_cmake
+  run "plain CMake: find_package(tvm_ncnn) on cmake --install build/host" "$OUT/plain-host.log" \
+      plain_cmake build/host host
 else
   say "skip the plain CMake check: no build/host (cmake/bootstrap.sh makes it)"
+fi
+# build/aarch64 (cmake/build_aarch64.sh). With its toolchain file CMake looks for packages only under the
+# aarch64 sysroot, so the install is named with tvm_ncnn_DIR (CMAKE_PREFIX_PATH would not be searched).
+if [ "${TVM_NCNN_CONAN_ARMV8:-1}" != 0 ] && [ -f build/aarch64/cmake_install.cmake ] \
+   && command -v qemu-aarch64 >/dev/null 2>&1; then
+  run "plain CMake: find_package(tvm_ncnn) on cmake --install build/aarch64 (qemu)" "$OUT/plain-aarch64.log" \
+      plain_cmake build/aarch64 aarch64 -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/aarch64-linux-gnu.toolchain.cmake"
 fi
 
 # Keep the cache small: only the newest recipe revision, no build folders.
