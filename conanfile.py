@@ -105,7 +105,8 @@ class TvmNcnnConan(ConanFile):
     def export_sources(self):
         src, dst = self.recipe_folder, self.export_sources_folder
         for pattern in ("CMakeLists.txt", "cmake/tvm.cmake", "cmake/ncnn.cmake", "cmake/fetch_sdist.py",
-                        "cmake/tvm_ncnnConfig.cmake.in", "runtime/*", "deploy_app/*"):
+                        "cmake/tvm_ncnnConfig.cmake.in", "runtime/CMakeLists.txt", "runtime/include/*",
+                        "runtime/src/*", "deploy_app/CMakeLists.txt", "deploy_app/*.cc", "deploy_app/*.h"):
             copy(self, pattern, src, dst)
         # The ncnn sdist: by package name from pip's index, sha256-checked, cached in build/_downloads
         # (the cache cmake/ncnn.cmake uses too); never committed, carried here with the sources.
