@@ -7,10 +7,11 @@
 //            bytes -- no copy -- only until the net is built, then drops them: ncnn owns its own
 //            copy of the weights, so memory is what native ncnn uses).
 //   built    once, on the first tvm_ncnn.configure or the first call of <symbol>: load_param from the
-//            .param text, load_model from the weights through a copying DataReader, input Mats
-//            allocated.
-//   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed): copy in, extract, copy out.
-//            Calls are serialized by a mutex; each uses a fresh Extractor (cheap) on the shared Net.
+//            .param text, load_model from the weights through a copying DataReader.
+//   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed): inputs are handed to ncnn as
+//            views of the TVM tensors when their layout is ncnn's (no copy; else copied into a Mat
+//            allocated once), extract, copy out. Calls are serialized by a mutex; each uses a fresh
+//            Extractor (cheap) on the shared Net.
 #include <tvm/ffi/cast.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -63,6 +64,9 @@ constexpr uint32_t kMinNdim = 2;  // batch + at least one ncnn dim
 constexpr uint32_t kMaxNdim = 5;  // batch + up to 4 ncnn dims (w, h, d, c)
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxElements = int64_t(1) << 32;
+// Inputs aligned like this (TVM allocates 64-byte aligned) are read by ncnn in place when their layout
+// allows it; others are copied into ncnn's own Mat.
+constexpr uintptr_t kViewAlign = 64;
 
 std::string ShapeStr(const std::vector<int64_t>& shape) {
   std::ostringstream os;
@@ -382,26 +386,8 @@ class NcnnModuleObj : public ffi::ModuleObj {
       }
     }
 
-    // Input Mats: allocated once, refilled on every call. They hold a reference while ncnn
-    // runs, so ncnn's in-place layers copy instead of writing into them.
-    std::vector<ncnn::Mat> in_mats(inputs_.size());
-    for (size_t i = 0; i < inputs_.size(); ++i) {
-      const std::vector<int64_t>& s = inputs_[i].shape;
-      const int k = static_cast<int>(s.size()) - 1;
-      auto dim = [&](int j) { return static_cast<int>(s[1 + j]); };
-      const size_t f32 = sizeof(float);
-      if (k == 1) in_mats[i].create(dim(0), f32);
-      if (k == 2) in_mats[i].create(dim(1), dim(0), f32);
-      if (k == 3) in_mats[i].create(dim(2), dim(1), dim(0), f32);
-      if (k == 4) in_mats[i].create(dim(3), dim(2), dim(1), dim(0), f32);
-      if (in_mats[i].empty()) {
-        TVM_FFI_THROW(RuntimeError) << Where() << ": cannot allocate input " << i << " ('"
-                                    << inputs_[i].name << "') of shape " << ShapeStr(s);
-      }
-    }
-
     net_ = std::move(net);
-    in_mats_ = std::move(in_mats);
+    in_mats_.assign(inputs_.size(), ncnn::Mat());  // allocated on first use (CopyIn)
     out_mats_.assign(outputs_.size(), ncnn::Mat());
     if (!keep_weights_) {
       weights_blob_ = ffi::Bytes();
@@ -554,14 +540,20 @@ class NcnnModuleObj : public ffi::ModuleObj {
 
     ncnn::Extractor ex = net_->create_extractor();
     for (size_t i = 0; i < n_in; ++i) {
-      ncnn::Mat& m = in_mats_[i];
-      const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;  // elements per channel
-      const int channels = m.dims >= 3 ? m.c : 1;
-      for (int q = 0; q < channels; ++q) {
-        std::memcpy(static_cast<float*>(m.data) + q * m.cstep, in_data[i] + q * plane,
-                    plane * sizeof(float));
+      // The TVM tensor, seen as an ncnn Mat (no copy). ncnn pads each channel to 16 bytes (cstep):
+      // when that adds nothing and the data is aligned, ncnn reads the tensor in place. The view's
+      // reference count is ours and never reaches zero, so ncnn never frees TVM's memory, and in-place
+      // layers see a shared blob and work on a copy instead of writing into the input.
+      ncnn::Mat view = WrapInput(i, in_data[i]);
+      const size_t plane = static_cast<size_t>(view.w) * view.h * view.d;  // elements per channel
+      int rc;
+      if (view.cstep == plane && reinterpret_cast<uintptr_t>(in_data[i]) % kViewAlign == 0) {
+        view.refcount = &view_refs_;
+        NCNN_XADD(view.refcount, 1);
+        rc = ex.input(inputs_[i].index, view);
+      } else {
+        rc = ex.input(inputs_[i].index, CopyIn(i, view));
       }
-      int rc = ex.input(inputs_[i].index, m);
       if (rc != 0) {
         TVM_FFI_THROW(RuntimeError) << Where() << ": ncnn rejected input " << i << " ('"
                                     << inputs_[i].name << "'), error " << rc;
@@ -586,6 +578,39 @@ class NcnnModuleObj : public ffi::ModuleObj {
       }
       CopyOut(m, j, out_data[j]);
     }
+  }
+
+  // Input i's data as an ncnn Mat header (external data, no reference count): FORMAT.md's mapping.
+  ncnn::Mat WrapInput(size_t i, const float* data) const {
+    const std::vector<int64_t>& s = inputs_[i].shape;
+    const int k = static_cast<int>(s.size()) - 1;
+    auto dim = [&](int j) { return static_cast<int>(s[1 + j]); };
+    void* p = const_cast<float*>(data);  // ncnn's view type is mutable; in-place layers copy first
+    if (k == 1) return ncnn::Mat(dim(0), p);
+    if (k == 2) return ncnn::Mat(dim(1), dim(0), p);
+    if (k == 3) return ncnn::Mat(dim(2), dim(1), dim(0), p);
+    return ncnn::Mat(dim(3), dim(2), dim(1), dim(0), p);
+  }
+
+  // Copies a (channel-padded) input into the region's own Mat, allocated once on first use. That Mat
+  // holds a reference while ncnn runs, so in-place layers copy instead of writing into it.
+  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view) {
+    ncnn::Mat& m = in_mats_[i];
+    if (m.empty()) {
+      m.create_like(view);
+      if (m.empty()) {
+        TVM_FFI_THROW(RuntimeError) << Where() << ": cannot allocate input " << i << " ('"
+                                    << inputs_[i].name << "') of shape "
+                                    << ShapeStr(inputs_[i].shape);
+      }
+    }
+    const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;  // elements per channel
+    const int channels = m.dims >= 3 ? m.c : 1;
+    const float* src = static_cast<const float*>(view.data);
+    for (int q = 0; q < channels; ++q) {
+      std::memcpy(static_cast<float*>(m.data) + q * m.cstep, src + q * plane, plane * sizeof(float));
+    }
+    return m;
   }
 
   void CopyOut(const ncnn::Mat& m, size_t j, float* dst) {
@@ -645,6 +670,10 @@ class NcnnModuleObj : public ffi::ModuleObj {
   bool weights_dropped_ = false;
 
   mutable std::mutex mu_;
+  // Reference count shared by the zero-copy input views (Run): starts far above anything the views
+  // can take off it, so it never drops to zero and ncnn never frees the memory they point to. Declared
+  // before the Mats so that it outlives any of them holding a view.
+  int view_refs_ = 1 << 30;
   int threads_ = 0;  // 0: ncnn::get_big_cpu_count()
   bool fp16_ = false;
   std::unique_ptr<ncnn::Net> net_;
