@@ -1,5 +1,10 @@
 // Model: load model.so (a Relax VM executable), read and check its metadata, configure its ncnn regions,
 // build the VM, and run it with inputs preallocated once.
+#include <dlfcn.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/extra/json.h>
@@ -265,6 +270,26 @@ void CollectOutputs(const ffi::Any& v, std::vector<ffi::Tensor>* out) {
   }
 }
 
+// model.so carries its modules (ncnn graphs and weights, TVM code, metadata) as one blob in its read-only
+// data, __tvm_ffi__library_bin. TVM's loader reads it once into module objects; after that its pages are
+// only resident memory the size of the weights, counted against the process. They are clean, read-only
+// file pages: let the kernel drop them (a later read would fault them back from the file, identical).
+void ReleaseLibraryBlobPages(const std::string& abs_path) {
+  void* handle = dlopen(abs_path.c_str(), RTLD_LAZY | RTLD_NOLOAD);  // the loader's handle, +1 reference
+  if (handle == nullptr) return;
+  void* blob = dlsym(handle, "__tvm_ffi__library_bin");
+  Dl_info info{};
+  ElfW(Sym)* sym = nullptr;
+  if (blob != nullptr && dladdr1(blob, &info, reinterpret_cast<void**>(&sym), RTLD_DL_SYMENT) != 0 &&
+      sym != nullptr && sym->st_size > 0) {
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t start = reinterpret_cast<uintptr_t>(blob);
+    const uintptr_t begin = (start + page - 1) / page * page, end = (start + sym->st_size) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
+  dlclose(handle);
+}
+
 }  // namespace
 
 ModelInfo ParseMetadata(const std::string& json, const std::string& where) { return MetaReader{where}.Parse(json); }
@@ -331,6 +356,8 @@ Model Model::Load(const std::string& path, const Options& options) {
     }
     throw Error(name + ": cannot load: " + FfiErrorLine(e));
   }
+
+  ReleaseLibraryBlobPages(abs_path);
 
   try {
     ffi::Optional<ffi::Function> meta = impl->exec->GetFunction("tvm_ncnn.metadata", true);
