@@ -62,24 +62,28 @@ def _fused_bias(m: Match, channels: int) -> np.ndarray | None:
 
 # ---------------------------------------------------------------------------------------------- layers
 
-def convert_conv2d(g: NcnnGraph, m: Match) -> str:
-    conv = m.root
-    a = conv.attrs
-    weight = constant_value(conv.args[1]).astype(np.float32)
-    out_c, _, kh, kw = weight.shape
+def _windowed(g: NcnnGraph, m: Match, layer: str, weight: np.ndarray, out_c: int, extra: dict) -> str:
+    """Convolution/Deconvolution and their grouped (DepthWise) forms: the shared window, bias, activation."""
+    op = m.root
+    a = op.attrs
+    kh, kw = weight.shape[-2:]
     top, left, bottom, right = (int(p) for p in a.padding)
     bias = _fused_bias(m, out_c)
     params = {0: out_c, 1: kw, 11: kh, 2: int(a.dilation[1]), 12: int(a.dilation[0]),
-              3: int(a.strides[1]), 13: int(a.strides[0]),
-              4: left, 15: right, 14: top, 16: bottom,
-              5: int(bias is not None), 6: weight.size, **_fused_activation(m)}
-    weights = [(weight, True)] + ([(bias, False)] if bias is not None else [])
+              3: int(a.strides[1]), 13: int(a.strides[0]), 4: left, 15: right, 14: top, 16: bottom,
+              5: int(bias is not None), 6: weight.size, **_fused_activation(m), **extra}
+    weights = [(np.ascontiguousarray(weight), True)] + ([(bias, False)] if bias is not None else [])
     groups = int(a.groups)
-    if groups == 1:
-        return g.add("Convolution", [m.blob(conv.args[0])], params, weights)[0]
-    # ConvolutionDepthWise runs any grouped convolution, depthwise being groups == channels
-    params[7] = groups
-    return g.add("ConvolutionDepthWise", [m.blob(conv.args[0])], params, weights)[0]
+    if groups != 1:
+        # the DepthWise layers run any grouped convolution, depthwise being groups == channels
+        layer += "DepthWise"
+        params[7] = groups
+    return g.add(layer, [m.blob(op.args[0])], params, weights)[0]
+
+
+def convert_conv2d(g: NcnnGraph, m: Match) -> str:
+    weight = constant_value(m.root.args[1]).astype(np.float32)  # OIHW
+    return _windowed(g, m, "Convolution", weight, weight.shape[0], {})
 
 
 def convert_dense(g: NcnnGraph, m: Match) -> str:
@@ -129,25 +133,14 @@ def _operand_blob(g: NcnnGraph, m: Match, expr, rank: int) -> str:
 
 
 def convert_conv2d_transpose(g: NcnnGraph, m: Match) -> str:
-    deconv = m.root
-    a = deconv.attrs
-    weight = constant_value(deconv.args[1]).astype(np.float32)  # IOHW: (in, out / groups, kh, kw)
+    a = m.root.attrs
+    weight = constant_value(m.root.args[1]).astype(np.float32)  # IOHW: (in, out / groups, kh, kw)
     groups = int(a.groups)
     in_c, out_g, kh, kw = weight.shape
     # ncnn wants, per group, (out, in, kh, kw)
     weight = weight.reshape(groups, in_c // groups, out_g, kh, kw).transpose(0, 2, 1, 3, 4)
-    out_c = out_g * groups
-    top, left, bottom, right = (int(p) for p in a.padding)
-    bias = _fused_bias(m, out_c)
-    params = {0: out_c, 1: kw, 11: kh, 2: int(a.dilation[1]), 12: int(a.dilation[0]),
-              3: int(a.strides[1]), 13: int(a.strides[0]), 4: left, 15: right, 14: top, 16: bottom,
-              18: int(a.output_padding[1]), 19: int(a.output_padding[0]),
-              5: int(bias is not None), 6: weight.size, **_fused_activation(m)}
-    weights = [(np.ascontiguousarray(weight), True)] + ([(bias, False)] if bias is not None else [])
-    if groups == 1:
-        return g.add("Deconvolution", [m.blob(deconv.args[0])], params, weights)[0]
-    params[7] = groups
-    return g.add("DeconvolutionDepthWise", [m.blob(deconv.args[0])], params, weights)[0]
+    output_padding = {18: int(a.output_padding[1]), 19: int(a.output_padding[0])}
+    return _windowed(g, m, "Deconvolution", weight, out_g * groups, output_padding)
 
 
 def convert_adaptive_avg_pool2d(g: NcnnGraph, m: Match) -> str:
