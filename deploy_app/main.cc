@@ -1,6 +1,7 @@
 // deploy_app: run a tvm-ncnn model.so on one image or .npy tensor, print the top-k and the latency.
 //
 // Every failure is one line "deploy_app: error: <message>" on stderr; exit code 2 for usage errors, 1 otherwise.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <new>
 #include <string>
 #include <vector>
@@ -33,7 +35,11 @@ const char kUsage[] =
     "  --topk K        how many top classes to print (default 5)\n"
     "  --json          print one JSON object instead of text\n"
     "  --fp16          let ncnn use fp16 arithmetic where the CPU has it (faster, less exact)\n"
-    "  -h, --help      print this help\n";
+    "  -h, --help      print this help\n"
+    "\n"
+    "Threads: ncnn's OpenMP threads and TVM's pool get the same size and spin only briefly when idle\n"
+    "(GOMP_SPINCOUNT, TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT are set unless already set, or unless\n"
+    "OMP_WAIT_POLICY is); TVM_NCNN_WAIT_POLICY=inherit leaves the environment as it is.\n";
 
 // A usage error: exit code 2.
 struct UsageError {
@@ -196,6 +202,40 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// A "Vm...:" line of /proc/self/status, in MB; -1 where there is no /proc.
+double ProcStatusMb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line)) {
+    if (line.compare(0, n, key) == 0) return std::strtod(line.c_str() + n, nullptr) / 1024.0;
+  }
+  return -1;
+}
+
+// Peak resident memory of this program, in MB. getrusage's ru_maxrss is the answer only for a process that was
+// not started by a bigger one: Linux carries the maximum across fork and exec, so deploy_app launched from a
+// 800 MB Python process would report 800 MB. VmHWM (the high-water mark of this program's own address space)
+// has no such inheritance; getrusage is the fallback where /proc is missing.
+double PeakRssMb() {
+  const double hwm = ProcStatusMb("VmHWM:");
+  if (hwm >= 0) return hwm;
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux: kilobytes
+}
+
+// CPU time (user + system, all threads) this process has used so far, in ms.
+double CpuMs() {
+  struct rusage ru {};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(ru.ru_utime) + ms(ru.ru_stime);
+}
+
+// Resident memory now, in MB.
+double CurrentRssMb() { return ProcStatusMb("VmRSS:"); }
+
 // ---- JSON output, by hand: a few flat fields.
 
 std::string JsonString(const std::string& s) {
@@ -278,13 +318,21 @@ int Run(const Args& a) {
   t0 = std::chrono::steady_clock::now();
   std::vector<tvm_ncnn::Tensor> outputs = model.Run(inputs);
   const double first_ms = MsSince(t0);
+  const double first_rss_mb = CurrentRssMb();
   std::vector<double> times;
+  times.reserve(static_cast<size_t>(a.repeat));
+  const double cpu0 = CpuMs();
   for (int i = 0; i < a.repeat; ++i) {
     t0 = std::chrono::steady_clock::now();
     model.Run(inputs);
     times.push_back(MsSince(t0));
   }
+  // CPU time per steady run, all threads: above the latency x 1 when threads work or spin in parallel.
+  const double cpu_ms = (CpuMs() - cpu0) / a.repeat;
   const double p50 = Percentile(times, 0.5), p90 = Percentile(times, 0.9);
+  // Memory: the peak (load included), what stays resident after the first run and after all runs (a leak
+  // shows as steady > first with many --repeat).
+  const double steady_rss_mb = CurrentRssMb(), peak_rss_mb = PeakRssMb();
 
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
   const tvm_ncnn::Tensor& y = outputs[0];
@@ -312,6 +360,12 @@ int Run(const Args& a) {
     j += ", \"repeat\": " + std::to_string(a.repeat);
     j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
          ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
+    j += ", \"rss_mb\": " + JsonNumber(peak_rss_mb, "%.2f") + ", \"first_rss_mb\": " +
+         JsonNumber(first_rss_mb, "%.2f") + ", \"steady_rss_mb\": " + JsonNumber(steady_rss_mb, "%.2f");
+    j += ", \"cpu_ms\": " + JsonNumber(cpu_ms, "%.3f");
+    j += ", \"times_ms\": [";
+    for (size_t i = 0; i < times.size(); ++i) j += (i ? ", " : "") + JsonNumber(times[i], "%.3f");
+    j += "]";
     j += ", \"scores\": " + JsonString(score_kind);
     j += ", \"topk\": [";
     for (size_t i = 0; i < top.size(); ++i) {
@@ -351,8 +405,41 @@ int Run(const Args& a) {
   }
   std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
               first_ms, p50, p90, a.repeat);
+  std::printf("memory   peak RSS %.1f MB, steady RSS %.1f MB\n", peak_rss_mb, steady_rss_mb);
   if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
   return 0;
+}
+
+// Threads. ncnn runs its layers on OpenMP threads (libgomp), TVM's parallel ops on TVM's own pool, and both
+// keep idle threads spinning after each parallel loop -- libgomp 300000 pause loops (~8 ms on x86), TVM 300000
+// sched_yield calls -- so whatever runs next (the other pool between ncnn regions and TVM ops, the rest of the
+// application, other processes) finds the cores taken, and a run gets several times slower. Sleeping at once
+// (OMP_WAIT_POLICY=PASSIVE) avoids that but pays a wake-up at every parallel loop, which costs as much again
+// when the machine is idle. Measured on both (benchmarks/bench.py --threads-study), the best trade is a short
+// spin, tens of microseconds: enough to bridge the gap between two layers, not to hold a core for someone else.
+// So, unless told otherwise, deploy_app sets both pools to the same size and short spins:
+//   TVM_NUM_THREADS = --threads (or the big cores), TVM_THREAD_POOL_SPIN_COUNT = kTvmSpinCount,
+//   GOMP_SPINCOUNT = kGompSpinCount -- unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set.
+// Variables already set are kept; TVM_NCNN_WAIT_POLICY=inherit leaves the environment entirely alone.
+// libgomp reads its variables once, when it is loaded (before main), so for GOMP_SPINCOUNT to take effect this
+// program executes itself again, once; if that fails it carries on with libgomp's defaults.
+#if defined(__aarch64__) || defined(__arm__)
+constexpr const char* kGompSpinCount = "30000";  // libgomp's ARM spin loop has no pause: ~1 ns an iteration
+#else
+constexpr const char* kGompSpinCount = "1000";  // x86: one pause each, ~27 ns on the AMD EPYC measured
+#endif
+constexpr const char* kTvmSpinCount = "100";  // each a sched_yield, ~0.6 us
+
+void CoordinateThreads(const Args& a, char** argv) {
+  const char* mode = std::getenv("TVM_NCNN_WAIT_POLICY");
+  if (mode != nullptr && std::strcmp(mode, "inherit") == 0) return;
+  const int threads = a.threads > 0 ? a.threads : tvm_ncnn::DetectThreads();
+  setenv("TVM_NUM_THREADS", std::to_string(threads).c_str(), 0);  // TVM reads these when its pool starts
+  setenv("TVM_THREAD_POOL_SPIN_COUNT", kTvmSpinCount, 0);
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (setenv("GOMP_SPINCOUNT", kGompSpinCount, 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure
+  unsetenv("GOMP_SPINCOUNT");    // this process keeps libgomp's defaults: do not pretend otherwise
 }
 
 }  // namespace
@@ -365,7 +452,9 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    return Run(ParseArgs(argc, argv));
+    const Args args = ParseArgs(argc, argv);
+    CoordinateThreads(args, argv);
+    return Run(args);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "deploy_app: error: %s\n", e.message.c_str());
     return 2;
