@@ -1,0 +1,227 @@
+// ncnn_bench: native ncnn, in C++, on a .param/.bin pair (e.g. what pnnx writes), measured exactly the way
+// deploy_app measures a model.so, and linked against the SAME vendored ncnn (build/host's libncnn.a) with the
+// same options the tvm-ncnn runtime sets. The difference between the two is then tvm-ncnn's own overhead.
+//
+//   ncnn_bench model.param model.bin input.npy [--threads N] [--repeat N] [--in in0] [--out out0] [--fp16]
+//              [--output out.npy]
+//
+// Prints one JSON object with deploy_app's --json fields: load_ms, first_ms, p50_ms, p90_ms, threads, repeat,
+// rss_mb (peak, getrusage), first_rss_mb / steady_rss_mb (VmRSS after the first / the last run), cpu_ms (CPU time
+// per timed run, all threads), times_ms (every timed run). --output saves the output (float32 .npy, batch 1).
+//
+// Built by benchmarks/bench.py (g++ against build/host/_deps/ncnn-{src,build}); not part of the product.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu.h"
+#include "mat.h"
+#include "net.h"
+
+namespace {
+
+struct Npy {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// float32, little-endian, C order only (what bench.py writes).
+Npy LoadNpy(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  char magic[8];
+  f.read(magic, 8);
+  if (std::memcmp(magic, "\x93NUMPY", 6) != 0) throw std::runtime_error(path + ": not a .npy file");
+  uint32_t hlen = 0;
+  if (magic[6] == 1) {
+    uint16_t h16 = 0;
+    f.read(reinterpret_cast<char*>(&h16), 2);
+    hlen = h16;
+  } else {
+    f.read(reinterpret_cast<char*>(&hlen), 4);
+  }
+  std::string header(hlen, '\0');
+  f.read(&header[0], hlen);
+  if (header.find("'<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos) {
+    throw std::runtime_error(path + ": need a C-order float32 .npy");
+  }
+  Npy n;
+  size_t lp = header.find('(', header.find("'shape'")), rp = header.find(')', lp);
+  std::string dims = header.substr(lp + 1, rp - lp - 1);
+  size_t count = 1;
+  for (size_t at = 0; at < dims.size();) {
+    size_t comma = dims.find(',', at);
+    std::string d = dims.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (d.find_first_of("0123456789") != std::string::npos) {
+      n.shape.push_back(std::stoll(d));
+      count *= static_cast<size_t>(n.shape.back());
+    }
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  n.data.resize(count);
+  f.read(reinterpret_cast<char*>(n.data.data()), static_cast<std::streamsize>(count * sizeof(float)));
+  if (static_cast<size_t>(f.gcount()) != count * sizeof(float)) throw std::runtime_error(path + ": truncated");
+  return n;
+}
+
+double StatusMb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line)) {
+    if (line.compare(0, n, key) == 0) return std::strtod(line.c_str() + n, nullptr) / 1024.0;
+  }
+  return -1;
+}
+
+double SteadyRssMb() { return StatusMb("VmRSS:"); }
+
+// VmHWM, as deploy_app: getrusage's ru_maxrss carries the parent's peak across fork + exec.
+double PeakRssMb() {
+  const double hwm = StatusMb("VmHWM:");
+  if (hwm >= 0) return hwm;
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+double CpuMs() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(ru.ru_utime) + ms(ru.ru_stime);
+}
+
+void SaveNpy(const std::string& path, const ncnn::Mat& m) {
+  std::string shape = "(1, ";
+  if (m.dims == 1) shape += std::to_string(m.w) + ")";
+  if (m.dims == 2) shape += std::to_string(m.h) + ", " + std::to_string(m.w) + ")";
+  if (m.dims == 3) shape += std::to_string(m.c) + ", " + std::to_string(m.h) + ", " + std::to_string(m.w) + ")";
+  if (m.dims == 4) {
+    shape += std::to_string(m.c) + ", " + std::to_string(m.d) + ", " + std::to_string(m.h) + ", " +
+             std::to_string(m.w) + ")";
+  }
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  const uint16_t hlen = static_cast<uint16_t>(header.size());
+  f.write("\x93NUMPY\x01\x00", 8);
+  f.write(reinterpret_cast<const char*>(&hlen), 2);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;
+  for (int q = 0; q < (m.dims >= 3 ? m.c : 1); ++q) {
+    f.write(static_cast<const char*>(m.channel(q).data), static_cast<std::streamsize>(plane * sizeof(float)));
+  }
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+double Percentile(std::vector<double> v, double p) {  // nearest rank, as deploy_app
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(std::ceil(p * v.size()));
+  return v[rank == 0 ? 0 : rank - 1];
+}
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: ncnn_bench model.param model.bin input.npy [--threads N] [--repeat N] "
+                         "[--in in0] [--out out0] [--fp16] [--output out.npy]\n");
+    return 2;
+  }
+  std::string param = argv[1], bin = argv[2], input = argv[3], in_blob = "in0", out_blob = "out0", output;
+  int threads = 0, repeat = 10;
+  bool fp16 = false;
+  for (int i = 4; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--threads") threads = std::atoi(next().c_str());
+    else if (a == "--repeat") repeat = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--in") in_blob = next();
+    else if (a == "--out") out_blob = next();
+    else if (a == "--fp16") fp16 = true;
+    else if (a == "--output") output = next();
+    else {
+      std::fprintf(stderr, "ncnn_bench: unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (threads <= 0) threads = std::max(1, ncnn::get_big_cpu_count());
+  try {
+    Npy x = LoadNpy(input);
+    if (x.shape.size() != 4 || x.shape[0] != 1) throw std::runtime_error("input must be 1xCxHxW");
+
+    auto t0 = std::chrono::steady_clock::now();
+    ncnn::Net net;
+    // The options the tvm-ncnn runtime sets (runtime/src/ncnn_module.cc, BuildLocked); the rest: defaults.
+    net.opt.lightmode = true;
+    net.opt.num_threads = threads;
+    net.opt.use_vulkan_compute = false;
+    net.opt.use_packing_layout = true;
+    net.opt.use_winograd_convolution = true;
+    net.opt.use_sgemm_convolution = true;
+    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = fp16;
+    net.opt.use_bf16_packed = net.opt.use_bf16_storage = false;
+    if (net.load_param(param.c_str()) != 0) throw std::runtime_error("load_param failed: " + param);
+    if (net.load_model(bin.c_str()) != 0) throw std::runtime_error("load_model failed: " + bin);
+    const double load_ms = MsSince(t0);
+
+    // The input Mat is built once, as a native ncnn user would; the timed call is extractor + input + extract.
+    ncnn::Mat in(static_cast<int>(x.shape[3]), static_cast<int>(x.shape[2]), static_cast<int>(x.shape[1]));
+    const size_t plane = static_cast<size_t>(x.shape[2] * x.shape[3]);
+    for (int q = 0; q < in.c; ++q) std::memcpy(in.channel(q), x.data.data() + q * plane, plane * sizeof(float));
+
+    auto run = [&](ncnn::Mat* out) {
+      ncnn::Extractor ex = net.create_extractor();
+      if (ex.input(in_blob.c_str(), in) != 0) throw std::runtime_error("no input blob " + in_blob);
+      if (ex.extract(out_blob.c_str(), *out) != 0 || out->empty()) {
+        throw std::runtime_error("cannot extract " + out_blob);
+      }
+    };
+    ncnn::Mat out;
+    t0 = std::chrono::steady_clock::now();
+    run(&out);
+    const double first_ms = MsSince(t0);
+    const double first_rss_mb = SteadyRssMb();
+    if (!output.empty()) SaveNpy(output, out);
+    std::vector<double> times;
+    times.reserve(repeat);
+    const double cpu0 = CpuMs();
+    for (int i = 0; i < repeat; ++i) {
+      t0 = std::chrono::steady_clock::now();
+      ncnn::Mat o;
+      run(&o);
+      times.push_back(MsSince(t0));
+    }
+    const double cpu_ms = (CpuMs() - cpu0) / repeat;
+    std::string list;
+    for (size_t i = 0; i < times.size(); ++i) list += (i ? ", " : "") + std::to_string(times[i]);
+    std::printf("{\"load_ms\": %.3f, \"first_ms\": %.3f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"threads\": %d, "
+                "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"steady_rss_mb\": %.2f, "
+                "\"cpu_ms\": %.3f, \"times_ms\": [%s]}\n",
+                load_ms, first_ms, Percentile(times, 0.5), Percentile(times, 0.9), threads, repeat, PeakRssMb(),
+                first_rss_mb, SteadyRssMb(), cpu_ms, list.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ncnn_bench: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
