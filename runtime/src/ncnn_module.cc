@@ -388,7 +388,6 @@ class NcnnModuleObj : public ffi::ModuleObj {
 
     net_ = std::move(net);
     in_mats_.assign(inputs_.size(), ncnn::Mat());  // allocated on first use (CopyIn)
-    out_mats_.assign(outputs_.size(), ncnn::Mat());
     if (!keep_weights_) {
       weights_blob_ = ffi::Bytes();
       weights_offset_ = weights_size_ = 0;
@@ -560,7 +559,10 @@ class NcnnModuleObj : public ffi::ModuleObj {
       }
     }
     for (size_t j = 0; j < n_out; ++j) {
-      ncnn::Mat& m = out_mats_[j];
+      // Released when this call returns: an output Mat kept across calls would keep its block out of
+      // ncnn's pool allocator between calls -- a block that may be far larger than the output, since the
+      // net's pool (size_compare_ratio 0) hands out any free block big enough.
+      ncnn::Mat m;
       int rc = ex.extract(outputs_[j].index, m);
       if (rc != 0 || m.empty()) {
         TVM_FFI_THROW(RuntimeError) << Where() << ": ncnn failed to compute output " << j << " ('"
@@ -677,7 +679,7 @@ class NcnnModuleObj : public ffi::ModuleObj {
   int threads_ = 0;  // 0: ncnn::get_big_cpu_count()
   bool fp16_ = false;
   std::unique_ptr<ncnn::Net> net_;
-  std::vector<ncnn::Mat> in_mats_, out_mats_;
+  std::vector<ncnn::Mat> in_mats_;
 };
 
 std::vector<BlobSpec> ToSpecs(const std::string& symbol, const char* role,
