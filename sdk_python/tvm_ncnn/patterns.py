@@ -78,15 +78,23 @@ def why_not_io(call) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- per op
 
-def why_not_conv2d(call) -> str | None:
+def _why_not_windowed(call, kernel_layout: str) -> str | None:
     a = call.attrs
-    if a.data_layout != "NCHW" or a.kernel_layout != "OIHW" or a.out_layout != "NCHW":
-        return f"layout {a.data_layout}/{a.kernel_layout}, ncnn converts NCHW/OIHW"
+    if a.data_layout != "NCHW" or a.kernel_layout != kernel_layout or a.out_layout != "NCHW":
+        return f"layout {a.data_layout}/{a.kernel_layout}, ncnn converts NCHW/{kernel_layout}"
     if not _is_float32_or_default(a.out_dtype):
         return f"out_dtype {a.out_dtype}"
     if not is_constant(call.args[1]):
         return "weight is not a constant"
     return why_not_io(call)
+
+
+def why_not_conv2d(call) -> str | None:
+    return _why_not_windowed(call, "OIHW")
+
+
+def why_not_conv2d_transpose(call) -> str | None:
+    return _why_not_windowed(call, "IOHW")
 
 
 def why_not_matmul(call) -> str | None:
@@ -127,17 +135,6 @@ def pool_output_hw(call, ceil: bool) -> list[int]:
         span = size + p - k
         out.append((-(-span // s) if ceil else span // s) + 1)
     return out
-
-
-def why_not_conv2d_transpose(call) -> str | None:
-    a = call.attrs
-    if a.data_layout != "NCHW" or a.kernel_layout != "IOHW" or a.out_layout != "NCHW":
-        return f"layout {a.data_layout}/{a.kernel_layout}, ncnn converts NCHW/IOHW"
-    if not _is_float32_or_default(a.out_dtype):
-        return f"out_dtype {a.out_dtype}"
-    if not is_constant(call.args[1]):
-        return "weight is not a constant"
-    return why_not_io(call)
 
 
 def why_not_adaptive_pool(call) -> str | None:
