@@ -290,6 +290,35 @@ void ReleaseLibraryBlobPages(const std::string& abs_path) {
   dlclose(handle);
 }
 
+// The model's input tensors (filled by every Run). The first ncnn region reads them in place when it can
+// (runtime/src/ncnn_module.cc: 64-byte aligned, and ncnn's up-to-64-byte over-reads past the end staying in the
+// page of the last byte). A page-sized tensor that malloc happened to place on a page boundary would fail that
+// test every call and be copied each time: place the data so that it passes, in memory that really has the
+// slack. Costs one page per input.
+struct ViewFriendlyAlloc {
+  static constexpr uintptr_t kAlign = 64, kSlack = 64;
+  void AllocData(DLTensor* t) {
+    const size_t nbytes = ffi::GetDataSize(*t);
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+    const size_t total = (nbytes + page + kSlack + kAlign - 1) / kAlign * kAlign;
+    base = std::aligned_alloc(kAlign, total);
+    if (base == nullptr) throw Error("out of memory allocating an input of " + std::to_string(nbytes) + " bytes");
+    uintptr_t start = reinterpret_cast<uintptr_t>(base);
+    auto fits = [&](uintptr_t s) { return nbytes == 0 || ((s + nbytes - 1) % page) + kSlack < page; };
+    while (!fits(start) && start + kAlign + nbytes + kSlack <= reinterpret_cast<uintptr_t>(base) + total) {
+      start += kAlign;
+    }
+    t->data = reinterpret_cast<void*>(start);
+  }
+  void FreeData(DLTensor*) { std::free(base); }
+  void* base = nullptr;
+};
+
+ffi::Tensor NewInputTensor(const TensorInfo& in) {
+  return ffi::Tensor::FromNDAlloc(ViewFriendlyAlloc(), ffi::ShapeView(in.shape.data(), in.shape.size()),
+                                  ToDLDataType(in.dtype), DLDevice{kDLCPU, 0});
+}
+
 }  // namespace
 
 ModelInfo ParseMetadata(const std::string& json, const std::string& where) { return MetaReader{where}.Parse(json); }
@@ -402,7 +431,7 @@ Model Model::Load(const std::string& path, const Options& options) {
     throw Error(name + ": cannot initialize: " + FfiErrorLine(e));
   }
 
-  for (const TensorInfo& in : info.inputs) impl->inputs.push_back(NewFfiTensor(in.shape, in.dtype));
+  for (const TensorInfo& in : info.inputs) impl->inputs.push_back(NewInputTensor(in));
   return Model(std::move(impl));
 }
 

@@ -30,6 +30,8 @@
 #include <mat.h>
 #include <net.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
@@ -67,6 +69,21 @@ constexpr int64_t kMaxElements = int64_t(1) << 32;
 // Inputs aligned like this (TVM allocates 64-byte aligned) are read by ncnn in place when their layout
 // allows it; others are copied into ncnn's own Mat.
 constexpr uintptr_t kViewAlign = 64;
+// ncnn kernels may read up to NCNN_MALLOC_OVERREAD (64) bytes past the end of a Mat -- its own allocations
+// carry that slack. A view of a TVM tensor is only used when those bytes lie in the page of the tensor's last
+// byte, so they are mapped (their values are never used); otherwise the input is copied.
+constexpr uintptr_t kOverread = 64;
+
+bool SafeToView(const float* data, size_t nbytes) {
+  static const uintptr_t page = [] {
+    long p = sysconf(_SC_PAGESIZE);
+    return static_cast<uintptr_t>(p > 0 ? p : 4096);
+  }();
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+  if (begin % kViewAlign != 0 || nbytes == 0) return false;
+  const uintptr_t last = begin + nbytes - 1;
+  return (last % page) + kOverread < page;
+}
 
 std::string ShapeStr(const std::vector<int64_t>& shape) {
   std::ostringstream os;
@@ -540,13 +557,15 @@ class NcnnModuleObj : public ffi::ModuleObj {
     ncnn::Extractor ex = net_->create_extractor();
     for (size_t i = 0; i < n_in; ++i) {
       // The TVM tensor, seen as an ncnn Mat (no copy). ncnn pads each channel to 16 bytes (cstep):
-      // when that adds nothing and the data is aligned, ncnn reads the tensor in place. The view's
-      // reference count is ours and never reaches zero, so ncnn never frees TVM's memory, and in-place
-      // layers see a shared blob and work on a copy instead of writing into the input.
+      // when that adds nothing, the data is aligned and ncnn's over-reads stay in mapped memory
+      // (SafeToView), ncnn reads the tensor in place. The view's reference count is ours and never
+      // reaches zero, so ncnn never frees TVM's memory, and in-place layers see a shared blob and work
+      // on a copy instead of writing into the input.
       ncnn::Mat view = WrapInput(i, in_data[i]);
       const size_t plane = static_cast<size_t>(view.w) * view.h * view.d;  // elements per channel
+      const size_t channels = view.dims >= 3 ? static_cast<size_t>(view.c) : 1;
       int rc;
-      if (view.cstep == plane && reinterpret_cast<uintptr_t>(in_data[i]) % kViewAlign == 0) {
+      if (view.cstep == plane && SafeToView(in_data[i], plane * channels * sizeof(float))) {
         view.refcount = &view_refs_;
         NCNN_XADD(view.refcount, 1);
         rc = ex.input(inputs_[i].index, view);
