@@ -12,9 +12,10 @@ For each model of the suite and each thread count, in one run:
   onnxruntime     the ONNX model in onnxruntime (CPU provider)
 
 Every system runs in its own process (no two OpenMP runtimes in one process; the RSS is the system's own) and
-gets the same OpenMP wait policy (--wait-policy). The repeats are split into --rounds; each round runs every
+gets the same threading environment (--wait-policy). The repeats are split into --rounds; each round runs every
 system once, in a new random order, so machine load that comes and goes hits all of them alike. p50/p90 are
 over all timed runs of all rounds; the first run after loading is reported apart (first_ms), as is load_ms.
+ratio_to_native_ncnn is the median over rounds of (p50 of the system / p50 of native ncnn in that round).
 Absolute times drift on a shared machine: compare the ratios, and repeat a run before believing a small one.
 
 Writes benchmarks/results.json (a list of rows: model, threads, system, p50_ms, p90_ms, rss_mb, ratio_to_native_ncnn
@@ -201,6 +202,20 @@ def quiet_stdout():
             os.close(saved)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
     """ONNX, model.so (+ the --no-offload one), the pnnx ncnn graph, the input; export times."""
     import torch
@@ -235,7 +250,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
 
     pt = str(workdir / f"{safe}_pnnx.pt")
     start = time.perf_counter()
-    with quiet_stdout():
+    with quiet_stdout(), quiet_stderr():
         # fp16=False: the .bin keeps fp32 weights, as model.so does (outputs compare bit-close).
         pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
     m["pnnx_s"] = time.perf_counter() - start
@@ -319,7 +334,8 @@ def measure(m: dict, threads: int, systems: list[str], repeat: int, rounds: int,
 
 
 def leak_check(m: dict, runs: int, env: dict, workdir: Path) -> dict[str, dict]:
-    """RSS after the first run and after `runs` more, for deploy_app and the native C++ reference (1 thread)."""
+    """RSS after 10 runs and after `runs` runs, in one process, for deploy_app and the native C++ reference,
+    1 thread. (ncnn's pool allocator settles during the first runs, natively too: compare after that.)"""
     out = {}
     for system in ("tvm-ncnn", "native-ncnn"):
         try:
@@ -327,8 +343,10 @@ def leak_check(m: dict, runs: int, env: dict, workdir: Path) -> dict[str, dict]:
         except RuntimeError as err:
             print(f"  leak check: {system} cannot run {m['name']}: {str(err).splitlines()[-1]}", flush=True)
             continue
-        out[system] = {"leak_runs": runs, "first_rss_mb": r["first_rss_mb"], "leak_steady_rss_mb": r["steady_rss_mb"],
-                       "rss_growth_mb": r["steady_rss_mb"] - r["first_rss_mb"]}
+        out[system] = {"leak_runs": runs, "rss_after_10_mb": r["warm_rss_mb"], f"rss_after_{runs}_mb": r["steady_rss_mb"],
+                       "rss_growth_mb": r["steady_rss_mb"] - r["warm_rss_mb"]}
+        print(f"  {system}: RSS {r['warm_rss_mb']:.2f} MB after 10 runs, {r['steady_rss_mb']:.2f} MB after {runs}",
+              flush=True)
     return out
 
 
@@ -480,28 +498,36 @@ def plot(rows: list[dict], path: str) -> None:
     models = list(dict.fromkeys(r["model"] for r in rows))
     threads = sorted({r["threads"] for r in rows})
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
-    fig, axes = plt.subplots(2, len(threads), figsize=(6.5 * len(threads), 8.5), squeeze=False)
-    width = 0.8 / len(systems)
+    panels = [("p50_ms", "p50 latency (ms)", systems, True),
+              ("ratio_to_native_ncnn", "p50 / native ncnn (C++; the wheel where C++ cannot run it)",
+               [s for s in systems if s != "tvm-alone"], False),
+              ("steady_rss_mb", "steady RSS (MB)", systems, True)]
+    fig, axes = plt.subplots(len(panels), len(threads), figsize=(6.5 * len(threads), 12), squeeze=False)
+    colors = {s: f"C{i}" for i, s in enumerate(SYSTEMS)}
     for col, t in enumerate(threads):
-        for row_i, (key, title, log) in enumerate([("p50_ms", "p50 latency (ms)", True),
-                                                   ("ratio_to_native_ncnn", "p50 / native ncnn (C++)", True)]):
+        for row_i, (key, title, shown, log) in enumerate(panels):
             ax = axes[row_i][col]
-            for i, s in enumerate(systems):
+            width = 0.8 / len(shown)
+            for i, s in enumerate(shown):
                 vals = [next((r.get(key) for r in rows if r["model"] == m and r["threads"] == t and r["system"] == s),
                              None) for m in models]
-                xs = [j + (i - (len(systems) - 1) / 2) * width for j in range(len(models))]
-                ax.bar(xs, [v if v else 0 for v in vals], width, label=s)
+                xs = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(models))]
+                ax.bar(xs, [v if v else 0 for v in vals], width, label=s, color=colors[s])
             if key == "ratio_to_native_ncnn":
-                ax.axhline(1.03, color="k", linestyle="--", linewidth=0.8)
+                ax.axhline(1.0, color="k", linewidth=0.6)
+                ax.axhline(1.03, color="k", linestyle="--", linewidth=0.8, label="1.03")
+                ax.set_ylim(0.5, 1.5)
             ax.set_xticks(range(len(models)))
             ax.set_xticklabels(models, rotation=20, fontsize=8)
-            ax.set_yscale("log" if log else "linear")
-            ax.set_title(f"{title}, {t} thread{'s' if t > 1 else ''}", fontsize=10)
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(f"{title}, {t} thread{'s' if t > 1 else ''}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("tvm-ncnn vs native ncnn, TVM alone and onnxruntime (same run, interleaved)")
+            if col == 0:
+                ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("tvm-ncnn vs native ncnn, TVM alone and onnxruntime (one run, interleaved rounds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -509,8 +535,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(SUITE))
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    parser.add_argument("--repeat", type=int, default=60, help="timed runs per system, split over the rounds")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--repeat", type=int, default=100, help="timed runs per system, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
     parser.add_argument("--tvm-repeat", type=int, default=1, help="timed runs of tvm-alone per round (slow)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (untuned TVM is slow)")
@@ -591,9 +617,12 @@ def suite(args, env: dict, workdir: Path) -> int:
                     rows.append(row)
                     continue
                 if native:
-                    row["ratio_to_native_ncnn"] = s["p50_ms"] / native
-                    row["native_reference"] = reference
+                    # Paired by round (measured minutes apart at most), then the median: a burst of load on the
+                    # machine during one system's turn moves one round ratio, not the result.
                     row["round_ratios"] = [a / b for a, b in zip(s["round_p50_ms"], stats[reference]["round_p50_ms"])]
+                    row["ratio_to_native_ncnn"] = statistics.median(row["round_ratios"])
+                    row["ratio_of_pooled_p50"] = s["p50_ms"] / native
+                    row["native_reference"] = reference
                 if wheel:
                     row["ratio_to_ncnn_wheel"] = s["p50_ms"] / wheel
                 if system == reference and stats.get("tvm-ncnn", {}).get("steady_rss_mb"):

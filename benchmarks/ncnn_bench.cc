@@ -6,8 +6,8 @@
 //              [--output out.npy]
 //
 // Prints one JSON object with deploy_app's --json fields: load_ms, first_ms, p50_ms, p90_ms, threads, repeat,
-// rss_mb (peak, getrusage), first_rss_mb / steady_rss_mb (VmRSS after the first / the last run), cpu_ms (CPU time
-// per timed run, all threads), times_ms (every timed run). --output saves the output (float32 .npy, batch 1).
+// rss_mb (peak), first_rss_mb / warm_rss_mb / steady_rss_mb (VmRSS after the first run, 10 timed runs, the last
+// run), cpu_ms (CPU time per timed run, all threads), times_ms (every timed run). --output saves the output (float32 .npy, batch 1).
 //
 // Built by benchmarks/bench.py (g++ against build/host/_deps/ncnn-{src,build}); not part of the product.
 #include <sys/resource.h>
@@ -205,20 +205,22 @@ int main(int argc, char** argv) {
     std::vector<double> times;
     times.reserve(repeat);
     const double cpu0 = CpuMs();
+    double warm_rss_mb = -1;  // after 10 timed runs, as deploy_app
     for (int i = 0; i < repeat; ++i) {
       t0 = std::chrono::steady_clock::now();
       ncnn::Mat o;
       run(&o);
       times.push_back(MsSince(t0));
+      if (i + 1 == std::min(10, repeat)) warm_rss_mb = SteadyRssMb();
     }
     const double cpu_ms = (CpuMs() - cpu0) / repeat;
     std::string list;
     for (size_t i = 0; i < times.size(); ++i) list += (i ? ", " : "") + std::to_string(times[i]);
     std::printf("{\"load_ms\": %.3f, \"first_ms\": %.3f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"threads\": %d, "
-                "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"steady_rss_mb\": %.2f, "
-                "\"cpu_ms\": %.3f, \"times_ms\": [%s]}\n",
+                "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"warm_rss_mb\": %.2f, "
+                "\"steady_rss_mb\": %.2f, \"cpu_ms\": %.3f, \"times_ms\": [%s]}\n",
                 load_ms, first_ms, Percentile(times, 0.5), Percentile(times, 0.9), threads, repeat, PeakRssMb(),
-                first_rss_mb, SteadyRssMb(), cpu_ms, list.c_str());
+                first_rss_mb, warm_rss_mb, SteadyRssMb(), cpu_ms, list.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ncnn_bench: error: %s\n", e.what());
     return 1;

@@ -322,16 +322,18 @@ int Run(const Args& a) {
   std::vector<double> times;
   times.reserve(static_cast<size_t>(a.repeat));
   const double cpu0 = CpuMs();
+  double warm_rss_mb = -1;  // after 10 timed runs: allocators have settled, later growth would be a leak
   for (int i = 0; i < a.repeat; ++i) {
     t0 = std::chrono::steady_clock::now();
     model.Run(inputs);
     times.push_back(MsSince(t0));
+    if (i + 1 == std::min(10, a.repeat)) warm_rss_mb = CurrentRssMb();
   }
   // CPU time per steady run, all threads: above the latency x 1 when threads work or spin in parallel.
   const double cpu_ms = (CpuMs() - cpu0) / a.repeat;
   const double p50 = Percentile(times, 0.5), p90 = Percentile(times, 0.9);
-  // Memory: the peak (load included), what stays resident after the first run and after all runs (a leak
-  // shows as steady > first with many --repeat).
+  // Memory: the peak (load included), what stays resident after the first run, after 10 runs and after all
+  // runs (a leak shows as steady > warm with many --repeat).
   const double steady_rss_mb = CurrentRssMb(), peak_rss_mb = PeakRssMb();
 
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
@@ -361,7 +363,8 @@ int Run(const Args& a) {
     j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
          ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
     j += ", \"rss_mb\": " + JsonNumber(peak_rss_mb, "%.2f") + ", \"first_rss_mb\": " +
-         JsonNumber(first_rss_mb, "%.2f") + ", \"steady_rss_mb\": " + JsonNumber(steady_rss_mb, "%.2f");
+         JsonNumber(first_rss_mb, "%.2f") + ", \"warm_rss_mb\": " + JsonNumber(warm_rss_mb, "%.2f") +
+         ", \"steady_rss_mb\": " + JsonNumber(steady_rss_mb, "%.2f");
     j += ", \"cpu_ms\": " + JsonNumber(cpu_ms, "%.3f");
     j += ", \"times_ms\": [";
     for (size_t i = 0; i < times.size(); ++i) j += (i ? ", " : "") + JsonNumber(times[i], "%.3f");
