@@ -56,6 +56,9 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     mod = partition(imported.mod) if offload else imported.mod
     placement = report(mod)
     mod = relax.transform.RunCodegen()(mod)
+    # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
+    # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).
+    mod = mod.without_attr("const_name_to_constant")
     executable = _compile(mod, device, imported.source)
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
