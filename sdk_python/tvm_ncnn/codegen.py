@@ -9,7 +9,7 @@ import tvm_ffi
 from tvm import relax
 
 from . import native
-from .converters import CONVERTERS, Match
+from .converters import Match, converter_for
 from .ncnn_graph import NcnnGraph
 from .patterns import shape_of
 
@@ -45,7 +45,8 @@ def convert_region(func: relax.Function) -> Region:
             elif isinstance(value, relax.Call) and value.op in composites:
                 composite = composites[value.op]
                 match = Match(_calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
-                blobs[binding.var] = CONVERTERS[match.root.op.name](graph, match)
+                convert = converter_for(str(composite.attrs["Composite"]), match.root.op.name)
+                blobs[binding.var] = convert(graph, match)
             elif isinstance(value, relax.TupleGetItem):
                 blobs[binding.var] = blobs[value.tuple_value][value.index]
             elif isinstance(value, relax.Tuple):

@@ -13,8 +13,8 @@ import numpy as np
 from tvm import relax
 
 from .ncnn_graph import NcnnGraph, shape_params
-from .patterns import (BINARY_OPS, RESHAPES, bias_vector, constant_value, interp_type, is_constant, prim_value,
-                       reduce_axes, shape_of, slice_ranges)
+from .patterns import (BINARY_OPS, RESHAPES, bias_vector, channel_shuffle_groups, constant_value, interp_type,
+                       is_constant, prim_value, reduce_axes, shape_of, slice_ranges)
 
 
 @dataclass
@@ -194,7 +194,11 @@ def convert_strided_slice(g: NcnnGraph, m: Match) -> str:
     op = m.root
     ranges = slice_ranges(op)
     params = {9: [b for _, b, _ in ranges], 10: [e for _, _, e in ranges], 11: [a - 1 for a, _, _ in ranges]}
-    return g.add("Crop", [m.blob(op.args[0])], params)[0]
+    top = g.add("Crop", [m.blob(op.args[0])], params)[0]
+    if len(ranges) == 1:
+        axis, begin, end = ranges[0]
+        g.layers[-1].crop_range = (axis - 1, begin, end, shape_of(op.args[0])[axis])
+    return top
 
 
 # ncnn's Permute order types, keyed by the output's axes innermost first, named as the input's
@@ -292,6 +296,16 @@ def convert_reshape(g: NcnnGraph, m: Match) -> str:
     return g.add("Reshape", [m.blob(op.args[0])], shape_params(shape_of(op)[1:]))[0]
 
 
+def convert_channel_shuffle(g: NcnnGraph, m: Match) -> str:
+    grouped, swapped, out = m.calls
+    return g.add("ShuffleChannel", [m.blob(grouped.args[0])], {0: channel_shuffle_groups(grouped, swapped, out)})[0]
+
+
+# Composites of several ops that become one layer of their own, by pattern name; the rest by their root op.
+PATTERN_CONVERTERS = {
+    "ncnn.channel_shuffle": convert_channel_shuffle,
+}
+
 CONVERTERS = {
     "relax.nn.conv2d": convert_conv2d,
     "relax.nn.conv2d_transpose": convert_conv2d_transpose,
@@ -315,3 +329,7 @@ CONVERTERS = {
     **{name: convert_reshape for name in RESHAPES},
     **{name: convert_binary for name in BINARY_OPS},
 }
+
+
+def converter_for(pattern: str, root_op: str):
+    return PATTERN_CONVERTERS.get(pattern) or CONVERTERS[root_op]

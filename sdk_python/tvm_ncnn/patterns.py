@@ -467,9 +467,38 @@ def _single(op: str, extra: int):
     return (f"{PREFIX}.{suffix}", root, {"root": root}, _check_calls("root"))
 
 
+def channel_shuffle_groups(grouped, swapped, out) -> int | None:
+    """The group count when reshape -> permute_dims -> reshape is ShuffleNet's channel shuffle
+    ([1, C, H, W] -> [1, g, C/g, H, W], swap axes 1 and 2, back to [1, C, H, W]), else None."""
+    shape, mid = shape_of(grouped.args[0]), shape_of(grouped)
+    if shape is None or mid is None or len(shape) != 4 or len(mid) != 5 or shape_of(out) != shape:
+        return None
+    axes = swapped.attrs.axes
+    if axes is None or [int(a) for a in axes] != [0, 2, 1, 3, 4]:
+        return None
+    if mid[0] != 1 or mid[1] * mid[2] != shape[1] or mid[3:] != shape[2:]:
+        return None
+    return mid[1]
+
+
+def _channel_shuffle():
+    """One ShuffleChannel layer instead of Reshape, Permute, Reshape (three copies, the last two unpacked)."""
+    grouped = is_op("relax.reshape")(wildcard(), wildcard())
+    swapped = is_op("relax.permute_dims")(grouped)
+    out = is_op("relax.reshape")(swapped, wildcard())
+    base = _check_calls("root", "permute", "out")
+
+    def check(ctx) -> bool:
+        calls = ctx.annotated_expr
+        return base(ctx) and channel_shuffle_groups(calls["root"], calls["permute"], calls["out"]) is not None
+
+    return (f"{PREFIX}.channel_shuffle", out, {"root": grouped, "permute": swapped, "out": out}, check)
+
+
 def pattern_table():
     """Highest priority first: the fused forms, then each op alone."""
-    fused = [*_with_bias_and_activation("conv2d", "relax.nn.conv2d", channel_axis=1),
+    fused = [_channel_shuffle(),
+             *_with_bias_and_activation("conv2d", "relax.nn.conv2d", channel_axis=1),
              *_with_bias_and_activation("conv2d_transpose", "relax.nn.conv2d_transpose", channel_axis=1),
              *_with_bias_and_activation("dense", "relax.matmul", channel_axis=1)]
     single = [op for op in SUPPORT if op not in ("relax.nn.conv2d", "relax.nn.conv2d_transpose", "relax.matmul")]

@@ -43,3 +43,20 @@ class SplitByUnsupported(nn.Module):
 
     def forward(self, x):
         return torch.relu(self.b(torch.sin(torch.relu(self.a(x)))))
+
+
+class ShuffleBlock(nn.Module):
+    """ShuffleNetV2's unit: split the channels in two, convolve one half, concatenate, shuffle the channels."""
+
+    def __init__(self, channels: int = 16, groups: int = 2):
+        super().__init__()
+        self.groups = groups
+        half = channels // 2
+        self.branch = nn.Sequential(nn.Conv2d(half, half, 1), nn.ReLU(),
+                                    nn.Conv2d(half, half, 3, padding=1, groups=half), nn.Conv2d(half, half, 1))
+
+    def forward(self, x):
+        kept, worked = x.chunk(2, dim=1)
+        y = torch.cat([kept, self.branch(worked)], dim=1)
+        n, c, h, w = y.shape
+        return y.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)

@@ -42,3 +42,29 @@ def test_blob_read_twice_goes_through_split():
     assert len(split) == 1 and split[0].split()[2:4] == ["1", "2"]
     assert outputs[0] != a and outputs[0].startswith(a + "_")
     assert param.splitlines()[1] == f"4 {4 + 1}"
+
+
+def _crop(g: NcnnGraph, blob: str, begin: int, end: int, size: int = 8) -> str:
+    top = g.add("Crop", [blob], {9: [begin], 10: [end], 11: [0]})[0]
+    g.layers[-1].crop_range = (0, begin, end, size)
+    return top
+
+
+def test_crops_tiling_an_axis_become_one_slice():
+    g = NcnnGraph()
+    x = g.add_input([8, 4, 4])
+    high, low = _crop(g, x, 5, 8), _crop(g, x, 0, 5)
+    param, _, outputs = g.serialize([high, low])
+    lines = param.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["Input", "Slice"]
+    fields = lines[3].split()
+    assert fields[4:] == [x, low, high, "-23300=2,5,3", "1=0"]
+    assert outputs == [high, low]
+
+
+def test_crops_with_a_gap_stay_crops():
+    g = NcnnGraph()
+    x = g.add_input([8, 4, 4])
+    a, b = _crop(g, x, 0, 3), _crop(g, x, 4, 8)
+    param, _, _ = g.serialize([a, b])
+    assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "Split", "Crop", "Crop"]

@@ -13,7 +13,7 @@ from tvm_ncnn.codegen import convert_region
 from tvm_ncnn.partition import partition, region_vars, report
 
 from conftest import max_rel_error, onnxruntime_run
-from nets import SplitByUnsupported
+from nets import ShuffleBlock, SplitByUnsupported
 
 
 def conv_chain(n_convs: int) -> tvm.IRModule:
@@ -80,3 +80,27 @@ def test_no_offload_exports_pure_tvm(tmp_path):
     result = tvm_ncnn.export(conv_chain(2), tmp_path / "ref.so", offload=False)
     assert result.report.regions == 0
     assert tvm_ncnn.load(tmp_path / "ref.so").info["ncnn_regions"] == 0
+
+
+def test_shufflenet_unit_becomes_pnnx_layers(tmp_path):
+    """chunk -> Slice and view/transpose/reshape -> ShuffleChannel: the layers native ncnn (pnnx) runs."""
+    torch.manual_seed(0)
+    onnx_path = zoo.to_onnx(ShuffleBlock().eval(), str(tmp_path / "shuffle.onnx"), (1, 16, 10, 10))
+    mod = partition(tvm_ncnn.import_model(onnx_path).mod)
+    param = convert_region(mod[region_vars(mod)[0]]).param
+    layers = [line.split()[0] for line in param.splitlines()[2:]]
+    assert layers.count("ShuffleChannel") == 1 and "Permute" not in layers and "Reshape" not in layers
+    assert layers.count("Slice") == 1 and "Crop" not in layers and "Split" not in layers
+    assert "0=2" in next(line for line in param.splitlines() if line.startswith("ShuffleChannel"))
+    tvm_ncnn.export(onnx_path, tmp_path / "shuffle.so")
+    x = np.random.default_rng(5).standard_normal((1, 16, 10, 10)).astype("float32")
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "shuffle.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_weights_are_stored_once(tmp_path):
+    """The weights live in the ncnn module's bytes only: no const_loader copy next to them."""
+    result = tvm_ncnn.export(conv_chain(6), tmp_path / "chain.so")
+    data = open(result.path, "rb").read()
+    assert b"const_loader" not in data
+    w = conv_chain(6)["main"].body.blocks[0].bindings[0].value.args[1].value.numpy()
+    assert data.count(w.tobytes()) == 1
