@@ -1,6 +1,9 @@
 // Model: load model.so (a Relax VM executable), read and check its metadata, configure its ncnn regions,
 // build the VM, and run it with inputs preallocated once.
 #include <dlfcn.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <link.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -432,6 +435,11 @@ Model Model::Load(const std::string& path, const Options& options) {
   }
 
   for (const TensorInfo& in : info.inputs) impl->inputs.push_back(NewInputTensor(in));
+#ifdef __GLIBC__
+  // Loading freed large buffers (module bytes, ncnn's unpacked weights) in the middle of the heap; glibc keeps
+  // such free pages resident. Hand them back once, now that the long-lived allocations are made.
+  malloc_trim(0);
+#endif
   return Model(std::move(impl));
 }
 
