@@ -14,7 +14,7 @@ from tvm import relax
 
 from .ncnn_graph import NcnnGraph, shape_params
 from .patterns import (BINARY_OPS, RESHAPES, bias_vector, channel_shuffle_groups, constant_value, interp_type,
-                       is_constant, prim_value, reduce_axes, shape_of, slice_ranges)
+                       is_constant, lrn_params, prim_value, reduce_axes, shape_of, slice_ranges)
 
 
 @dataclass
@@ -301,9 +301,15 @@ def convert_channel_shuffle(g: NcnnGraph, m: Match) -> str:
     return g.add("ShuffleChannel", [m.blob(grouped.args[0])], {0: channel_shuffle_groups(grouped, swapped, out)})[0]
 
 
+def convert_lrn(g: NcnnGraph, m: Match) -> str:
+    square = m.calls[0]
+    return g.add("LRN", [m.blob(square.args[0])], {0: 0, **lrn_params(m.calls)})[0]  # 0: across channels
+
+
 # Composites of several ops that become one layer of their own, by pattern name; the rest by their root op.
 PATTERN_CONVERTERS = {
     "ncnn.channel_shuffle": convert_channel_shuffle,
+    "ncnn.lrn": convert_lrn,
 }
 
 CONVERTERS = {

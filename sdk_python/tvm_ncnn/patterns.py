@@ -495,9 +495,52 @@ def _channel_shuffle():
     return (f"{PREFIX}.channel_shuffle", out, {"root": grouped, "permute": swapped, "out": out}, check)
 
 
+def lrn_params(calls) -> dict[int, float] | None:
+    """ncnn LRN's (local_size, alpha, beta, bias) for TVM's decomposition of ONNX LRN across channels --
+    x / (bias + alpha * avg_pool3d(x^2 over a channel window))^beta -- else None."""
+    _, expanded, pooled, squeezed, scaled, shifted, powered, _ = calls
+    a = pooled.attrs
+    size = int(a.pool_size[0])
+    window = [int(v) for v in a.pool_size] == [size, 1, 1] and [int(v) for v in a.strides] == [1, 1, 1]
+    # ncnn pads local_size / 2 channels on both sides: an odd window, centred, counting the padding
+    centred = [int(v) for v in a.padding] == [size // 2, 0, 0, size // 2, 0, 0] and size % 2 == 1
+    if not (window and centred and a.count_include_pad and not a.ceil_mode):
+        return None
+    if [int(v) for v in expanded.attrs.axis] != [1] or [int(v) for v in squeezed.attrs.axis or []] != [1]:
+        return None
+    scalars = [scaled.args[1], shifted.args[1], powered.args[1]]
+    if not all(is_constant(c) and constant_value(c).size == 1 for c in scalars):
+        return None
+    alpha, bias, beta = (float(constant_value(c).reshape(-1)[0]) for c in scalars)
+    return {1: size, 2: alpha, 3: beta, 4: bias}
+
+
+def _lrn():
+    """AlexNet's LocalResponseNorm, as TVM's ONNX importer spells it, as one ncnn LRN layer."""
+    x = wildcard()
+    names = ["square", "expand", "pool", "squeeze", "scale", "shift", "power", "root"]
+    square = is_op("relax.multiply")(x, x)
+    expanded = is_op("relax.expand_dims")(square)
+    pooled = is_op("relax.nn.avg_pool3d")(expanded)
+    squeezed = is_op("relax.squeeze")(pooled)
+    scaled = is_op("relax.multiply")(squeezed, is_const())
+    shifted = is_op("relax.add")(scaled, is_const())
+    powered = is_op("relax.power")(shifted, is_const())
+    out = is_op("relax.divide")(x, powered)
+    chain = [square, expanded, pooled, squeezed, scaled, shifted, powered, out]
+
+    def check(ctx) -> bool:
+        if has_leaking_intermediate_variables(ctx):
+            return False
+        calls = [ctx.annotated_expr[n] for n in names]
+        return why_not_tensor(calls[-1], "output") is None and lrn_params(calls) is not None
+
+    return (f"{PREFIX}.lrn", out, dict(zip(names, chain)), check)
+
+
 def pattern_table():
     """Highest priority first: the fused forms, then each op alone."""
-    fused = [_channel_shuffle(),
+    fused = [_channel_shuffle(), _lrn(),
              *_with_bias_and_activation("conv2d", "relax.nn.conv2d", channel_axis=1),
              *_with_bias_and_activation("conv2d_transpose", "relax.nn.conv2d_transpose", channel_axis=1),
              *_with_bias_and_activation("dense", "relax.matmul", channel_axis=1)]

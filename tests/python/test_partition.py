@@ -104,3 +104,24 @@ def test_weights_are_stored_once(tmp_path):
     assert b"const_loader" not in data
     w = conv_chain(6)["main"].body.blocks[0].bindings[0].value.args[1].value.numpy()
     assert data.count(w.tobytes()) == 1
+
+
+def _lrn_onnx(path, size: int) -> str:
+    import onnx
+    from onnx import TensorProto, helper
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=1e-3, beta=0.75, bias=2.0)
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 16, 8, 8]) for n in ("x", "y")]
+    graph = helper.make_graph([node], "lrn", info[:1], info[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
+
+
+def test_lrn_is_one_ncnn_layer(tmp_path):
+    x = np.random.default_rng(6).standard_normal((1, 16, 8, 8)).astype("float32") * 4
+    onnx_path = _lrn_onnx(tmp_path / "lrn5.onnx", 5)
+    result = tvm_ncnn.export(onnx_path, tmp_path / "lrn5.so")
+    assert result.report.regions == 1 and all(op.place == "ncnn:0" for op in result.report.ops)
+    mod = partition(tvm_ncnn.import_model(onnx_path).mod)
+    param = convert_region(mod[region_vars(mod)[0]]).param
+    assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "LRN"]
+    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
