@@ -463,6 +463,8 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "deploy_app: error: out of memory\n");
+  } catch (const tvm_ncnn::Error& e) {  // already one printable line
+    std::fprintf(stderr, "deploy_app: error: %s\n", e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "deploy_app: error: %s\n", OneLine(e.what()).c_str());
   } catch (...) {

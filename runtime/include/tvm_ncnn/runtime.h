@@ -16,9 +16,12 @@
 
 namespace tvm_ncnn {
 
+// The message is always one printable line: line breaks become spaces, other control characters and bytes
+// that are not UTF-8 (a corrupt file's names end up in messages) are shown as \xNN.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message);
+  explicit Error(const char* message) : Error(std::string(message)) {}
 };
 
 // Bytes per element of a numpy-style dtype name: float16/32/64, int8/16/32/64, uint8/16, bool.
