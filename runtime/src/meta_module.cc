@@ -24,7 +24,11 @@ namespace {
 namespace ffi = tvm::ffi;
 
 constexpr char kMagic[8] = {'T', 'V', 'M', 'N', 'C', 'N', 'N', 'M'};
-constexpr uint32_t kFormatVersion = 1;
+// The module's own format (magic, version, JSON, then from version 2 a checksum trailer); version 1
+// is still read. Not to be confused with the JSON's "format_version" (kJsonFormatVersion).
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kOldestFormatVersion = 1;
+constexpr int64_t kJsonFormatVersion = 1;
 constexpr uint64_t kMaxJsonLen = uint64_t(256) << 20;
 constexpr const char* kWhere = "tvm_ncnn_meta module";
 
@@ -43,10 +47,10 @@ void CheckJson(const std::string& json) {
   auto it = obj->find(ffi::String("format_version"));
   if (it != obj->end()) {
     std::optional<int64_t> v = (*it).second.try_cast<int64_t>();
-    if (!v.has_value() || *v != kFormatVersion) {
+    if (!v.has_value() || *v != kJsonFormatVersion) {
       TVM_FFI_THROW(ValueError) << kWhere << ": unknown metadata format version "
                                 << (v.has_value() ? std::to_string(*v) : std::string("(not an int)"))
-                                << " in the JSON (this runtime reads version " << kFormatVersion
+                                << " in the JSON (this runtime reads version " << kJsonFormatVersion
                                 << ")";
     }
   }
@@ -74,6 +78,7 @@ class MetaModuleObj : public ffi::ModuleObj {
     w.Raw(kMagic, sizeof(kMagic));
     w.U32(kFormatVersion);
     w.Str(json_);
+    w.ChecksumTrailer();
     return ffi::Bytes(w.Take());
   }
 
@@ -84,12 +89,13 @@ class MetaModuleObj : public ffi::ModuleObj {
       TVM_FFI_THROW(ValueError) << kWhere << ": bad magic (expected \"TVMNCNNM\"): corrupt data";
     }
     uint32_t version = r.U32("metadata format version");
-    if (version != kFormatVersion) {
-      TVM_FFI_THROW(ValueError) << kWhere << ": unknown metadata format version " << version
-                                << " (this runtime reads version " << kFormatVersion
-                                << "); use the tvm-ncnn runtime that matches the SDK that "
-                                << "exported the model";
+    if (version < kOldestFormatVersion || version > kFormatVersion) {
+      TVM_FFI_THROW(ValueError) << kWhere << ": unknown module format version " << version
+                                << " (this runtime reads versions " << kOldestFormatVersion << " to "
+                                << kFormatVersion << "); use the tvm-ncnn runtime that matches the SDK "
+                                << "that exported the model";
     }
+    if (version >= 2) r.VerifyChecksumTrailer();
     std::string json = r.Str("metadata JSON", kMaxJsonLen);
     r.ExpectEnd();
     CheckJson(json);

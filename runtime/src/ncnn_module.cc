@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -54,7 +55,10 @@ namespace {
 namespace ffi = tvm::ffi;
 
 constexpr char kMagic[8] = {'T', 'V', 'M', 'N', 'C', 'N', 'N', '\0'};
-constexpr uint32_t kFormatVersion = 1;
+// Version 2 = version 1 + a checksum trailer (FORMAT.md). Version 1 (no checksum) is still read, so
+// models exported before the checksum keep loading.
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kOldestFormatVersion = 1;
 
 // Caps that keep malformed bytes from asking for absurd amounts of memory.
 constexpr uint64_t kMaxSymbolLen = 4096;
@@ -122,6 +126,59 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
     default: return {};
   }
 }
+
+// ncnn says why it refuses a graph only by printing to stderr (NCNN_LOGE) and returning -1. While a net
+// is built, fd 2 goes to a temporary file; what ncnn printed then becomes part of the one-line error
+// instead of stray lines before it. On success the text is passed on to the real stderr, so output
+// another thread wrote meanwhile is delayed, never lost. One capture at a time in the process.
+class StderrCapture {
+ public:
+  StderrCapture() : lock_(Mutex()) {
+    std::fflush(stderr);
+    file_ = std::tmpfile();
+    if (file_ == nullptr) return;  // no temporary file: ncnn prints as usual
+    saved_ = dup(STDERR_FILENO);
+    if (saved_ < 0 || dup2(fileno(file_), STDERR_FILENO) < 0) Restore();
+  }
+  ~StderrCapture() { Pass(Restore()); }
+
+  // Restores stderr; returns what was written to it meanwhile, as one line ("a; b").
+  std::string Restore() {
+    std::string text;
+    if (saved_ >= 0) {
+      std::fflush(stderr);
+      dup2(saved_, STDERR_FILENO);
+      close(saved_);
+      saved_ = -1;
+      std::rewind(file_);
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof(buf), file_)) > 0 && text.size() < (1u << 16)) text.append(buf, n);
+    }
+    if (file_ != nullptr) std::fclose(file_);
+    file_ = nullptr;
+    std::string joined, line;
+    std::istringstream lines(text);
+    while (std::getline(lines, line)) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      joined += (joined.empty() ? "" : "; ") + line;
+    }
+    return joined;
+  }
+  // Writes text restored but not used to the real stderr.
+  static void Pass(const std::string& text) {
+    if (!text.empty()) std::fprintf(stderr, "%s\n", text.c_str());
+  }
+
+ private:
+  static std::mutex& Mutex() {
+    static std::mutex mu;
+    return mu;
+  }
+  std::lock_guard<std::mutex> lock_;
+  std::FILE* file_ = nullptr;
+  int saved_ = -1;
+};
 
 // ncnn reads weights through this: it always copies (no reference()), so ncnn owns its weights and
 // our buffer can be dropped once the net is built. Reads are bounds-checked.
@@ -212,6 +269,7 @@ class NcnnModuleObj : public ffi::ModuleObj {
         for (int64_t d : b.shape) w.I64(d);
       }
     }
+    w.ChecksumTrailer();
     return ffi::Bytes(w.Take());
   }
 
@@ -223,11 +281,12 @@ class NcnnModuleObj : public ffi::ModuleObj {
                                 << "ncnn region module, or corrupt data";
     }
     uint32_t version = r.U32("format version");
-    if (version != kFormatVersion) {
+    if (version < kOldestFormatVersion || version > kFormatVersion) {
       TVM_FFI_THROW(ValueError) << "ncnn module: unknown format version " << version
-                                << " (this runtime reads version " << kFormatVersion
-                                << "); rebuild model.so with a matching SDK";
+                                << " (this runtime reads versions " << kOldestFormatVersion << " to "
+                                << kFormatVersion << "); rebuild model.so with a matching SDK";
     }
+    if (version >= 2) r.VerifyChecksumTrailer();
     std::string symbol = r.Str("symbol", kMaxSymbolLen);
     r.set_context("ncnn region '" + symbol + "'");
     std::string param = r.Str("param text", kMaxParamLen);
@@ -365,14 +424,16 @@ class NcnnModuleObj : public ffi::ModuleObj {
     const unsigned char* begin = reinterpret_cast<const unsigned char*>(param_.data());
     const unsigned char* cursor = begin;
     int rc;
+    StderrCapture capture;
     {
       ncnn::DataReaderFromMemory dr(cursor, param_.size());
       rc = net->load_param(dr);
     }
     if (rc != 0) {
-      TVM_FFI_THROW(ValueError) << Where() << ": ncnn load_param failed (error " << rc
-                                << "; ncnn printed the reason above): the param text is invalid "
-                                << "or uses a layer this runtime's ncnn was built without";
+      const std::string said = capture.Restore();
+      TVM_FFI_THROW(ValueError) << Where() << ": ncnn load_param failed (error " << rc << ": "
+                                << (said.empty() ? "no reason given" : said) << "): the param text is "
+                                << "invalid or uses a layer this runtime's ncnn was built without";
     }
     size_t used = static_cast<size_t>(cursor - begin);
     size_t junk = used;
@@ -391,8 +452,10 @@ class NcnnModuleObj : public ffi::ModuleObj {
           weights_size_);
       rc = net->load_model(dr);
       if (rc != 0) {
+        const std::string said = capture.Restore();
         TVM_FFI_THROW(ValueError) << Where() << ": ncnn load_model failed (error " << rc
-                                  << ") after reading " << dr.consumed() << " of "
+                                  << (said.empty() ? "" : ": " + said) << ") after reading "
+                                  << dr.consumed() << " of "
                                   << weights_size_ << " weight bytes: the weights do not "
                                   << "match the param text (truncated?)";
       }
