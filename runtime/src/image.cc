@@ -164,6 +164,7 @@ Tensor LoadImage(const std::string& path, const ModelInfo& info) {
     norm[c] = 1.f / pp.std[rgb];
   }
 
+  if (file_size == 0) throw Error(name + "empty file (0 bytes): not a JPEG, PNG or BMP image");
   const ImageHeader h = ReadHeader(path, file_size);
   if (!h.format) throw Error(name + "not a JPEG, PNG or BMP image");
   if (h.truncated) throw Error(name + "truncated " + h.format + " (the file ends before the image data does)");

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstdlib>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <mutex>
 #include <unordered_set>
@@ -244,12 +245,39 @@ struct MetaReader {
 std::string ScanMetadata(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   const std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const size_t at = data.find(std::string("TVMNCNNM\x01\0\0\0", 12));  // magic + format version 1
+  size_t at = std::string::npos;
+  for (const char version : {'\x01', '\x02'}) {  // magic + module format version (meta_module.cc)
+    at = data.find(std::string("TVMNCNNM", 8) + version + std::string(3, '\0'));
+    if (at != std::string::npos) break;
+  }
   if (at == std::string::npos || at + 20 > data.size()) return "";
   uint64_t len = 0;
   for (int i = 7; i >= 0; --i) len = (len << 8) | static_cast<unsigned char>(data[at + 12 + i]);
   if (len > data.size() - at - 20) return "";
   return data.substr(at + 20, len);
+}
+
+// "" when model.so was built by the versions this runtime has, else " was built with TVM X, but this
+// runtime uses TVM Y; ..." for the first that differs. A model.so runs only with the exact TVM it was
+// compiled by (TVM's own ABI and VM bytecode), the ncnn whose layers and param format its graphs were
+// converted for, and the SDK whose module formats and metadata it carries. Versions a model does not
+// record (older metadata had no sdk/ncnn fields) are not compared.
+std::string VersionMismatch(const ModelInfo& info) {
+  const struct {
+    const char* what;
+    const std::string& built;
+    const char* runtime;
+  } parts[] = {{"TVM", info.tvm_version, TvmVersion()},
+               {"ncnn", info.ncnn_version, NcnnVersion()},
+               {"tvm-ncnn SDK", info.sdk_version, SdkVersion()}};
+  for (const auto& p : parts) {
+    if (!p.built.empty() && p.built != p.runtime) {
+      return std::string(" was built with ") + p.what + " " + p.built + ", but this runtime uses " + p.what + " " +
+             p.runtime + "; re-export the model with the SDK that matches this runtime, or use the runtime "
+             "built with it";
+    }
+  }
+  return "";
 }
 
 // Every ncnn module in the import tree (model.so's library module imports one per offloaded region).
@@ -376,15 +404,12 @@ Model Model::Load(const std::string& path, const Options& options) {
   } catch (const ffi::Error& e) {
     const std::string json = ScanMetadata(abs_path);
     if (!json.empty()) {
-      std::string built_with;
+      std::string mismatch;
       try {
-        built_with = ParseMetadata(json, name).tvm_version;
+        mismatch = VersionMismatch(ParseMetadata(json, name));
       } catch (const Error&) {
       }
-      if (!built_with.empty() && built_with != TvmVersion()) {
-        throw Error(name + " was built with TVM " + built_with + ", but this runtime uses TVM " + TvmVersion() +
-                    "; re-export the model with the matching SDK (loading failed: " + FfiErrorLine(e) + ")");
-      }
+      if (!mismatch.empty()) throw Error(name + mismatch + " (loading failed: " + FfiErrorLine(e) + ")");
     }
     throw Error(name + ": cannot load: " + FfiErrorLine(e));
   }
@@ -400,10 +425,8 @@ Model Model::Load(const std::string& path, const Options& options) {
     throw Error(name + ": cannot read metadata: " + FfiErrorLine(e));
   }
   const ModelInfo& info = impl->info;
-  if (info.tvm_version != TvmVersion()) {
-    throw Error(name + " was built with TVM " + info.tvm_version + ", but this runtime uses TVM " + TvmVersion() +
-                "; re-export the model with the matching SDK");
-  }
+  const std::string mismatch = VersionMismatch(info);
+  if (!mismatch.empty()) throw Error(name + mismatch);
   if (info.inputs.empty()) throw Error(name + ": metadata lists no inputs");
 
   try {
