@@ -37,8 +37,11 @@ def cmd_export(args) -> int:
     from .export import Preprocess, export
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
-    result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
-                    labels=args.labels, preprocess=pre, offload=not args.no_offload)
+    try:
+        result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
+                        labels=args.labels, preprocess=pre, offload=not args.no_offload)
+    except OSError as err:  # the output place passed the checks but the write failed (e.g. a read-only mount)
+        raise ModelError(f"{args.output}: cannot write the model ({err.strerror or err})") from None
     r = result.report
     size = os.path.getsize(result.path) / 1e6
     print(f"wrote {result.path} ({size:.1f} MB, target {result.target}) in {result.seconds:.1f} s: "
@@ -139,6 +142,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except ModelError as err:
         print(f"tvm-ncnn: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a file the command reads or writes: one line, not a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"tvm-ncnn: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 
