@@ -1,0 +1,163 @@
+"""Issue #7, part 1: a model.so that is missing, not a file, truncated, corrupted, foreign, built for another
+CPU, or built by other versions is refused with one clear line by deploy_app and a ModelError by
+tvm_ncnn.load -- never a crash, a hang or a wrong answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+from support import (BUILD_DIR, assert_model_error, assert_one_line_error, deploy_app, module_spans, python_cases,
+                     reseal)
+
+
+def write_variant(tmp_path, source, name: str, change) -> str:
+    """A copy of model.so `source` with change(bytearray) applied, as tmp_path/name."""
+    data = bytearray(source.read_bytes())
+    change(data)
+    path = tmp_path / name
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+def replace_in_meta(old: bytes, new: bytes):
+    """Change the metadata JSON in place (same length) and reseal its checksum: a well-formed model.so that
+    says something else about itself, e.g. other versions."""
+    assert len(old) == len(new)
+
+    def change(data: bytearray):
+        meta = next(s for s in module_spans(bytes(data)) if s.kind == "tvm_ncnn_meta")
+        at = data.find(old, meta.start, meta.end)
+        assert at >= 0, old
+        data[at:at + len(old)] = new
+        reseal(data, meta)
+    return change
+
+
+def both_refuse(path: str, x, *needles: str) -> None:
+    """deploy_app: one line naming the file and every needle; tvm_ncnn.load: ModelError with the same."""
+    assert_one_line_error(deploy_app(path, x), *needles, exit_code=1)
+    assert_model_error(python_cases([{"op": "load", "path": path}])[0], *needles)
+
+
+def test_missing_file(models, tmp_path):
+    both_refuse(str(tmp_path / "missing.so"), models["x"], "missing.so", "no such file")
+
+
+def test_directory(models, tmp_path):
+    (tmp_path / "adir.so").mkdir()
+    both_refuse(str(tmp_path / "adir.so"), models["x"], "adir.so", "is a directory")
+
+
+def test_empty_and_text_files(models, tmp_path):
+    (tmp_path / "empty.so").write_bytes(b"")
+    (tmp_path / "text.so").write_text("this is not a library\n")
+    for name in ("empty.so", "text.so"):
+        both_refuse(str(tmp_path / name), models["x"], name, "not a model.so")
+
+
+@pytest.mark.parametrize("keep", ["half", "all_but_one", "headers_only"])
+def test_truncated(models, tmp_path, keep):
+    data = models["two_regions"]["so"].read_bytes()
+    size = {"half": len(data) // 2, "all_but_one": len(data) - 1, "headers_only": 64}[keep]
+    path = tmp_path / f"cut_{keep}.so"
+    path.write_bytes(data[:size])
+    both_refuse(str(path), models["x"], path.name, "truncated")
+
+
+def test_foreign_shared_library(models):
+    # A real shared library for this CPU that is not a model: the runtime library itself.
+    library = BUILD_DIR / "lib" / "libtvm_ncnn_runtime.so"
+    both_refuse(str(library), models["x"], "libtvm_ncnn_runtime.so", "not a tvm-ncnn model")
+
+
+def test_other_architecture_header(models, tmp_path):
+    # e_machine says aarch64 (183) on x86_64, or x86_64 (62) on aarch64.
+    import platform
+
+    here, other, machine = ("x86_64", "aarch64", 183) if platform.machine() == "x86_64" else ("aarch64", "x86_64", 62)
+    path = write_variant(tmp_path, models["two_regions"]["so"], "other_arch.so",
+                         lambda d: struct.pack_into("<H", d, 18, machine))
+    both_refuse(path, models["x"], "other_arch.so", f"built for {other}", f"this machine is {here}")
+
+
+def test_real_aarch64_model(models, tmp_path):
+    """A model.so really exported for the Raspberry Pi, given to the x86 runtime."""
+    import platform
+
+    if platform.machine() != "x86_64" or shutil.which("aarch64-linux-gnu-g++") is None:
+        pytest.skip("needs an x86_64 host with the aarch64 cross compiler")
+    import tvm_ncnn
+
+    path = tmp_path / "rpi4.so"
+    tvm_ncnn.export(models["two_regions"]["onnx"], path, target="rpi4")
+    both_refuse(str(path), models["x"], "rpi4.so", "built for aarch64", "this machine is x86_64")
+
+
+@pytest.mark.parametrize("where", ["ncnn_weights", "ncnn_param", "ncnn_shape", "meta_json"])
+def test_corrupted_module_bytes(models, tmp_path, where):
+    """One flipped byte inside a module: the checksum finds it (a changed weight would otherwise run and lie)."""
+    source = models["classifier"]["so"]
+    spans = module_spans(source.read_bytes())
+    ncnn = next(s for s in spans if s.kind == "ncnn")
+    meta = next(s for s in spans if s.kind == "tvm_ncnn_meta")
+    offset = {"ncnn_param": ncnn.param[0] + 20,
+              "ncnn_weights": ncnn.param[0] + ncnn.param[1] + 8 + 40,
+              "ncnn_shape": ncnn.end - 16,
+              "meta_json": meta.start + 40}[where]
+
+    def flip(data):
+        data[offset] ^= 0x04
+    path = write_variant(tmp_path, source, f"flip_{where}.so", flip)
+    kind = "ncnn module" if where.startswith("ncnn") else "tvm_ncnn_meta module"
+    both_refuse(path, models["x"], f"flip_{where}.so", kind, "checksum mismatch")
+
+
+@pytest.mark.parametrize("what,old,new,needles", [
+    ("tvm", b'"tvm_version": "0.27', b'"tvm_version": "0.26',
+     ["built with TVM 0.26", "this runtime uses TVM 0.27"]),
+    ("ncnn", b'"ncnn_version": "1.0.2026', b'"ncnn_version": "1.0.2019',
+     ["built with ncnn 1.0.2019", "this runtime uses ncnn 1.0.2026"]),
+    ("sdk", b'"sdk_version": "0.1.0"', b'"sdk_version": "9.1.0"',
+     ["built with tvm-ncnn SDK 9.1.0", "this runtime uses tvm-ncnn SDK 0.1.0"]),
+    ("json_format", b'"format_version": 1', b'"format_version": 7',
+     ["metadata format version 7", "reads version 1"]),
+])
+def test_version_mismatch(models, tmp_path, what, old, new, needles):
+    path = write_variant(tmp_path, models["two_regions"]["so"], f"v_{what}.so", replace_in_meta(old, new))
+    both_refuse(path, models["x"], f"v_{what}.so", *needles)
+
+
+@pytest.mark.parametrize("kind", ["ncnn", "tvm_ncnn_meta"])
+def test_module_format_version_mismatch(models, tmp_path, kind):
+    def bump(data):
+        span = next(s for s in module_spans(bytes(data)) if s.kind == kind)
+        struct.pack_into("<I", data, span.start + 8, 3)
+        reseal(data, span)
+    path = write_variant(tmp_path, models["two_regions"]["so"], f"f_{kind}.so", bump)
+    both_refuse(path, models["x"], f"f_{kind}.so", "format version 3", "versions 1 to 2")
+
+
+def test_versions_are_recorded_and_shown(models):
+    """The versions that built the model and those of the runtime, side by side (deploy_app --json)."""
+    done = deploy_app(models["two_regions"]["so"], models["x"], "--json", "--repeat", "1")
+    assert done.returncode == 0, done.describe()
+    report = json.loads(done.stdout)
+    assert report["model_versions"] == report["runtime_versions"]
+    assert all(report["model_versions"][k] for k in ("sdk", "tvm", "ncnn"))
+
+
+def test_thread_counts_refused(models):
+    x, so = models["x"], models["two_regions"]["so"]
+    for value in ("0", "-1", "257", "100000", "two", ""):
+        assert_one_line_error(deploy_app(so, x, "--threads", value), "--threads", "1 to 256", exit_code=2)
+    for value in ("0", "-1", "100001"):
+        assert_one_line_error(deploy_app(so, x, "--repeat", value), "--repeat", exit_code=2)
+    results = python_cases([{"op": "load", "path": str(so), "threads": t} for t in (0, -1, 257, 100000)])
+    assert_model_error(results[0], "threads", "at least 1", "0")
+    assert_model_error(results[1], "threads", "-1")
+    assert_model_error(results[2], "threads", "between 1 and 256", "257")
+    assert_model_error(results[3], "threads", "100000")

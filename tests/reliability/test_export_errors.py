@@ -1,0 +1,130 @@
+"""Issue #7, part 3: export. Invalid ONNX, dynamic shapes not given by --input, ops no one supports, ops only TVM
+supports (reported, not an error), outputs that cannot be written: a ModelError from tvm_ncnn.export and one
+line from `tvm-ncnn export`."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from support import assert_model_error, deploy_app, python_cases, run
+
+
+def cli(*args):
+    return run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], timeout=300)
+
+
+def assert_cli_error(done, *needles):
+    assert not done.crashed, done.describe()
+    assert done.returncode == 1, done.describe()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tvm-ncnn: error: "), done.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+
+
+def export_case(model, output, **extra) -> dict:
+    return {"op": "export", "model": str(model), "output": str(output), **extra}
+
+
+def with_dynamic_batch(onnx_path, out_path):
+    model = onnx.load(onnx_path)
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_value")
+    dim.dim_param = "batch"
+    onnx.save(model, out_path)
+    return out_path
+
+
+def test_invalid_onnx(models, tmp_path):
+    (tmp_path / "garbage.onnx").write_bytes(np.random.default_rng(2).integers(0, 256, 3000, np.uint8).tobytes())
+    (tmp_path / "cut.onnx").write_bytes(models["classifier"]["onnx"].read_bytes()[:500])
+    garbage, cut = python_cases([export_case(tmp_path / name, tmp_path / "out.so")
+                                 for name in ("garbage.onnx", "cut.onnx")])
+    assert_model_error(garbage, "garbage.onnx", "not a readable ONNX model")
+    assert_model_error(cut, "cut.onnx")
+    assert_cli_error(cli("export", tmp_path / "garbage.onnx", "-o", tmp_path / "out.so"), "garbage.onnx",
+                     "not a readable ONNX model")
+    assert not (tmp_path / "out.so").exists()
+
+
+def test_dynamic_shape_needs_input(models, tmp_path):
+    dynamic = with_dynamic_batch(models["classifier"]["onnx"], tmp_path / "dynamic.onnx")
+    refused, unknown, given = python_cases([
+        export_case(dynamic, tmp_path / "d.so"),
+        export_case(dynamic, tmp_path / "d.so", input_shapes={"image": [1, 3, 16, 16]}),
+        export_case(dynamic, tmp_path / "d.so", input_shapes={"input": [1, 3, 16, 16]}),
+    ])
+    assert_model_error(refused, "dynamic.onnx", "input input has dynamic shape ['batch', 3, 16, 16]", "--input")
+    assert_model_error(unknown, "no input named image", "inputs: input")
+    assert given["ok"], given
+    assert_cli_error(cli("export", dynamic, "-o", tmp_path / "d2.so"), "dynamic shape", "--input input:")
+    done = cli("export", dynamic, "-o", tmp_path / "d3.so", "--input", "input:1,3,16,16")
+    assert done.returncode == 0, done.describe()
+
+
+def test_op_no_one_supports(tmp_path):
+    node = helper.make_node("MyCustomOp", ["input"], ["output"], domain="com.example")
+    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    onnx.save(model, tmp_path / "custom.onnx")
+    result, = python_cases([export_case(tmp_path / "custom.onnx", tmp_path / "c.so")])
+    assert_model_error(result, "custom.onnx", "not supported", "MyCustomOp")
+
+
+def test_op_ncnn_lacks_falls_back_to_tvm_and_is_reported(models, tmp_path):
+    """sin has no ncnn layer: it runs in TVM between two ncnn regions, the report says so and why, and the
+    result is still right."""
+    result, = python_cases([export_case(models["two_regions"]["onnx"], tmp_path / "fallback.so")])
+    assert result["ok"], result
+    sin = [p for p in result["placement"] if p["op"] == "relax.sin"]
+    assert sin and sin[0]["place"] == "tvm" and "no ncnn layer for relax.sin" in sin[0]["reason"], result
+    assert {p["place"] for p in result["placement"]} >= {"ncnn:0", "ncnn:1", "tvm"}
+    report = cli("inspect", models["two_regions"]["so"])
+    assert report.returncode == 0 and "no ncnn layer for relax.sin" in report.stdout, report.describe()
+
+    import onnxruntime as ort
+
+    x = np.load(models["x"])
+    session = ort.InferenceSession(str(models["two_regions"]["onnx"]), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": x})[0]
+    done = deploy_app(tmp_path / "fallback.so", models["x"], "--output", tmp_path / "y.npy", "--repeat", "1")
+    assert done.returncode == 0, done.describe()
+    got = np.load(tmp_path / "y.npy")
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_output_place_checked_before_the_slow_work(models, tmp_path):
+    onnx_path = models["classifier"]["onnx"]
+    (tmp_path / "taken").mkdir()
+    no_dir, is_dir, no_permission = python_cases([
+        export_case(onnx_path, tmp_path / "no" / "such" / "dir" / "m.so"),
+        export_case(onnx_path, tmp_path / "taken"),
+        export_case(onnx_path, "/proc/1/m.so"),  # not writable even by root
+    ])
+    assert_model_error(no_dir, "m.so", "does not exist")
+    assert_model_error(is_dir, "taken", "is a directory")
+    assert_model_error(no_permission, "/proc/1/m.so", "cannot write")
+    assert_cli_error(cli("export", onnx_path, "-o", tmp_path / "no" / "m.so"), "does not exist")
+
+
+def test_write_failure_is_one_line_from_the_cli(models):
+    # /proc passes the access() check as root, but no file can be created there: the write itself fails.
+    assert_cli_error(cli("export", models["classifier"]["onnx"], "-o", "/proc/m.so"), "/proc/m.so", "cannot write")
+
+
+@pytest.mark.xfail(reason="export.py's _write_library lets the OSError of a failed write through (not a "
+                          "ModelError); the CLI turns it into one line", strict=False)
+def test_write_failure_is_a_model_error(models):
+    result, = python_cases([export_case(models["classifier"]["onnx"], "/proc/m.so")])
+    assert_model_error(result, "/proc/m.so")
+
+
+def test_missing_labels_file(models, tmp_path):
+    done = cli("export", models["classifier"]["onnx"], "-o", tmp_path / "l.so", "--labels", tmp_path / "none.txt")
+    assert_cli_error(done, "none.txt", "cannot read labels")
