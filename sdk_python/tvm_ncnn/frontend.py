@@ -86,7 +86,7 @@ def _from_onnx(model, input_shapes, source: str) -> Imported:
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
-        with _clip_as_relax_clip():
+        with _relax_ops_for_onnx():
             mod = from_onnx(model, keep_params_in_input=False)
     except Exception as err:
         raise ModelError(f"{source}: TVM's ONNX importer failed: {err}".splitlines()[0]) from err
@@ -137,15 +137,28 @@ def _simplify_onnx(model, source: str):
 
 
 @contextlib.contextmanager
-def _clip_as_relax_clip():
-    """TVM's ONNX importer lowers Clip to two TIR kernels (maximum, minimum), which no pattern can offload.
-    Constant bounds are the common case (ReLU6); import those as relax.clip."""
+def _relax_ops_for_onnx():
+    """TVM's ONNX importer lowers Clip and constant Pad straight to TIR kernels (call_tir), which no pattern can
+    offload. Import the common cases as the Relax ops instead: Clip with constant bounds (ReLU6) as relax.clip,
+    constant-mode Pad of a float tensor as relax.nn.pad. TVM compiles both to the same kernels when they stay."""
     from tvm.relax.frontend.onnx import onnx_frontend as frontend
 
     original_map = frontend._get_convert_map
-    original_clip = original_map()["Clip"]
+    table = original_map()
+    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"])}
 
-    class Clip(original_clip):
+    def convert_map():
+        return {**original_map(), **patched}
+
+    frontend._get_convert_map = convert_map
+    try:
+        yield
+    finally:
+        frontend._get_convert_map = original_map
+
+
+def _relax_clip(original):
+    class Clip(original):
         @classmethod
         def _impl_v13(cls, bb, inputs, attr, params):
             if inputs[0].ty.dtype not in ("float32", "float16", "float64"):
@@ -164,16 +177,20 @@ def _clip_as_relax_clip():
             return relax.op.clip(inputs[0], float(attr.get("min", float("-inf"))),
                                  float(attr.get("max", float("inf"))))
 
-    def convert_map():
-        table = original_map()
-        table["Clip"] = Clip
-        return table
+    return Clip
 
-    frontend._get_convert_map = convert_map
-    try:
-        yield
-    finally:
-        frontend._get_convert_map = original_map
+
+def _relax_pad(original):
+    class Pad(original):
+        @classmethod
+        def _lower_pad(cls, bb, inputs, attr, params, allowed_modes):
+            if attr.get("mode", b"constant") != b"constant" or inputs[0].ty.dtype != "float32":
+                return super()._lower_pad(bb, inputs, attr, params, allowed_modes)
+            before, after, value = cls._parse_pads_and_axes(inputs, params)
+            width = [int(p) for pair in zip(before, after) for p in pair]  # relax interleaves (before, after)
+            return relax.op.nn.pad(inputs[0], width, "constant", float(value))
+
+    return Pad
 
 
 def _constant_scalar(expr):

@@ -496,17 +496,32 @@ def _channel_shuffle():
 
 
 def lrn_params(calls) -> dict[int, float] | None:
-    """ncnn LRN's (local_size, alpha, beta, bias) for TVM's decomposition of ONNX LRN across channels --
-    x / (bias + alpha * avg_pool3d(x^2 over a channel window))^beta -- else None."""
-    _, expanded, pooled, squeezed, scaled, shifted, powered, _ = calls
+    """ncnn LRN's (local_size, alpha, beta, bias) when `calls` compute a local response norm across channels
+    -- x / (bias + alpha * mean of x^2 over a window of channels)^beta, the way TVM's ONNX importer and
+    torch's ONNX exporter spell it -- else None. calls: square, to 5-D, [pad], avg_pool3d, back to 4-D,
+    scale, shift, power, divide."""
+    square, expanded, *padded, pooled, squeezed, scaled, shifted, powered, divided = calls
+    x = shape_of(square.args[0])
+    if x is None or len(x) != 4 or shape_of(expanded) != [1, 1, *x[1:]] or shape_of(squeezed) != x:
+        return None
     a = pooled.attrs
     size = int(a.pool_size[0])
-    window = [int(v) for v in a.pool_size] == [size, 1, 1] and [int(v) for v in a.strides] == [1, 1, 1]
-    # ncnn pads local_size / 2 channels on both sides: an odd window, centred, counting the padding
-    centred = [int(v) for v in a.padding] == [size // 2, 0, 0, size // 2, 0, 0] and size % 2 == 1
-    if not (window and centred and a.count_include_pad and not a.ceil_mode):
+    if [int(v) for v in a.pool_size] != [size, 1, 1] or [int(v) for v in a.strides] != [1, 1, 1]:
         return None
-    if [int(v) for v in expanded.attrs.axis] != [1] or [int(v) for v in squeezed.attrs.axis or []] != [1]:
+    if not a.count_include_pad or a.ceil_mode:
+        return None
+    # channels padded before and after the window, by the pool and by a pad in front of it
+    before, after = [int(v) for v in a.padding[:3]], [int(v) for v in a.padding[3:]]
+    for pad in padded:
+        if pad.attrs.pad_mode != "constant" or float(pad.attrs.pad_value) != 0.0:
+            return None
+        width = [int(v) for v in pad.attrs.pad_width]
+        before = [b + w for b, w in zip(before, width[4::2])]
+        after = [b + w for b, w in zip(after, width[5::2])]
+        if any(width[:4]):
+            return None
+    # ncnn pads local_size / 2 channels on both sides: an odd window, centred
+    if size % 2 != 1 or before != [size // 2, 0, 0] or after != [size // 2, 0, 0]:
         return None
     scalars = [scaled.args[1], shifted.args[1], powered.args[1]]
     if not all(is_constant(c) and constant_value(c).size == 1 for c in scalars):
@@ -516,26 +531,27 @@ def lrn_params(calls) -> dict[int, float] | None:
 
 
 def _lrn():
-    """AlexNet's LocalResponseNorm, as TVM's ONNX importer spells it, as one ncnn LRN layer."""
+    """AlexNet's LocalResponseNorm as one ncnn LRN layer."""
     x = wildcard()
-    names = ["square", "expand", "pool", "squeeze", "scale", "shift", "power", "root"]
     square = is_op("relax.multiply")(x, x)
-    expanded = is_op("relax.expand_dims")(square)
-    pooled = is_op("relax.nn.avg_pool3d")(expanded)
-    squeezed = is_op("relax.squeeze")(pooled)
+    expanded = is_op("relax.expand_dims")(square) | is_op("relax.reshape")(square, wildcard())
+    padded = is_op("relax.nn.pad")(expanded)
+    pooled = is_op("relax.nn.avg_pool3d")(padded | expanded)
+    squeezed = is_op("relax.squeeze")(pooled) | is_op("relax.reshape")(pooled, wildcard())
     scaled = is_op("relax.multiply")(squeezed, is_const())
     shifted = is_op("relax.add")(scaled, is_const())
     powered = is_op("relax.power")(shifted, is_const())
     out = is_op("relax.divide")(x, powered)
-    chain = [square, expanded, pooled, squeezed, scaled, shifted, powered, out]
+    chain = {"square": square, "expand": expanded, "pad": padded, "pool": pooled, "squeeze": squeezed,
+             "scale": scaled, "shift": shifted, "power": powered, "root": out}
 
     def check(ctx) -> bool:
         if has_leaking_intermediate_variables(ctx):
             return False
-        calls = [ctx.annotated_expr[n] for n in names]
+        calls = [ctx.annotated_expr[n] for n in chain if n in ctx.annotated_expr]
         return why_not_tensor(calls[-1], "output") is None and lrn_params(calls) is not None
 
-    return (f"{PREFIX}.lrn", out, dict(zip(names, chain)), check)
+    return (f"{PREFIX}.lrn", out, chain, check)
 
 
 def pattern_table():

@@ -125,3 +125,19 @@ def test_lrn_is_one_ncnn_layer(tmp_path):
     param = convert_region(mod[region_vars(mod)[0]]).param
     assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "LRN"]
     assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
+
+
+def test_torch_lrn_and_zero_pad_run_in_ncnn(tmp_path):
+    """torch's ONNX exporter spells LRN as Mul, Reshape, Pad, AveragePool, ...: still one LRN layer; and a
+    constant Pad of its own becomes ncnn Padding, not a TVM kernel."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.LocalResponseNorm(3, 1e-2, 0.75, 1.5),
+                              torch.nn.ZeroPad2d((1, 2, 0, 1)), torch.nn.ReLU()).eval()
+    onnx_path = zoo.to_onnx(net, str(tmp_path / "lrn_pad.onnx"), (1, 3, 12, 12))
+    result = tvm_ncnn.export(onnx_path, tmp_path / "lrn_pad.so")
+    assert result.report.regions == 1 and all(op.place == "ncnn:0" for op in result.report.ops)
+    mod = partition(tvm_ncnn.import_model(onnx_path).mod)
+    layers = [line.split()[0] for line in convert_region(mod[region_vars(mod)[0]]).param.splitlines()[2:]]
+    assert layers.count("LRN") == 1 and layers.count("Padding") == 1
+    x = np.random.default_rng(7).standard_normal((1, 3, 12, 12)).astype("float32")
+    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
