@@ -76,5 +76,9 @@ int main() {
   bad.threads = 100000;
   CHECK_ERROR(Model::Load(dir + "/text.so", bad), "threads", "100000");
 
+  // Names read from a corrupt file end up in messages: they stay one printable line (UTF-8 kept).
+  const std::string shown = tvm_ncnn::Error(std::string("blob 'a\nb\rc\x01\xff' caf\xc3\xa9\n")).what();
+  CHECK(shown == "blob 'a b c\\x01\\xff' caf\xc3\xa9");
+
   return Finish("test_model_errors");
 }
