@@ -12,6 +12,7 @@ import pytest
 
 from support import (BUILD_DIR, assert_model_error, assert_one_line_error, deploy_app, module_spans, python_cases,
                      reseal)
+from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 
 def write_variant(tmp_path, source, name: str, change) -> str:
@@ -68,10 +69,23 @@ def test_truncated(models, tmp_path, keep):
     both_refuse(str(path), models["x"], path.name, "truncated")
 
 
+def mapped_library(needle: str) -> str:
+    """Path of a shared library this process has mapped, e.g. libc."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line[line.find("/"):].strip() if "/" in line else ""
+            if needle in path.rsplit("/", 1)[-1]:
+                return path
+    pytest.skip(f"no {needle} mapped")
+
+
 def test_foreign_shared_library(models):
-    # A real shared library for this CPU that is not a model: the runtime library itself.
-    library = BUILD_DIR / "lib" / "libtvm_ncnn_runtime.so"
-    both_refuse(str(library), models["x"], "libtvm_ncnn_runtime.so", "not a tvm-ncnn model")
+    # Real shared libraries for this CPU that are not models: the runtime library itself (for deploy_app; the
+    # sanitized build's would not load into the Python process) and the C library.
+    runtime = BUILD_DIR / "lib" / "libtvm_ncnn_runtime.so"
+    assert_one_line_error(deploy_app(runtime, models["x"]), "libtvm_ncnn_runtime.so", "not a tvm-ncnn model")
+    libc = mapped_library("libc.so")
+    both_refuse(libc, models["x"], libc, "not a tvm-ncnn model")
 
 
 def test_other_architecture_header(models, tmp_path):

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from support import BUILD_DIR, CHILD_ENV, run
+from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 
 def test_cpp_models_on_threads(models):

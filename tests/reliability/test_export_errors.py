@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from support import assert_model_error, deploy_app, python_cases, run
+from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 
 def cli(*args):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from support import assert_model_error, assert_one_line_error, deploy_app, python_cases
+from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 
 def photo(size=(24, 20)) -> np.ndarray:

@@ -18,6 +18,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 from support import ModuleSpan, assert_model_error, deploy_app, module_spans, python_cases, reseal
+from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 CASES = int(os.environ.get("TVM_NCNN_FUZZ_CASES", "120"))
 FRAMING = 40  # bytes before each module: TVM's kind string and payload length for it

@@ -1,6 +1,7 @@
-"""Fixtures of the reliability suite: two tiny models exported once per session (about a second each), the
-inputs they take, and the built deploy_app. Helpers live in support.py (imported by name: this file shares
-its module name with tests/python/conftest.py, so the tests never import from it)."""
+"""The suite's two tiny models (exported in about a second each) and their input.
+
+    python tests/reliability/tiny_models.py DIR   # writes DIR/{two_regions,classifier}.{onnx,so} and DIR/x.npy
+"""
 
 from __future__ import annotations
 
@@ -8,12 +9,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import DEPLOY_APP  # noqa: E402
 
 INPUT_SHAPE = (1, 3, 16, 16)
 LABELS = [f"class-{i}" for i in range(10)]
@@ -47,31 +44,26 @@ def export_tiny(module: nn.Module, directory: Path, name: str, labels=None) -> d
     import tvm_ncnn
     from tvm_ncnn import zoo
 
-    torch.manual_seed(0)
-    module = module.eval()
-    onnx_path = zoo.to_onnx(module, str(directory / f"{name}.onnx"), INPUT_SHAPE)
+    onnx_path = zoo.to_onnx(module.eval(), str(directory / f"{name}.onnx"), INPUT_SHAPE)
     so = directory / f"{name}.so"
     tvm_ncnn.export(onnx_path, so, labels=labels,
                     preprocess=tvm_ncnn.Preprocess(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0)))
     return {"onnx": Path(onnx_path), "so": so}
 
 
-@pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, dict[str, Path]]:
-    """{"two_regions": {"onnx", "so"}, "classifier": {"onnx", "so"}}, plus "x": a matching .npy input."""
-    directory = tmp_path_factory.mktemp("reliability_models")
+def export_all(directory: Path) -> dict:
+    """{"two_regions": {"onnx", "so"}, "classifier": {"onnx", "so"}, "x": .npy input}; same weights every time."""
     torch.manual_seed(0)
-    two = TwoRegions()
-    classifier = Classifier()
+    two, classifier = TwoRegions(), Classifier()
     out = {"two_regions": export_tiny(two, directory, "two_regions"),
            "classifier": export_tiny(classifier, directory, "classifier", labels=LABELS)}
-    x = np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32)
-    np.save(directory / "x.npy", x)
+    np.save(directory / "x.npy", np.random.default_rng(0).standard_normal(INPUT_SHAPE).astype(np.float32))
     out["x"] = directory / "x.npy"
     return out
 
 
-@pytest.fixture(scope="session", autouse=True)
-def built_deploy_app():
-    assert DEPLOY_APP.exists(), f"{DEPLOY_APP} is not built: cmake --build build/host"
-    return DEPLOY_APP
+if __name__ == "__main__":
+    target = Path(sys.argv[1])
+    target.mkdir(parents=True, exist_ok=True)
+    for name, paths in export_all(target).items():
+        print(name, paths)
