@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import tempfile
@@ -13,6 +14,8 @@ import tvm_ffi
 from . import native
 from .errors import ModelError
 
+
+MAX_THREADS = 256  # the runtime's limit (runtime/src/model.cc kMaxThreads)
 
 # The dynamic loader hands back the library already loaded from a path, even when the file was replaced since
 # (a re-export in a notebook): a changed file at a path seen before is loaded from a private copy instead.
@@ -40,8 +43,11 @@ class LoadedModel:
 
     def __init__(self, path: str, threads: int | None = None, fp16: bool = False):
         path = os.fspath(path)
-        if threads is not None and threads < 1:
-            raise ModelError(f"threads must be at least 1, got {threads}")
+        # Refused, not rounded or clamped: 2.5 or 1000 threads is a mistake worth hearing about.
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                    or not 1 <= threads <= MAX_THREADS):
+            raise ModelError(f"threads must be a whole number from 1 to {MAX_THREADS} (or None for the big cores "
+                             f"of this machine), got {threads!r}")
         load = native.get_function("tvm_ncnn.model_load")
         try:
             self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), bool(fp16))
