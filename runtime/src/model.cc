@@ -71,9 +71,11 @@ uint64_t ReadLE(const std::string& b, size_t at, int n) {
   return v;
 }
 
+}  // namespace
+
 // Also checks that the file holds every loadable segment: dlopen maps a truncated file without complaint and
-// the process then dies of SIGBUS on first touch.
-void CheckElf(const std::string& path, int64_t file_size) {
+// the process then dies of SIGBUS on first touch. Returns where the ELF image ends (what follows is the seal).
+int64_t CheckElf(const std::string& path, int64_t file_size) {
   const std::string name = "model '" + path + "': ";
   std::ifstream f(path, std::ios::binary);
   std::string h(64, '\0');
@@ -115,7 +117,10 @@ void CheckElf(const std::string& path, int64_t file_size) {
     throw Error(name + "truncated: the file has " + std::to_string(size) + " bytes, its ELF headers describe " +
                 std::to_string(need) + "; copy it again");
   }
+  return static_cast<int64_t>(need);
 }
+
+namespace {
 
 // ---- metadata JSON -> ModelInfo. Every problem names the model file and the field.
 
@@ -382,7 +387,8 @@ Model Model::Load(const std::string& path, const Options& options) {
     throw Error("threads must be between 1 and " + std::to_string(kMaxThreads) + " (or 0 to detect), got " +
                 std::to_string(options.threads));
   }
-  CheckElf(path, CheckReadableFile(path, "model"));
+  const int64_t file_size = CheckReadableFile(path, "model");
+  VerifySeal(path, file_size, CheckElf(path, file_size));  // before dlopen: TVM does not check its own code
 
   auto impl = std::make_unique<Impl>();
   impl->path = path;

@@ -47,3 +47,15 @@ def get_function(name: str):
 
 def versions() -> dict[str, str]:
     return {str(k): str(v) for k, v in get_function("tvm_ncnn.versions")().items()}
+
+
+def seal(path) -> None:
+    """Append model.so's seal (runtime/FORMAT.md, "Seal"): a checksum of every byte of the file, which the runtime
+    checks before loading it, so that a model.so corrupted anywhere -- TVM's code and bytecode included, which TVM
+    does not check -- is refused instead of crashing. Sealing a sealed file changes nothing."""
+    try:
+        get_function("tvm_ncnn.seal_model")(os.fspath(path))
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(str(err).strip().splitlines()[-1]) from None
