@@ -32,17 +32,17 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTVM_NCNN_S
   -DTVM_NCNN_INSTALL=OFF -DPython3_EXECUTABLE="$PWD/.venv/bin/python" >/dev/null
 cmake --build build/asan -j2
 
-supp="$PWD/tests/reliability/lsan.supp"
 export ASAN_OPTIONS="exitcode=86:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export UBSAN_OPTIONS="halt_on_error=1:exitcode=87:print_stacktrace=1"
-export LSAN_OPTIONS="suppressions=$supp:print_suppressions=0"
 
 step "ctest under the sanitizers"
 ctest --test-dir build/asan --output-on-failure
 
 step "tests/reliability with the sanitized deploy_app and test_concurrency"
+# (Not the RSS-growth test: ASan's quarantine holds freed memory on purpose; LeakSanitizer and valgrind see leaks.)
 TVM_NCNN_DEPLOY_APP="$PWD/build/asan/deploy_app" TVM_NCNN_BUILD_DIR="$PWD/build/asan" \
-  .venv/bin/python -m pytest tests/reliability -q -p no:cacheprovider
+  .venv/bin/python -m pytest tests/reliability -q -p no:cacheprovider \
+  --deselect tests/reliability/test_long_runs.py::test_deploy_app_memory_is_flat_over_many_runs
 
 if [ "$valgrind" = 1 ]; then
   step "valgrind: deploy_app --repeat 1000 (host build)"

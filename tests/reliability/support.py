@@ -151,6 +151,14 @@ def elf_symbol_range(path, name: str) -> tuple[int, int]:
     raise AssertionError(f"{path}: no dynamic symbol {name}")
 
 
+SEAL_MAGIC = b"TVMNCSEL"  # runtime/FORMAT.md "Seal": magic, u64 covered length, u64 checksum, at the very end
+
+
+def strip_seal(data: bytes) -> bytes:
+    """model.so without its seal: still a valid model.so, for tests that change module bytes on purpose."""
+    return data[:-24] if data[-24:-16] == SEAL_MAGIC else data
+
+
 MODULE_MAGICS = {b"TVMNCNN\0": "ncnn", b"TVMNCNNM": "tvm_ncnn_meta"}
 
 

@@ -10,14 +10,15 @@ import struct
 
 import pytest
 
-from support import (BUILD_DIR, assert_model_error, assert_one_line_error, deploy_app, module_spans, python_cases,
-                     reseal)
+from support import (BUILD_DIR, assert_model_error, assert_one_line_error, deploy_app, elf_symbol_range, module_spans,
+                     python_cases, reseal, strip_seal)
 from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 
 def write_variant(tmp_path, source, name: str, change) -> str:
-    """A copy of model.so `source` with change(bytearray) applied, as tmp_path/name."""
-    data = bytearray(source.read_bytes())
+    """A copy of model.so `source`, without its seal (so that the change reaches the checks behind it), with
+    change(bytearray) applied, as tmp_path/name."""
+    data = bytearray(strip_seal(source.read_bytes()))
     change(data)
     path = tmp_path / name
     path.write_bytes(bytes(data))
@@ -60,10 +61,12 @@ def test_empty_and_text_files(models, tmp_path):
         both_refuse(str(tmp_path / name), models["x"], name, "not a model.so")
 
 
-@pytest.mark.parametrize("keep", ["half", "all_but_one", "headers_only"])
+@pytest.mark.parametrize("keep", ["half", "headers_only", "all_but_one", "seal_cut_to_5", "unsealed_all_but_one"])
 def test_truncated(models, tmp_path, keep):
-    data = models["two_regions"]["so"].read_bytes()
-    size = {"half": len(data) // 2, "all_but_one": len(data) - 1, "headers_only": 64}[keep]
+    sealed = models["two_regions"]["so"].read_bytes()
+    data = strip_seal(sealed) if keep.startswith("unsealed") else sealed
+    size = {"half": len(data) // 2, "headers_only": 64, "all_but_one": len(data) - 1,
+            "seal_cut_to_5": len(data) - 19, "unsealed_all_but_one": len(data) - 1}[keep]
     path = tmp_path / f"cut_{keep}.so"
     path.write_bytes(data[:size])
     both_refuse(str(path), models["x"], path.name, "truncated")
@@ -128,6 +131,36 @@ def test_corrupted_module_bytes(models, tmp_path, where):
     path = write_variant(tmp_path, source, f"flip_{where}.so", flip)
     kind = "ncnn module" if where.startswith("ncnn") else "tvm_ncnn_meta module"
     both_refuse(path, models["x"], f"flip_{where}.so", kind, "checksum mismatch")
+
+
+@pytest.mark.parametrize("where", ["vm_bytecode", "compiled_code", "elf_header", "seal_checksum"])
+def test_corrupted_tvm_part_is_refused_by_the_seal(models, tmp_path, where):
+    """TVM does not check its code or VM bytecode (a flipped byte there can crash); the seal covers them."""
+    source = models["two_regions"]["so"]
+    blob, _ = elf_symbol_range(source, "__tvm_ffi__library_bin")
+    code, _ = elf_symbol_range(source, "__tvm_ffi_main")
+    size = source.stat().st_size
+    offset = {"vm_bytecode": blob + 0x200, "compiled_code": code + 8, "elf_header": 0x28,
+              "seal_checksum": size - 3}[where]
+    data = bytearray(source.read_bytes())
+    data[offset] ^= 0x10
+    path = tmp_path / f"tvm_{where}.so"
+    path.write_bytes(bytes(data))
+    both_refuse(str(path), models["x"], path.name)
+    if where != "elf_header":  # a header changed so much may already fail the ELF checks
+        assert_one_line_error(deploy_app(path, models["x"]), "checksum mismatch", "changed after export")
+
+
+def test_seal_is_idempotent_and_optional(models, tmp_path):
+    import tvm_ncnn.native as native
+
+    sealed = models["classifier"]["so"].read_bytes()
+    (tmp_path / "again.so").write_bytes(sealed)
+    native.seal(tmp_path / "again.so")
+    assert (tmp_path / "again.so").read_bytes() == sealed  # sealing twice changes nothing
+    (tmp_path / "unsealed.so").write_bytes(strip_seal(sealed))  # exported before seals: still loads
+    done = deploy_app(tmp_path / "unsealed.so", models["x"], "--repeat", "1")
+    assert done.returncode == 0, done.describe()
 
 
 @pytest.mark.parametrize("what,old,new,needles", [

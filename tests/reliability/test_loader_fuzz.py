@@ -1,14 +1,18 @@
 """Issue #7, part 4: fuzzing the model loader, bounded and seeded so that CI runs the same cases every time.
 
-1. Bytes of model.so's tvm-ncnn modules (ncnn regions: graph, weights, blob specs; metadata), and TVM's framing
-   around them, mutated in place: the checksum (or a bounds check before it) must refuse every one.
-2. The ncnn graph text mutated (digits, separators, names, counts) and the checksum recomputed, so that the
+1. Any byte of a sealed model.so (ELF headers, TVM's code and VM bytecode, the modules, the seal) mutated: the
+   seal (or the ELF checks before it) must refuse every one but a change to the seal's own magic, which leaves
+   an intact, unsealed file.
+2. Bytes of model.so's tvm-ncnn modules (ncnn regions: graph, weights, blob specs; metadata), and TVM's framing
+   around them, mutated in place in an unsealed model.so: the modules' checksums (or a bounds check before
+   them) must refuse every one.
+3. The ncnn graph text mutated (digits, separators, names, counts) and the checksum recomputed, so that the
    mutation reaches ncnn and the runtime's graph checks: each load must either work or fail with one line.
 Each case is its own deploy_app process, so a crash is a signal and a hang a timeout, named with the case that
 caused it. TVM_NCNN_FUZZ_CASES=<n> runs n cases per part (default 120) for a longer local run.
 
-Not covered: the TVM part of the blob (the Relax VM bytecode and TVM's own framing). TVM does not validate its
-executable, so a corrupted byte there can crash the VM; see README "Errors and limits".
+Not covered: mutations of TVM's part of an unsealed model.so. TVM does not validate its code or executable, so a
+corrupted byte there can crash; the seal is what guards it (README "Errors and limits").
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
-from support import ModuleSpan, assert_model_error, deploy_app, module_spans, python_cases, reseal
+from support import (SEAL_MAGIC, ModuleSpan, assert_model_error, deploy_app, module_spans, python_cases, reseal,
+                     strip_seal)
 from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 CASES = int(os.environ.get("TVM_NCNN_FUZZ_CASES", "120"))
@@ -51,8 +56,28 @@ def mutate_byte(rng: random.Random, old: int) -> int:
     return new if new != old else old ^ 0x01
 
 
-def test_module_bytes_mutated_are_refused(models, tmp_path):
+def test_any_byte_of_a_sealed_model_is_refused(models, tmp_path):
     source = models["two_regions"]["so"].read_bytes()
+    assert source[-24:-16] == SEAL_MAGIC, "the fixture's models are sealed"
+    magic = range(len(source) - 24, len(source) - 16)
+    rng = random.Random(5)
+    cases = []
+    for i in range(CASES):
+        data = bytearray(source)
+        at = rng.randrange(len(data))
+        old = data[at]
+        data[at] = mutate_byte(rng, old)
+        cases.append((f"sealed{i}_at{at}_{old:02x}to{data[at]:02x}", bytes(data)))
+    outcomes = run_cases(tmp_path, models["x"], cases)
+    problems = [o for o in outcomes if o not in ("ok", "refused")]
+    assert not problems, f"{len(problems)} of {len(cases)} cases misbehaved:\n" + "\n".join(problems[:20])
+    ran = [name for (name, _), o in zip(cases, outcomes) if o == "ok" and int(name.split("_at")[1].split("_")[0])
+           not in magic]
+    assert not ran, f"mutated bytes were loaded and run instead of refused: {ran[:20]}"
+
+
+def test_module_bytes_mutated_are_refused(models, tmp_path):
+    source = strip_seal(models["two_regions"]["so"].read_bytes())
     spans = module_spans(source)
     assert [s.kind for s in spans].count("ncnn") == 2 and [s.kind for s in spans].count("tvm_ncnn_meta") == 1
     offsets = [o for s in spans for o in range(s.start - FRAMING, s.end)]
@@ -99,7 +124,7 @@ def mutate_param(rng: random.Random, text: bytearray) -> str:
 def test_graph_text_mutated_is_run_or_refused(models, tmp_path):
     """The checksum is recomputed, so ncnn parses each mutated graph: a different but valid graph may run (the
     model as written), anything else is one error line. Never a crash, a hang, or ncnn's own stray output."""
-    source = models["two_regions"]["so"].read_bytes()
+    source = strip_seal(models["two_regions"]["so"].read_bytes())
     regions: list[ModuleSpan] = [s for s in module_spans(source) if s.kind == "ncnn"]
     rng = random.Random(11)
     cases = []
@@ -120,7 +145,7 @@ def test_graph_text_mutated_is_run_or_refused(models, tmp_path):
 
 def test_python_load_of_mutated_models(models, tmp_path):
     """The same loader through tvm_ncnn.load: a ModelError, never a crash of the Python process."""
-    source = models["two_regions"]["so"].read_bytes()
+    source = strip_seal(models["two_regions"]["so"].read_bytes())
     spans = module_spans(source)
     rng = random.Random(13)
     cases = []
