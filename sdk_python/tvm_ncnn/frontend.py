@@ -242,6 +242,9 @@ def _finish(mod: tvm.IRModule, source: str) -> Imported:
     if "main" not in [gv.name_hint for gv in mod.functions]:
         raise ModelError(f"{source}: the IRModule has no 'main' function")
     mod = tvm.transform.Sequential([
+        # torch.export keeps batch_norm after each conv: fold it into the conv's weights and bias (one ncnn
+        # Convolution, as ONNX exporters do) before what is left decomposes into elementwise arithmetic
+        relax.transform.FoldBatchnormToConv2D(),
         relax.transform.DecomposeOpsForInference(),  # batch_norm in eval mode -> arithmetic
         relax.transform.FoldConstant(),
         relax.transform.CanonicalizeBindings(),
