@@ -16,9 +16,9 @@ ModelInfo ParseMetadata(const std::string& json, const std::string& where);
 // Returns its size in bytes.
 int64_t CheckReadableFile(const std::string& path, const char* what);
 
-// Throws Error unless path is a complete ELF shared library for this CPU (model.cc); returns where its ELF
-// image ends.
-int64_t CheckElf(const std::string& path, int64_t file_size);
+// Throws Error unless path is a complete ELF shared library (for this CPU, unless for_this_machine is false;
+// model.cc); returns where its ELF image ends.
+int64_t CheckElf(const std::string& path, int64_t file_size, bool for_this_machine = true);
 
 // model.so's seal (seal.cc, FORMAT.md "Seal"). VerifySeal throws Error when the file has a seal that does not
 // match its bytes, or a cut-off one (a file without a seal passes); SealModel appends one (once: a valid seal is

@@ -75,7 +75,8 @@ uint64_t ReadLE(const std::string& b, size_t at, int n) {
 
 // Also checks that the file holds every loadable segment: dlopen maps a truncated file without complaint and
 // the process then dies of SIGBUS on first touch. Returns where the ELF image ends (what follows is the seal).
-int64_t CheckElf(const std::string& path, int64_t file_size) {
+// for_this_machine: also refuse a library built for another CPU (off when sealing a cross-compiled export).
+int64_t CheckElf(const std::string& path, int64_t file_size, bool for_this_machine) {
   const std::string name = "model '" + path + "': ";
   std::ifstream f(path, std::ios::binary);
   std::string h(64, '\0');
@@ -87,7 +88,7 @@ int64_t CheckElf(const std::string& path, int64_t file_size) {
   if (h[5] != 1) throw Error(name + "not a little-endian ELF file");
   if (ReadLE(h, 16, 2) != 3) throw Error(name + "not a model.so (an ELF file, but not a shared library)");
   const int machine = static_cast<int>(ReadLE(h, 18, 2)), host = HostMachine();
-  if (host >= 0 && machine != host) {
+  if (for_this_machine && host >= 0 && machine != host) {
     const char* m = MachineName(machine);
     throw Error(name + "built for " + (m ? m : "ELF machine " + std::to_string(machine)) + ", but this machine is " +
                 MachineName(host) + "; export it for this target");

@@ -96,7 +96,7 @@ void VerifySeal(const std::string& path, int64_t size, int64_t elf_end) {
 void SealModel(const std::string& path) {
   const std::string name = "model '" + path + "'";
   const int64_t size = CheckReadableFile(path, "model");
-  const int64_t elf_end = CheckElf(path, size);
+  const int64_t elf_end = CheckElf(path, size, /*for_this_machine=*/false);  // exports may be cross-compiled
   if (CheckSeal(path, size, elf_end, name) == SealState::kValid) return;  // sealing twice changes nothing
   if (size != elf_end) {
     throw Error(name + ": has " + std::to_string(size - elf_end) + " bytes after its ELF image; not sealing it");

@@ -9,7 +9,7 @@ from .model import LoadedModel, load  # noqa: E402
 
 # Exporting needs TVM's compiler (hundreds of MB once imported); running a model.so needs only the runtime. The
 # export side is imported on first use, so `tvm_ncnn.load` in an application stays small.
-_LAZY = {"export": "export", "ExportResult": "export", "Preprocess": "export", "import_model": "frontend",
+_LAZY = {"export": "exporter", "ExportResult": "exporter", "Preprocess": "exporter", "import_model": "frontend",
          "PartitionReport": "partition", "inspect": "inspection"}
 
 

@@ -34,7 +34,7 @@ def _input_shape(text: str) -> tuple[str, list[int]]:
 
 
 def cmd_export(args) -> int:
-    from .export import Preprocess, export
+    from .exporter import Preprocess, export
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
     try:

@@ -119,8 +119,6 @@ def test_write_failure_is_one_line_from_the_cli(models):
     assert_cli_error(cli("export", models["classifier"]["onnx"], "-o", "/proc/m.so"), "/proc/m.so", "cannot write")
 
 
-@pytest.mark.xfail(reason="export.py's _write_library lets the OSError of a failed write through (not a "
-                          "ModelError); the CLI turns it into one line", strict=False)
 def test_write_failure_is_a_model_error(models):
     result, = python_cases([export_case(models["classifier"]["onnx"], "/proc/m.so")])
     assert_model_error(result, "/proc/m.so")

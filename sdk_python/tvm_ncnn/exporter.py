@@ -76,20 +76,25 @@ def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):
 def _write_library(executable, path: str, device: DeviceTarget) -> None:
     """Write next to the destination, then rename: a failed export never leaves a half-written model.so."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
+        os.close(fd)
         fcompile = device.linker()
         if fcompile is None:
             executable.export_library(tmp)
         else:
             executable.export_library(tmp, fcompile=fcompile)
+        # A checksum of every byte, checked at load: TVM never checks its own code and bytecode in model.so
+        native.seal(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o755 & ~umask)  # mkstemp creates 0600; a library is normally world-readable
         os.replace(tmp, path)
+    except OSError as err:
+        raise ModelError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
