@@ -26,10 +26,24 @@ def candidates() -> list[Path]:
     return found
 
 
+def coordinate_threads() -> None:
+    """deploy_app's thread defaults (README, "Threads"), for this process: short spins for ncnn's OpenMP threads
+    and TVM's pool, so neither holds the cores the other needs next. libgomp reads GOMP_SPINCOUNT when it is
+    loaded, which is when the runtime library is, below; variables already set win, and
+    TVM_NCNN_WAIT_POLICY=inherit leaves the environment alone."""
+    if os.environ.get("TVM_NCNN_WAIT_POLICY") == "inherit":
+        return
+    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "100")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        arm = os.uname().machine in ("aarch64", "arm64") or os.uname().machine.startswith("arm")
+        os.environ.setdefault("GOMP_SPINCOUNT", "30000" if arm else "1000")
+
+
 @functools.lru_cache(maxsize=None)
 def library_path() -> str:
     for path in candidates():
         if path.is_file():
+            coordinate_threads()
             ctypes.CDLL(str(path), ctypes.RTLD_GLOBAL)
             return str(path)
     tried = ", ".join(str(p) for p in candidates())
