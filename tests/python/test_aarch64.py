@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from tvm_ncnn.targets import get_target
 
 from conftest import DEPLOY_APP, ROOT, max_rel_error, onnxruntime_run
 from nets import SplitByUnsupported
+
+sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+from support import module_spans, reseal, strip_seal  # noqa: E402  (model.so's checksums, to forge a version)
 
 TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2
@@ -253,11 +257,13 @@ def test_other_tvm_version_is_refused_on_aarch64(models, bundle, bare_sysroot, t
 
     ours = tvm.__version__
     theirs = "9" + ours[1:]  # same length: the metadata's length prefix stays right
-    data = Path(models["split"]["rpi4"]).read_bytes()
+    data = bytearray(strip_seal(Path(models["split"]["rpi4"]).read_bytes()))
     needle = f'"tvm_version": "{ours}"'.encode()
     assert data.count(needle) == 1, "metadata JSON not found in model.so"
+    data[:] = data.replace(needle, f'"tvm_version": "{theirs}"'.encode())
+    reseal(data, next(s for s in module_spans(bytes(data)) if s.kind == "tvm_ncnn_meta"))
     patched = tmp_path / "other-tvm.so"
-    patched.write_bytes(data.replace(needle, f'"tvm_version": "{theirs}"'.encode()))
+    patched.write_bytes(bytes(data))
     line = one_error_line(qemu_app(bundle, bare_sysroot, "cortex-a72", patched, models["split"]["input"]))
     assert f"TVM {theirs}" in line and f"TVM {ours}" in line, line
 
