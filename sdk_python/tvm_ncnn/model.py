@@ -57,6 +57,7 @@ class LoadedModel:
         self.info_json = str(self._module["info_json"]())
         self.info = json.loads(self.info_json)
         self.path = path
+        native.size_tvm_pool(self.threads)
 
     @property
     def threads(self) -> int:

@@ -39,6 +39,13 @@ def coordinate_threads() -> None:
         os.environ.setdefault("GOMP_SPINCOUNT", "30000" if arm else "1000")
 
 
+def size_tvm_pool(threads: int) -> None:
+    """TVM's thread pool as big as ncnn's, as deploy_app sets it; TVM reads this when it starts the pool, at
+    its first parallel op (after loading, so the thread count is known)."""
+    if os.environ.get("TVM_NCNN_WAIT_POLICY") != "inherit":
+        os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+
+
 @functools.lru_cache(maxsize=None)
 def library_path() -> str:
     for path in candidates():
