@@ -501,6 +501,8 @@ def lrn_params(calls) -> dict[int, float] | None:
     torch's ONNX exporter spell it -- else None. calls: square, to 5-D, [pad], avg_pool3d, back to 4-D,
     scale, shift, power, divide."""
     square, expanded, *padded, pooled, squeezed, scaled, shifted, powered, divided = calls
+    if not (square.args[1].same_as(square.args[0]) and divided.args[0].same_as(square.args[0])):
+        return None  # x * x and x / ... of one and the same x
     x = shape_of(square.args[0])
     if x is None or len(x) != 4 or shape_of(expanded) != [1, 1, *x[1:]] or shape_of(squeezed) != x:
         return None
