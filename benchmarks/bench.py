@@ -188,32 +188,22 @@ def build_ncnn_bench() -> Path:
 
 
 @contextlib.contextmanager
-def quiet_stdout():
-    """pnnx and TVM print from C++: silence file descriptor 1 itself."""
-    sys.stdout.flush()
-    saved = os.dup(1)
+def quiet(*streams):
+    """pnnx and TVM print from C++: silence the file descriptors themselves (sys.stdout, sys.stderr)."""
+    saved = []
+    for stream in streams:
+        stream.flush()
+        saved.append((stream, os.dup(stream.fileno())))
     with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
+        for stream, _ in saved:
+            os.dup2(devnull.fileno(), stream.fileno())
         try:
             yield
         finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for stream, fd in saved:
+                stream.flush()
+                os.dup2(fd, stream.fileno())
+                os.close(fd)
 
 
 def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
@@ -228,7 +218,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
     size = zoo.MODELS[name].input_size
     shape = (1, 3, size, size)
     onnx_path = str(workdir / f"{safe}.onnx")
-    with quiet_stdout():
+    with quiet(sys.stdout):
         zoo.to_onnx(module, onnx_path, shape)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     np.save(workdir / f"{safe}_input.npy", x)
@@ -250,7 +240,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
 
     pt = str(workdir / f"{safe}_pnnx.pt")
     start = time.perf_counter()
-    with quiet_stdout(), quiet_stderr():
+    with quiet(sys.stdout, sys.stderr):
         # fp16=False: the .bin keeps fp32 weights, as model.so does (outputs compare bit-close).
         pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
     m["pnnx_s"] = time.perf_counter() - start
