@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("TVM_NCNN_BUILD_DIR", ROOT / "build" / "host"))
 DEPLOY_APP = Path(os.environ.get("TVM_NCNN_DEPLOY_APP", BUILD / "deploy_app"))
 NCNN_BENCH_SRC = ROOT / "benchmarks" / "ncnn_bench.cc"
+MEASURE_H = ROOT / "deploy_app" / "measure.h"  # shared with deploy_app: both measure the same way
 NCNN_BENCH = BUILD / "benchmarks" / "ncnn_bench"
 
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
@@ -167,21 +168,21 @@ def worker(args) -> int:
 # Building and preparing
 
 def build_ncnn_bench() -> Path:
-    """benchmarks/ncnn_bench.cc against the host build's vendored ncnn (static), rebuilt when either changes."""
+    """benchmarks/ncnn_bench.cc against the host build's vendored ncnn (static), rebuilt when any input changes."""
     src_inc = BUILD / "_deps" / "ncnn-src" / "src"
     build_inc = BUILD / "_deps" / "ncnn-build" / "src"
     lib = build_inc / "libncnn.a"
     if not lib.exists():
         raise SystemExit(f"{lib} is missing: build the runtime first (cmake --build {BUILD})")
-    newest = max(NCNN_BENCH_SRC.stat().st_mtime, lib.stat().st_mtime)
+    newest = max(NCNN_BENCH_SRC.stat().st_mtime, MEASURE_H.stat().st_mtime, lib.stat().st_mtime)
     if NCNN_BENCH.exists() and NCNN_BENCH.stat().st_mtime >= newest:
         return NCNN_BENCH
     NCNN_BENCH.parent.mkdir(parents=True, exist_ok=True)
     cxx = os.environ.get("CXX", "c++")
     tmp = NCNN_BENCH.with_suffix(".tmp")
     # -O2 -fopenmp: how the runtime library is compiled against the same archive.
-    cmd = [cxx, "-std=c++17", "-O2", "-fopenmp", f"-I{src_inc}", f"-I{build_inc}", str(NCNN_BENCH_SRC), str(lib),
-           "-lpthread", "-o", str(tmp)]
+    cmd = [cxx, "-std=c++17", "-O2", "-fopenmp", f"-I{src_inc}", f"-I{build_inc}", f"-I{MEASURE_H.parent}",
+           str(NCNN_BENCH_SRC), str(lib), "-lpthread", "-o", str(tmp)]
     subprocess.run(cmd, check=True)
     os.replace(tmp, NCNN_BENCH)
     return NCNN_BENCH

@@ -10,11 +10,9 @@
 // run), cpu_ms (CPU time per timed run, all threads), times_ms (every timed run). --output saves the output (float32 .npy, batch 1).
 //
 // Built by benchmarks/bench.py (g++ against build/host/_deps/ncnn-{src,build}); not part of the product.
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,11 +21,18 @@
 #include <string>
 #include <vector>
 
+#include "measure.h"  // deploy_app/: the same measurements as deploy_app
+
 #include "cpu.h"
 #include "mat.h"
 #include "net.h"
 
 namespace {
+
+using measure::CpuMs;
+using measure::MsSince;
+using measure::PeakRssMb;
+using measure::Percentile;
 
 struct Npy {
   std::vector<int64_t> shape;
@@ -74,34 +79,6 @@ Npy LoadNpy(const std::string& path) {
   return n;
 }
 
-double StatusMb(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line)) {
-    if (line.compare(0, n, key) == 0) return std::strtod(line.c_str() + n, nullptr) / 1024.0;
-  }
-  return -1;
-}
-
-double SteadyRssMb() { return StatusMb("VmRSS:"); }
-
-// VmHWM, as deploy_app: getrusage's ru_maxrss carries the parent's peak across fork + exec.
-double PeakRssMb() {
-  const double hwm = StatusMb("VmHWM:");
-  if (hwm >= 0) return hwm;
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_maxrss) / 1024.0;
-}
-
-double CpuMs() {
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
-  return ms(ru.ru_utime) + ms(ru.ru_stime);
-}
-
 void SaveNpy(const std::string& path, const ncnn::Mat& m) {
   std::string shape = "(1, ";
   if (m.dims == 1) shape += std::to_string(m.w) + ")";
@@ -124,16 +101,6 @@ void SaveNpy(const std::string& path, const ncnn::Mat& m) {
     f.write(static_cast<const char*>(m.channel(q).data), static_cast<std::streamsize>(plane * sizeof(float)));
   }
   if (!f) throw std::runtime_error("cannot write " + path);
-}
-
-double Percentile(std::vector<double> v, double p) {  // nearest rank, as deploy_app
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(p * v.size()));
-  return v[rank == 0 ? 0 : rank - 1];
-}
-
-double MsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -200,7 +167,7 @@ int main(int argc, char** argv) {
     t0 = std::chrono::steady_clock::now();
     run(&out);
     const double first_ms = MsSince(t0);
-    const double first_rss_mb = SteadyRssMb();
+    const double first_rss_mb = measure::CurrentRssMb();
     if (!output.empty()) SaveNpy(output, out);
     std::vector<double> times;
     times.reserve(repeat);
@@ -211,7 +178,7 @@ int main(int argc, char** argv) {
       ncnn::Mat o;
       run(&o);
       times.push_back(MsSince(t0));
-      if (i + 1 == std::min(10, repeat)) warm_rss_mb = SteadyRssMb();
+      if (i + 1 == std::min(10, repeat)) warm_rss_mb = measure::CurrentRssMb();
     }
     const double cpu_ms = (CpuMs() - cpu0) / repeat;
     std::string list;
@@ -220,7 +187,7 @@ int main(int argc, char** argv) {
                 "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"warm_rss_mb\": %.2f, "
                 "\"steady_rss_mb\": %.2f, \"cpu_ms\": %.3f, \"times_ms\": [%s]}\n",
                 load_ms, first_ms, Percentile(times, 0.5), Percentile(times, 0.9), threads, repeat, PeakRssMb(),
-                first_rss_mb, warm_rss_mb, SteadyRssMb(), cpu_ms, list.c_str());
+                first_rss_mb, warm_rss_mb, measure::CurrentRssMb(), cpu_ms, list.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ncnn_bench: error: %s\n", e.what());
     return 1;
