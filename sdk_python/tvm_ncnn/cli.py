@@ -37,11 +37,8 @@ def cmd_export(args) -> int:
     from .exporter import Preprocess, export
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
-    try:
-        result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
-                        labels=args.labels, preprocess=pre, offload=not args.no_offload)
-    except OSError as err:  # the output place passed the checks but the write failed (e.g. a read-only mount)
-        raise ModelError(f"{args.output}: cannot write the model ({err.strerror or err})") from None
+    result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
+                    labels=args.labels, preprocess=pre, offload=not args.no_offload)
     r = result.report
     size = os.path.getsize(result.path) / 1e6
     print(f"wrote {result.path} ({size:.1f} MB, target {result.target}) in {result.seconds:.1f} s: "
