@@ -9,9 +9,10 @@ import tvm_ffi
 from tvm import relax
 
 from . import native
-from .converters import Match, converter_for
+from .graph_passes import run_passes
 from .ncnn_graph import NcnnGraph
-from .patterns import shape_of
+from .ops import Match, rule_for
+from .relax_util import calls_in, shape_of, static_shape
 
 
 @dataclass
@@ -25,13 +26,9 @@ class Region:
     output_shapes: list[list[int]]
 
 
-def _calls_in(func: relax.Function) -> list[relax.Call]:
-    return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
-
-
 def convert_region(func: relax.Function) -> Region:
-    """Walk the region's bindings in order: composite definitions, then calls to them. A value maps to one
-    blob, or to a list of blobs when it is a tuple (split)."""
+    """Convert the region's composite calls in order, run the graph passes, write the graph. A value maps to
+    one blob, or to a list of blobs when it is a tuple (split)."""
     graph = NcnnGraph()
     blobs = {}
     for param in func.params:
@@ -44,9 +41,12 @@ def convert_region(func: relax.Function) -> Region:
                 composites[binding.var] = value
             elif isinstance(value, relax.Call) and value.op in composites:
                 composite = composites[value.op]
-                match = Match(_calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
-                convert = converter_for(str(composite.attrs["Composite"]), match.root.op.name)
-                blobs[binding.var] = convert(graph, match)
+                match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
+                rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
+                written = len(graph.layers)
+                blobs[binding.var] = rule.convert(graph, match)
+                _check_declared(rule, graph.layers[written:])
+                _record_shapes(graph, blobs[binding.var], binding.var)
             elif isinstance(value, relax.TupleGetItem):
                 blobs[binding.var] = blobs[value.tuple_value][value.index]
             elif isinstance(value, relax.Tuple):
@@ -56,7 +56,8 @@ def convert_region(func: relax.Function) -> Region:
             else:
                 raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
     results = _flatten(func.body.body, blobs)
-    param, weights, outputs = graph.serialize([blob for blob, _ in results])
+    outputs = run_passes(graph, [blob for blob, _ in results])
+    param, weights = graph.serialize(outputs)
     return Region(
         symbol=str(func.attrs["global_symbol"]),
         param=param,
@@ -68,13 +69,30 @@ def convert_region(func: relax.Function) -> Region:
     )
 
 
+def _check_declared(rule, layers) -> None:
+    """A converter writes only the layer types its op module declares: the declaration is what the vendored
+    ncnn layer list is checked against, so a layer missing from it would fail on the device, not here."""
+    undeclared = {layer.type for layer in layers} - set(rule.layers)
+    if undeclared:
+        raise AssertionError(f"ncnn codegen: {rule.name} wrote undeclared layer types {sorted(undeclared)}")
+
+
+def _record_shapes(graph: NcnnGraph, blob, var) -> None:
+    """The converted value's shape (without the batch) on its blob(s), for the graph passes."""
+    if isinstance(blob, list):
+        for b, field in zip(blob, var.ty.fields):
+            graph.shapes[b] = static_shape(field)[1:]
+    else:
+        graph.shapes[blob] = shape_of(var)[1:]
+
+
 def _flatten(expr, blobs) -> list[tuple[str, list[int]]]:
     """(blob, shape) of every tensor a region returns, tuples flattened in order."""
     if isinstance(expr, relax.Tuple):
         return [item for field in expr.fields for item in _flatten(field, blobs)]
     value = blobs[expr]
     if isinstance(value, list):
-        return list(zip(value, (shape_of(f) for f in expr.ty.fields)))
+        return list(zip(value, (static_shape(f) for f in expr.ty.fields)))
     return [(value, shape_of(expr))]
 
 

@@ -11,6 +11,7 @@ import tvm
 from tvm import relax
 
 from .errors import ModelError
+from .relax_util import scalar_constant, static_shape
 
 
 @dataclass
@@ -194,14 +195,7 @@ def _relax_pad(original):
 
 
 def _constant_scalar(expr):
-    from tvm.ir import GenericConst
-
-    if expr is None or not isinstance(expr, GenericConst):
-        return None
-    value = expr.value.numpy()
-    if value.size != 1:
-        return None
-    value = float(value.reshape(-1)[0])
+    value = None if expr is None else scalar_constant(expr)
     return None if value != value else value  # a NaN bound means unbounded: leave it to TVM's converter
 
 
@@ -253,7 +247,7 @@ def _finish(mod: tvm.IRModule, source: str) -> Imported:
     main = mod["main"]
     inputs = []
     for param in main.params:
-        spec = _spec(param.name, param)
+        spec = _spec(param.name, param.ty)
         if spec is None:
             raise ModelError(f"{source}: input {param.name} is not a tensor with a static shape; "
                              "give a static shape (--input NAME:1,3,224,224)")
@@ -262,15 +256,9 @@ def _finish(mod: tvm.IRModule, source: str) -> Imported:
     return Imported(mod, inputs, outputs, source)
 
 
-def _spec(name: str, expr_or_type) -> TensorSpec | None:
-    ty = expr_or_type.ty if hasattr(expr_or_type, "ty") else expr_or_type
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        shape = [int(d) for d in ty.shape]
-    except (TypeError, ValueError):
-        return None
-    return TensorSpec(name, shape, str(ty.dtype))
+def _spec(name: str, ty) -> TensorSpec | None:
+    shape = static_shape(ty)
+    return None if shape is None else TensorSpec(name, shape, str(ty.dtype))
 
 
 def _output_specs(main, source: str) -> list[TensorSpec]:

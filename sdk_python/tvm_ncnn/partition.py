@@ -9,7 +9,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .patterns import ncnn_patterns, shape_of, why_not
+from .ops import ncnn_patterns, why_not
+from .relax_util import calls_in, region_ops, shape_of
 
 
 def partition(mod: tvm.IRModule) -> tvm.IRModule:
@@ -28,7 +29,7 @@ def _name_regions(mod: tvm.IRModule) -> tvm.IRModule:
 def region_vars(mod: tvm.IRModule) -> list:
     """The ncnn regions in the order main calls them."""
     order = []
-    for call in _calls(mod["main"]):
+    for call in calls_in(mod["main"]):
         if isinstance(call.op, tvm.ir.GlobalVar) and _is_region(mod[call.op]) and call.op not in order:
             order.append(call.op)
     return order
@@ -37,10 +38,6 @@ def region_vars(mod: tvm.IRModule) -> list:
 def _is_region(func) -> bool:
     return isinstance(func, relax.Function) and func.attrs is not None and "Codegen" in func.attrs \
         and str(func.attrs["Codegen"]) == "ncnn"
-
-
-def _calls(func: relax.Function) -> list[relax.Call]:
-    return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -92,46 +89,27 @@ def report(partitioned: tvm.IRModule) -> PartitionReport:
     """Placement of every op of main, regions expanded into the ops they hold."""
     regions = {gv: i for i, gv in enumerate(region_vars(partitioned))}
     result = PartitionReport(regions=len(regions))
-    for call in _calls(partitioned["main"]):
+    for call in calls_in(partitioned["main"]):
         if isinstance(call.op, tvm.ir.GlobalVar) and call.op in regions:
             region = partitioned[call.op]
-            for inner in _region_ops(region):
+            for inner in region_ops(region):
                 result.ops.append(_placement(inner, f"ncnn:{regions[call.op]}", ""))
         elif isinstance(call.op, tvm.ir.Op):
             reason = why_not(call) or "supported alone, but no ncnn pattern took it here"
             result.ops.append(_placement(call, "tvm", reason))
         else:
-            result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of_safe(call),
+            result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of(call),
                                           "tvm", "call into a TVM function", 0))
     return result
 
 
-def _region_ops(region: relax.Function) -> list[relax.Call]:
-    composites = {}
-    ops = []
-    for block in region.body.blocks:
-        for binding in block.bindings:
-            if isinstance(binding.value, relax.Function):
-                composites[binding.var] = binding.value
-            elif isinstance(binding.value, relax.Call) and binding.value.op in composites:
-                ops += _calls(composites[binding.value.op])
-    return ops
-
-
 def _placement(call, place: str, reason: str) -> OpPlacement:
-    return OpPlacement(call.op.name, shape_of_safe(call), place, reason, flops(call))
-
-
-def shape_of_safe(expr) -> list[int] | None:
-    try:
-        return shape_of(expr)
-    except Exception:  # tuples and non-tensor results have no single shape
-        return None
+    return OpPlacement(call.op.name, shape_of(call), place, reason, flops(call))
 
 
 def flops(call) -> int:
     """Multiply-adds count twice; elementwise ops count one per output element."""
-    out = shape_of_safe(call)
+    out = shape_of(call)
     if out is None:
         return 0
     elems = int(np.prod(out))

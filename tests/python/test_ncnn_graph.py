@@ -1,4 +1,5 @@
-"""The .param/.bin writer: ncnn's text format, weights layout, and Split for blobs read twice."""
+"""The .param/.bin writer (ncnn's text format, weights layout) and the graph passes: Split for blobs read twice,
+Crops that tile an axis merged into one Slice."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import struct
 
 import numpy as np
 
+from tvm_ncnn.graph_passes import run_passes
 from tvm_ncnn.ncnn_graph import NcnnGraph, shape_params
 
 
@@ -22,7 +24,8 @@ def test_param_text_and_weights():
     w = np.arange(2 * 3, dtype=np.float32).reshape(2, 3, 1, 1)
     b = np.array([0.5, -1.0], dtype=np.float32)
     y = g.add("Convolution", [x], {0: 2, 1: 1, 5: 1, 6: 6, 9: 3, 10: [0.0, 6.0]}, [(w, True), (b, False)])[0]
-    param, weights, outputs = g.serialize([y])
+    outputs = run_passes(g, [y])
+    param, weights = g.serialize(outputs)
     lines = param.splitlines()
     assert lines[0] == "7767517" and lines[1] == "2 2"
     assert lines[2].split()[:5] == ["Input", "input_0", "0", "1", x]
@@ -37,24 +40,24 @@ def test_blob_read_twice_goes_through_split():
     x = g.add_input([4])
     a = g.add("ReLU", [x])[0]
     b = g.add("Sigmoid", [a])[0]
-    param, _, outputs = g.serialize([a, b])  # a feeds Sigmoid and is a region output
+    outputs = run_passes(g, [a, b])  # a feeds Sigmoid and is a region output
+    param, _ = g.serialize(outputs)
     split = [line for line in param.splitlines() if line.startswith("Split")]
     assert len(split) == 1 and split[0].split()[2:4] == ["1", "2"]
     assert outputs[0] != a and outputs[0].startswith(a + "_")
     assert param.splitlines()[1] == f"4 {4 + 1}"
 
 
-def _crop(g: NcnnGraph, blob: str, begin: int, end: int, size: int = 8) -> str:
-    top = g.add("Crop", [blob], {9: [begin], 10: [end], 11: [0]})[0]
-    g.layers[-1].crop_range = (0, begin, end, size)
-    return top
+def _crop(g: NcnnGraph, blob: str, begin: int, end: int) -> str:
+    return g.add("Crop", [blob], {9: [begin], 10: [end], 11: [0]})[0]
 
 
 def test_crops_tiling_an_axis_become_one_slice():
     g = NcnnGraph()
     x = g.add_input([8, 4, 4])
     high, low = _crop(g, x, 5, 8), _crop(g, x, 0, 5)
-    param, _, outputs = g.serialize([high, low])
+    outputs = run_passes(g, [high, low])
+    param, _ = g.serialize(outputs)
     lines = param.splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["Input", "Slice"]
     fields = lines[3].split()
@@ -66,5 +69,5 @@ def test_crops_with_a_gap_stay_crops():
     g = NcnnGraph()
     x = g.add_input([8, 4, 4])
     a, b = _crop(g, x, 0, 3), _crop(g, x, 4, 8)
-    param, _, _ = g.serialize([a, b])
+    param, _ = g.serialize(run_passes(g, [a, b]))
     assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "Split", "Crop", "Crop"]
