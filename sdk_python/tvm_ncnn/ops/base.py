@@ -103,6 +103,7 @@ def why_not_io(call) -> str | None:
 
 def bias_vector(bias, channels: int, channel_axis: int, rank: int) -> np.ndarray | None:
     """The per-channel vector of a constant that broadcasts only along `channel_axis`, else None."""
+    channel_axis %= rank
     if not is_constant(bias):
         return None
     value = constant_value(bias)

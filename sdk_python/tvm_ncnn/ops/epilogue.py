@@ -63,9 +63,9 @@ def fused_activation(m: Match) -> dict[int, object]:
     return {}
 
 
-def fused_bias(m: Match, channels: int) -> np.ndarray | None:
+def fused_bias(m: Match, channels: int, channel_axis: int = 1) -> np.ndarray | None:
     add = m.find("relax.add")
     if add is None:
         return None
     bias = next(arg for arg in add.args if is_constant(arg))  # the pattern matches add either way round
-    return bias_vector(bias, channels, 1, len(shape_of(add)))
+    return bias_vector(bias, channels, channel_axis, len(shape_of(add)))

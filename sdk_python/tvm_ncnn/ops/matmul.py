@@ -1,37 +1,60 @@
-"""matmul by a constant weight -> InnerProduct, with bias and activation fused."""
+"""matmul -> InnerProduct (a constant (K, N) weight; the rows of a token tensor each go through it, as pnnx
+writes nn.Linear), or MatMul (two computed tensors: attention's q @ k^T and attn @ v)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ncnn_graph import NcnnGraph
+from ..ncnn_graph import NcnnGraph, shape_params
 from ..relax_util import constant_value, is_constant, shape_of
 from .base import Match, Op, is_float32_or_default, why_not_io
 from .epilogue import fused_activation, fused_bias, with_bias_and_activation
 
 
 def why_not_matmul(call) -> str | None:
-    x, w = call.args
-    if not is_constant(w):
-        return "right operand is not a constant weight"
-    xs, ws = shape_of(x), shape_of(w)
-    if xs is None or len(xs) != 2 or ws is None or len(ws) != 2:
-        return "only (1, K) x (K, N) matmul maps to InnerProduct"
     if not is_float32_or_default(call.attrs.out_dtype):
         return f"out_dtype {call.attrs.out_dtype}"
-    return why_not_io(call)
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    x, w = call.args
+    xs, ws = shape_of(x), shape_of(w)
+    if is_constant(x):
+        return "left operand is a constant"
+    if is_constant(w):
+        return None if len(ws) == 2 else f"constant right operand of rank {len(ws)}, InnerProduct takes (K, N)"
+    if len(xs) != len(ws) or xs[:-2] != ws[:-2]:
+        return f"operands {xs} and {ws} broadcast, MatMul here takes equal leading dimensions"
+    return None
 
 
-def convert_dense(g: NcnnGraph, m: Match) -> str:
+def convert_matmul(g: NcnnGraph, m: Match) -> str:
+    x, w = m.root.args
+    if is_constant(w):
+        return _inner_product(g, m)
+    return g.add("MatMul", [m.blob(x), m.blob(w)], {0: 0})[0]
+
+
+def _inner_product(g: NcnnGraph, m: Match) -> str:
+    """InnerProduct runs a 1-D blob as one row and a 2-D blob row by row; deeper token tensors are folded to rows
+    and back."""
     matmul = m.root
     weight = constant_value(matmul.args[1]).astype(np.float32)  # (K, N)
-    n = weight.shape[1]
-    bias = fused_bias(m, n)
+    k, n = weight.shape
+    rows = shape_of(matmul.args[0])[1:-1]  # without the batch and K
+    bias = fused_bias(m, n, channel_axis=-1)
     params = {0: n, 1: int(bias is not None), 2: weight.size, **fused_activation(m)}
     weights = [(np.ascontiguousarray(weight.T), True)] + ([(bias, False)] if bias is not None else [])
-    return g.add("InnerProduct", [m.blob(matmul.args[0])], params, weights)[0]
+    blob = m.blob(matmul.args[0])
+    if len(rows) > 1:
+        blob = g.add("Reshape", [blob], shape_params([int(np.prod(rows)), k]))[0]
+    out = g.add("InnerProduct", [blob], params, weights)[0]
+    if len(rows) > 1:
+        out = g.add("Reshape", [out], shape_params([*rows, n]))[0]
+    return out
 
 
-OPS = [Op("relax.matmul", why_not_matmul, convert_dense, ("InnerProduct",), alone=False)]
+OPS = [Op("relax.matmul", why_not_matmul, convert_matmul, ("InnerProduct", "MatMul", "Reshape"),
+          extra_args=(1,))]
 
-PATTERNS = with_bias_and_activation("dense", "relax.matmul", channel_axis=1)
+PATTERNS = with_bias_and_activation("dense", "relax.matmul", channel_axis=-1)

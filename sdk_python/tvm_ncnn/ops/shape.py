@@ -7,7 +7,7 @@ from tvm import relax
 from tvm.relax.dpl import is_op, wildcard
 
 from ..ncnn_graph import NcnnGraph, shape_params
-from ..relax_util import is_constant, shape_of
+from ..relax_util import constant_value, is_constant, shape_of
 from .base import PREFIX, Fused, Match, Op, check_calls, why_not_io, why_not_tensor
 
 RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten", "relax.nn.batch_flatten")
@@ -21,10 +21,10 @@ def convert_reshape(g: NcnnGraph, m: Match) -> str:
 
 def why_not_concat(call) -> str | None:
     parts = call.args[0]
-    if not isinstance(parts, relax.Tuple) or any(is_constant(p) for p in parts.fields):
-        return "inputs are not all tensors computed by the model"
+    if not isinstance(parts, relax.Tuple) or all(is_constant(p) for p in parts.fields):
+        return "inputs are not tensors computed by the model"
     for i, part in enumerate(parts.fields):
-        reason = why_not_tensor(part, f"input {i}")
+        reason = why_not_tensor(part, f"input {i}")  # a constant (ViT's class token) too: it becomes MemoryData
         if reason:
             return reason
     reason = why_not_tensor(call, "output")
@@ -38,7 +38,8 @@ def why_not_concat(call) -> str | None:
 def convert_concat(g: NcnnGraph, m: Match) -> str:
     op = m.root
     axis = int(op.attrs.axis) % len(shape_of(op)) - 1
-    return g.add("Concat", [m.blob(p) for p in op.args[0].fields], {0: axis})[0]
+    parts = [g.add_constant(constant_value(p)[0]) if is_constant(p) else m.blob(p) for p in op.args[0].fields]
+    return g.add("Concat", parts, {0: axis})[0]
 
 
 def why_not_split(call) -> str | None:
@@ -95,6 +96,42 @@ def convert_strided_slice(g: NcnnGraph, m: Match) -> str:
     ranges = slice_ranges(m.root)
     params = {9: [b for _, b, _ in ranges], 10: [e for _, _, e in ranges], 11: [a - 1 for a, _, _ in ranges]}
     return g.add("Crop", [m.blob(m.root.args[0])], params)[0]
+
+
+# ---------------------------------------------------------------------------------------------- take
+
+def take_range(call) -> tuple[int, int, int] | None:
+    """(axis, begin, end) when take() picks one contiguous run of a computed tensor with constant indices (a
+    ViT's class token: x[:, 0]), else None."""
+    x, indices = call.args
+    if not is_constant(indices) or call.attrs.axis is None:
+        return None
+    shape = shape_of(x)
+    axis = int(call.attrs.axis) % len(shape)
+    picked = constant_value(indices).reshape(-1).astype(np.int64) % shape[axis]
+    if picked.size == 0 or list(picked) != list(range(int(picked[0]), int(picked[0]) + picked.size)):
+        return None
+    return axis, int(picked[0]), int(picked[0]) + picked.size
+
+
+def why_not_take(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    found = take_range(call)
+    if found is None:
+        return "indices are not a constant contiguous range"
+    if found[0] == 0:
+        return "take along the batch axis"
+    return None
+
+
+def convert_take(g: NcnnGraph, m: Match) -> str:
+    axis, begin, end = take_range(m.root)
+    top = g.add("Crop", [m.blob(m.root.args[0])], {9: [begin], 10: [end], 11: [axis - 1]})[0]
+    if len(shape_of(m.root)) != len(shape_of(m.root.args[0])):  # a scalar index drops the axis
+        top = g.add("Reshape", [top], shape_params(shape_of(m.root)[1:]))[0]
+    return top
 
 
 # ---------------------------------------------------------------------------------------------- permute
@@ -203,7 +240,8 @@ def convert_channel_shuffle(g: NcnnGraph, m: Match) -> str:
 OPS = [
     *(Op(name, why_not_io, convert_reshape, ("Reshape",), extra_args=(1,) if name == "relax.reshape" else (0,))
       for name in RESHAPES),
-    Op("relax.concat", why_not_concat, convert_concat, ("Concat",)),
+    Op("relax.concat", why_not_concat, convert_concat, ("Concat", "MemoryData")),
+    Op("relax.take", why_not_take, convert_take, ("Crop", "Reshape"), extra_args=(1,)),
     Op("relax.split", why_not_split, convert_split, ("Slice",)),
     Op("relax.strided_slice", why_not_strided_slice, convert_strided_slice, ("Crop",), extra_args=(4, 3)),
     Op("relax.permute_dims", why_not_permute, convert_permute, ("Permute", "Noop")),
