@@ -27,7 +27,8 @@ using measure::MsSince;
 using measure::PeakRssMb;
 using measure::Percentile;
 
-const char kUsage[] =
+std::string Usage() {
+  return
     "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json] [--fp16]\n"
     "\n"
     "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
@@ -35,7 +36,8 @@ const char kUsage[] =
     "\n"
     "  INPUT           a .jpg/.jpeg/.png/.bmp image (resized and normalized as the model's metadata says)\n"
     "                  or a .npy tensor of exactly the model input's shape and dtype\n"
-    "  --threads N     threads for ncnn (1..256; default: the big cores of this machine)\n"
+    "  --threads N     threads for ncnn (1.." + std::to_string(tvm_ncnn::kMaxThreads) +
+    "; default: the big cores of this machine)\n"
     "  --repeat N      steady-state runs after the first (1..100000; default 10)\n"
     "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
     "  --topk K        how many top classes to print (default 5)\n"
@@ -46,6 +48,7 @@ const char kUsage[] =
     "Threads: ncnn's OpenMP threads and TVM's pool get the same size and spin only briefly when idle\n"
     "(GOMP_SPINCOUNT, TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT are set unless already set, or unless\n"
     "OMP_WAIT_POLICY is); TVM_NCNN_WAIT_POLICY=inherit leaves the environment as it is.\n";
+}
 
 // A usage error: exit code 2.
 struct UsageError {
@@ -89,7 +92,7 @@ Args ParseArgs(int argc, char** argv) {
     if (!is_flag) {
       positional.push_back(arg);
     } else if (arg == "--threads") {
-      a.threads = ParseInt(arg, next(), 1, 256);
+      a.threads = ParseInt(arg, next(), 1, tvm_ncnn::kMaxThreads);
     } else if (arg == "--repeat") {
       a.repeat = ParseInt(arg, next(), 1, 100000);
     } else if (arg == "--topk") {
@@ -126,76 +129,6 @@ std::string LowerExtension(const std::string& path) {
 bool IsImagePath(const std::string& path) {
   const std::string ext = LowerExtension(path);
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
-
-// Element i of a tensor as a double, whatever its dtype.
-double ValueAt(const tvm_ncnn::Tensor& t, size_t i) {
-  const uint8_t* p = t.bytes.data();
-  const std::string& d = t.dtype;
-  auto load = [&](auto zero) {
-    decltype(zero) v;
-    std::memcpy(&v, p + i * sizeof(v), sizeof(v));
-    return static_cast<double>(v);
-  };
-  if (d == "float32") return load(float());
-  if (d == "float64") return load(double());
-  if (d == "int8") return load(int8_t());
-  if (d == "int16") return load(int16_t());
-  if (d == "int32") return load(int32_t());
-  if (d == "int64") return load(int64_t());
-  if (d == "uint8" || d == "bool") return load(uint8_t());
-  if (d == "uint16") return load(uint16_t());
-  throw tvm_ncnn::Error("cannot read values of dtype " + d + " for the top-k");
-}
-
-struct TopEntry {
-  size_t index;
-  std::string label;
-  double score;
-};
-
-// The scores shown for the top-k and what they are: "probabilities" (the output already is a probability
-// vector), "softmax" (of a float output that is not one), or "values" (a non-float output, as is).
-std::vector<double> Scores(const tvm_ncnn::Tensor& out, std::string* kind) {
-  const size_t n = static_cast<size_t>(out.numel());
-  std::vector<double> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = ValueAt(out, i);
-  if (out.dtype != "float32" && out.dtype != "float64" && out.dtype != "float16") {
-    *kind = "values";
-    return v;
-  }
-  double sum = 0;
-  bool in_range = true;
-  for (double x : v) {
-    sum += x;
-    in_range = in_range && x >= 0.0 && x <= 1.0;
-  }
-  if (n > 0 && in_range && std::fabs(sum - 1.0) < 1e-3) {
-    *kind = "probabilities";
-    return v;
-  }
-  *kind = "softmax";
-  const double mx = n ? *std::max_element(v.begin(), v.end()) : 0.0;
-  double total = 0;
-  for (double& x : v) total += (x = std::exp(x - mx));
-  for (double& x : v) x /= total;
-  return v;
-}
-
-std::vector<TopEntry> TopK(const std::vector<double>& scores, const std::vector<std::string>& labels, int k) {
-  std::vector<size_t> idx(scores.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  const size_t m = std::min(idx.size(), static_cast<size_t>(k));
-  // NaN scores sort last so they never hide a real class.
-  auto better = [&](size_t a, size_t b) {
-    if (std::isnan(scores[b])) return !std::isnan(scores[a]);
-    return scores[a] > scores[b];
-  };
-  std::partial_sort(idx.begin(), idx.begin() + m, idx.end(), better);
-  std::vector<TopEntry> top;
-  const bool have_labels = labels.size() == scores.size();  // labels for another output do not apply
-  for (size_t i = 0; i < m; ++i) top.push_back({idx[i], have_labels ? labels[idx[i]] : "", scores[idx[i]]});
-  return top;
 }
 
 // ---- JSON output, by hand: a few flat fields.
@@ -268,10 +201,10 @@ int Run(const Args& a) {
     x = tvm_ncnn::LoadImage(a.input, info);
   } else {
     x = tvm_ncnn::LoadNpy(a.input);
-    if (x.shape != want.shape || x.dtype != want.dtype) {
-      throw tvm_ncnn::Error(".npy file '" + a.input + "' is " + tvm_ncnn::ShapeString(x.shape) + " " + x.dtype +
-                            ", but model input '" + want.name + "' expects " + tvm_ncnn::ShapeString(want.shape) +
-                            " " + want.dtype);
+    try {
+      tvm_ncnn::CheckInput(want, x);  // before the runs, naming the file
+    } catch (const tvm_ncnn::Error& e) {
+      throw tvm_ncnn::Error(".npy file '" + a.input + "': " + e.what());
     }
   }
 
@@ -301,8 +234,8 @@ int Run(const Args& a) {
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
   const tvm_ncnn::Tensor& y = outputs[0];
   if (!a.output.empty()) tvm_ncnn::SaveNpy(a.output, y);
-  std::string score_kind;
-  const std::vector<TopEntry> top = TopK(Scores(y, &score_kind), info.labels, a.topk);
+  const tvm_ncnn::TopK scored = tvm_ncnn::ScoreTopK(y, info.labels, a.topk);
+  const std::vector<tvm_ncnn::ScoredClass>& top = scored.classes;
   const std::string out_name = info.outputs.empty() ? "output 0" : info.outputs[0].name;
 
   if (a.json) {
@@ -331,7 +264,7 @@ int Run(const Args& a) {
     j += ", \"times_ms\": [";
     for (size_t i = 0; i < times.size(); ++i) j += (i ? ", " : "") + JsonNumber(times[i], "%.3f");
     j += "]";
-    j += ", \"scores\": " + JsonString(score_kind);
+    j += ", \"scores\": " + JsonString(scored.kind);
     j += ", \"topk\": [";
     for (size_t i = 0; i < top.size(); ++i) {
       if (i) j += ", ";
@@ -361,12 +294,10 @@ int Run(const Args& a) {
                 tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());
   }
   std::printf("output   '%s' %s %s\n", out_name.c_str(), tvm_ncnn::ShapeString(y.shape).c_str(), y.dtype.c_str());
-  const char* what = score_kind == "softmax"         ? "softmax probabilities (the output is not a probability vector)"
-                     : score_kind == "probabilities" ? "probabilities"
-                                                     : "raw values";
-  std::printf("top-%zu    %s\n", top.size(), what);
+  std::printf("top-%zu    %s\n", top.size(), scored.description.c_str());
   for (size_t i = 0; i < top.size(); ++i) {
-    std::printf("  %2zu. %9.6f  [%zu] %s\n", i + 1, top[i].score, top[i].index, top[i].label.c_str());
+    std::printf("  %2zu. %9.6f  [%lld] %s\n", i + 1, top[i].score, static_cast<long long>(top[i].index),
+                top[i].label.c_str());
   }
   std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
               first_ms, p50, p90, a.repeat);
@@ -375,50 +306,18 @@ int Run(const Args& a) {
   return 0;
 }
 
-// Threads. ncnn runs its layers on OpenMP threads (libgomp), TVM's parallel ops on TVM's own pool, and both
-// keep idle threads spinning after each parallel loop -- libgomp 300000 pause loops (~8 ms on x86), TVM 300000
-// sched_yield calls -- so whatever runs next (the other pool between ncnn regions and TVM ops, the rest of the
-// application, other processes) finds the cores taken, and a run gets several times slower. Sleeping at once
-// (OMP_WAIT_POLICY=PASSIVE) avoids that but pays a wake-up at every parallel loop, which costs as much again
-// when the machine is idle. Measured on both (benchmarks/bench.py --threads-study), the best trade is a short
-// spin, tens of microseconds: enough to bridge the gap between two layers, not to hold a core for someone else.
-// So, unless told otherwise, deploy_app sets both pools to the same size and short spins:
-//   TVM_NUM_THREADS = --threads (or the big cores), TVM_THREAD_POOL_SPIN_COUNT = kTvmSpinCount,
-//   GOMP_SPINCOUNT = kGompSpinCount -- unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set.
-// Variables already set are kept; TVM_NCNN_WAIT_POLICY=inherit leaves the environment entirely alone.
-// libgomp reads its variables once, when it is loaded (before main), so for GOMP_SPINCOUNT to take effect this
-// program executes itself again, once; if that fails it carries on with libgomp's defaults.
-#if defined(__aarch64__) || defined(__arm__)
-constexpr const char* kGompSpinCount = "30000";  // libgomp's ARM spin loop has no pause: ~1 ns an iteration
-#else
-constexpr const char* kGompSpinCount = "1000";  // x86: one pause each, ~27 ns on the AMD EPYC measured
-#endif
-constexpr const char* kTvmSpinCount = "100";  // each a sched_yield, ~0.6 us
-
-void CoordinateThreads(const Args& a, char** argv) {
-  const char* mode = std::getenv("TVM_NCNN_WAIT_POLICY");
-  if (mode != nullptr && std::strcmp(mode, "inherit") == 0) return;
-  const int threads = a.threads > 0 ? a.threads : tvm_ncnn::DetectThreads();
-  setenv("TVM_NUM_THREADS", std::to_string(threads).c_str(), 0);  // TVM reads these when its pool starts
-  setenv("TVM_THREAD_POOL_SPIN_COUNT", kTvmSpinCount, 0);
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
-  if (setenv("GOMP_SPINCOUNT", kGompSpinCount, 1) != 0) return;
-  execv("/proc/self/exe", argv);  // returns only on failure
-  unsetenv("GOMP_SPINCOUNT");    // this process keeps libgomp's defaults: do not pretend otherwise
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
-      std::fputs(kUsage, stdout);
+      std::fputs(Usage().c_str(), stdout);
       return 0;
     }
   }
   try {
     const Args args = ParseArgs(argc, argv);
-    CoordinateThreads(args, argv);
+    tvm_ncnn::CoordinateThreads(args.threads, argv);  // may execute deploy_app again, once (runtime.h)
     return Run(args);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "deploy_app: error: %s\n", e.message.c_str());

@@ -4,8 +4,12 @@
 //       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int
 //   tvm_ncnn.load_image(path: str, info_json: str) -> Tensor   (as deploy_app preprocesses; info_json: the
 //       metadata, e.g. from info_json())
-//   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn"}
+//   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn", "metadata_format"} (metadata_format: the
+//       metadata JSON's format_version this runtime reads, which export writes)
+//   tvm_ncnn.limits() -> Map[str, int]  {"max_threads"}
 //   tvm_ncnn.detect_threads() -> int
+//   tvm_ncnn.top_k(output: Tensor, labels: Array[str], k: int) -> Map  {"kind", "description", "index",
+//       "label", "score"} (ScoreTopK: the top-k deploy_app prints)
 //
 // Errors reach Python as RuntimeError carrying the runtime's one-line message.
 #include <tvm/ffi/cast.h>
@@ -19,6 +23,7 @@
 
 #include "ffi_util.h"
 #include "internal.h"
+#include "meta/metadata.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -81,8 +86,7 @@ class ModelModuleObj : public ffi::ModuleObj {
 
 ffi::Module ModelLoad(const ffi::String& path, int64_t threads, bool fp16) {
   try {
-    if (threads < 0 || threads > 256) throw Error("threads must be between 1 and 256 (or 0 to detect), got " +
-                                                  std::to_string(threads));
+    CheckThreads(threads);
     Options options;
     options.threads = static_cast<int>(threads);
     options.fp16 = fp16;
@@ -101,7 +105,31 @@ ffi::Tensor LoadImageFfi(const ffi::String& path, const ffi::String& info_json) 
 }
 
 ffi::Map<ffi::String, ffi::String> Versions() {
-  return {{"sdk", SdkVersion()}, {"tvm", TvmVersion()}, {"ncnn", NcnnVersion()}};
+  return {{"sdk", SdkVersion()},
+          {"tvm", TvmVersion()},
+          {"ncnn", NcnnVersion()},
+          {"metadata_format", std::to_string(kMetadataFormatVersion)}};
+}
+
+ffi::Map<ffi::String, int64_t> Limits() { return {{"max_threads", kMaxThreads}}; }
+
+ffi::Map<ffi::String, ffi::Any> TopKFfi(const ffi::Tensor& output, const ffi::Array<ffi::String>& labels, int64_t k) {
+  try {
+    std::vector<std::string> names(labels.begin(), labels.end());
+    const TopK top = ScoreTopK(FromFfiTensor(output, "top_k: output"), names, static_cast<int>(k));
+    ffi::Array<int64_t> index;
+    ffi::Array<ffi::String> label;
+    ffi::Array<double> score;
+    for (const ScoredClass& c : top.classes) {
+      index.push_back(c.index);
+      label.push_back(c.label);
+      score.push_back(c.score);
+    }
+    return {{"kind", ffi::String(top.kind)}, {"description", ffi::String(top.description)}, {"index", index},
+            {"label", label}, {"score", score}};
+  } catch (const Error& e) {
+    TVM_FFI_THROW(RuntimeError) << e.what();
+  }
 }
 
 }  // namespace
@@ -113,5 +141,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("tvm_ncnn.model_load", tvm_ncnn::ModelLoad)
       .def("tvm_ncnn.load_image", tvm_ncnn::LoadImageFfi)
       .def("tvm_ncnn.versions", tvm_ncnn::Versions)
+      .def("tvm_ncnn.limits", tvm_ncnn::Limits)
+      .def("tvm_ncnn.top_k", tvm_ncnn::TopKFfi)
       .def("tvm_ncnn.detect_threads", []() { return static_cast<int64_t>(tvm_ncnn::DetectThreads()); });
 }

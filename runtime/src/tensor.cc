@@ -47,4 +47,13 @@ Tensor::Tensor(std::vector<int64_t> shape_in, std::string dtype_in)
 
 int64_t Tensor::numel() const { return CheckedNumel(shape); }
 
+// The one check of an input against the model's metadata: Model::Run, deploy_app and tvm_ncnn.load's calls
+// all come through here, so they refuse the same inputs with the same words.
+void CheckInput(const TensorInfo& want, const Tensor& got) {
+  if (got.shape != want.shape || got.dtype != want.dtype) {
+    throw Error("input '" + want.name + "' expects " + ShapeString(want.shape) + " " + want.dtype + ", got " +
+                ShapeString(got.shape) + " " + got.dtype);
+  }
+}
+
 }  // namespace tvm_ncnn

@@ -55,6 +55,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from . import native
     from .model import load
 
     model = load(args.model, threads=args.threads)
@@ -65,16 +66,12 @@ def cmd_run(args) -> int:
     outputs = y if isinstance(y, list) else [y]
     if args.output:
         np.save(args.output, outputs[0])
-    scores = outputs[0].reshape(-1)
-    if outputs[0].ndim == 2 and outputs[0].shape[0] == 1:
-        if not (np.all(scores >= 0) and abs(scores.sum() - 1) < 1e-3):
-            scores = np.exp(scores - scores.max())
-            scores /= scores.sum()
-        for i in np.argsort(-scores)[: args.topk]:
-            label = model.labels[i] if i < len(model.labels) else f"class {i}"
-            print(f"{scores[i]:.4f}  {label} ({i})")
-    else:
-        print(f"output {outputs[0].dtype}{list(outputs[0].shape)}")
+    # The runtime's scoring, so that this prints what deploy_app prints for the same output.
+    scored = native.top_k(outputs[0], model.labels, args.topk)
+    print(f"output   {outputs[0].dtype}{list(outputs[0].shape)}")
+    print(f"top-{len(scored['classes'])}    {scored['description']}")
+    for rank, (index, label, score) in enumerate(scored["classes"], 1):
+        print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
     print(f"{elapsed:.1f} ms, {model.threads} thread(s)")
     return 0
 

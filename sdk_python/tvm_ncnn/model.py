@@ -15,8 +15,6 @@ from . import native
 from .errors import ModelError
 
 
-MAX_THREADS = 256  # the runtime's limit (runtime/src/model.cc kMaxThreads)
-
 # The dynamic loader hands back the library already loaded from a path, even when the file was replaced since
 # (a re-export in a notebook): a changed file at a path seen before is loaded from a private copy instead.
 _LOADED_FILES: dict[str, tuple[int, int, int]] = {}
@@ -43,12 +41,14 @@ class LoadedModel:
 
     def __init__(self, path: str, threads: int | None = None, fp16: bool = False):
         path = os.fspath(path)
-        # Refused, not rounded or clamped: 2.5 or 1000 threads is a mistake worth hearing about.
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                    or not 1 <= threads <= MAX_THREADS):
-            raise ModelError(f"threads must be a whole number from 1 to {MAX_THREADS} (or None for the big cores "
-                             f"of this machine), got {threads!r}")
         load = native.get_function("tvm_ncnn.model_load")
+        # Refused, not rounded or clamped: 2.5 or 1000 threads is a mistake worth hearing about. (0 is the
+        # runtime's "detect", which Python spells None.)
+        max_threads = native.limits()["max_threads"]
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                    or not 1 <= threads <= max_threads):
+            raise ModelError(f"threads must be a whole number from 1 to {max_threads} (or None for the big cores "
+                             f"of this machine), got {threads!r}")
         try:
             self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), bool(fp16))
         except Exception as err:
@@ -86,16 +86,9 @@ class LoadedModel:
         return np.from_dlpack(tensor).copy()
 
     def __call__(self, *arrays):
-        if len(arrays) != len(self.inputs):
-            raise ModelError(f"{self.path}: expects {len(self.inputs)} input(s), got {len(arrays)}")
-        tensors = []
-        for array, spec in zip(arrays, self.inputs):
-            array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d
-            if list(array.shape) != list(spec["shape"]) or str(array.dtype) != spec["dtype"]:
-                raise ModelError(f"{self.path}: input {spec['name']} expects {spec['dtype']}{spec['shape']}, "
-                                 f"got {array.dtype}{list(array.shape)}")
-            tensors.append(tvm_ffi.from_dlpack(array))
         try:
+            # The runtime checks the count, shapes and dtypes (runtime.h CheckInput), as for deploy_app.
+            tensors = [tvm_ffi.from_dlpack(np.require(array, requirements="C")) for array in arrays]
             results = self._run(*tensors)
         except Exception as err:
             raise ModelError(_one_line(err)) from None

@@ -13,6 +13,7 @@ import tvm_ffi
 from .errors import ModelError
 
 LIBRARY = "libtvm_ncnn_runtime.so"
+THREADS_LIBRARY = "libtvm_ncnn_threads.so"
 ENV = "TVM_NCNN_RUNTIME_LIB"
 
 
@@ -26,36 +27,56 @@ def candidates() -> list[Path]:
     return found
 
 
-def coordinate_threads() -> None:
-    """deploy_app's thread defaults (README, "Threads"), for this process: short spins for ncnn's OpenMP threads
-    and TVM's pool, so neither holds the cores the other needs next. libgomp reads GOMP_SPINCOUNT when it is
-    loaded, which is when the runtime library is, below; variables already set win, and
-    TVM_NCNN_WAIT_POLICY=inherit leaves the environment alone."""
-    if os.environ.get("TVM_NCNN_WAIT_POLICY") == "inherit":
-        return
-    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "100")
-    if "OMP_WAIT_POLICY" not in os.environ:
-        arm = os.uname().machine in ("aarch64", "arm64") or os.uname().machine.startswith("arm")
-        os.environ.setdefault("GOMP_SPINCOUNT", "30000" if arm else "1000")
+def _policy_library(runtime: str) -> ctypes.CDLL:
+    """libtvm_ncnn_threads.so, built next to the runtime library: the thread policy's one home
+    (runtime/src/threads/thread_policy.cc), in a library that loads no libgomp. libgomp reads GOMP_SPINCOUNT when
+    it is loaded, which is when the runtime library is; so the variables are asked for here, and set, first."""
+    path = Path(runtime).with_name(THREADS_LIBRARY)
+    if not path.is_file():
+        raise ModelError(f"{path} is missing (it is built and installed with {runtime}): rebuild the runtime with "
+                         f"'cmake --build build/host', or install it whole")
+    lib = ctypes.CDLL(str(path))
+    lib.tvm_ncnn_thread_env.argtypes = [ctypes.c_int]
+    lib.tvm_ncnn_thread_env.restype = ctypes.c_char_p
+    return lib
+
+
+def _apply_thread_policy(runtime: str, threads: int) -> None:
+    """deploy_app's thread defaults (README, "Threads"; runtime.h CoordinateThreads) for this process: the
+    variables not set already, none with TVM_NCNN_WAIT_POLICY=inherit. threads 0: TVM_NUM_THREADS stays as it is."""
+    for line in _policy_library(runtime).tvm_ncnn_thread_env(threads).decode().splitlines():
+        name, _, value = line.partition("=")
+        os.environ[name] = value
 
 
 def size_tvm_pool(threads: int) -> None:
     """TVM's thread pool as big as ncnn's, as deploy_app sets it; TVM reads this when it starts the pool, at
     its first parallel op (after loading, so the thread count is known)."""
-    if os.environ.get("TVM_NCNN_WAIT_POLICY") != "inherit":
-        os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    _apply_thread_policy(library_path(), threads)
 
 
-@functools.lru_cache(maxsize=None)
-def library_path() -> str:
+def _find_runtime() -> str:
     for path in candidates():
         if path.is_file():
-            coordinate_threads()
-            ctypes.CDLL(str(path), ctypes.RTLD_GLOBAL)
             return str(path)
     tried = ", ".join(str(p) for p in candidates())
     raise ModelError(f"the tvm-ncnn runtime library is not built (looked for {tried}); build it with "
                      f"'cmake -S . -B build/host -G Ninja && cmake --build build/host' or set {ENV}")
+
+
+@functools.lru_cache(maxsize=None)
+def library_path() -> str:
+    path = _find_runtime()
+    _apply_thread_policy(path, 0)  # before libgomp is loaded, with the runtime library
+    ctypes.CDLL(path, ctypes.RTLD_GLOBAL)
+    return path
+
+
+def spin_counts() -> tuple[int, int]:
+    """(GOMP_SPINCOUNT, TVM_THREAD_POOL_SPIN_COUNT) as deploy_app sets them on this machine. Read from the thread
+    policy library alone: the runtime (and libgomp) is not loaded, and the environment is left as it is."""
+    policy = _policy_library(_find_runtime())
+    return policy.tvm_ncnn_gomp_spin_count(), policy.tvm_ncnn_tvm_spin_count()
 
 
 def get_function(name: str):
@@ -67,7 +88,31 @@ def get_function(name: str):
 
 
 def versions() -> dict[str, str]:
+    """The runtime's versions: sdk, tvm, ncnn, and metadata_format (the metadata JSON's format_version)."""
     return {str(k): str(v) for k, v in get_function("tvm_ncnn.versions")().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def limits() -> dict[str, int]:
+    """The runtime's limits: max_threads."""
+    return {str(k): int(v) for k, v in get_function("tvm_ncnn.limits")().items()}
+
+
+def top_k(output, labels, k: int) -> dict:
+    """The k best classes of a model output as deploy_app prints them (runtime.h ScoreTopK): {"kind",
+    "description", "classes": [(index, label, score), ...]}, best first."""
+    import numpy as np
+
+    try:
+        tensor = tvm_ffi.from_dlpack(np.ascontiguousarray(output))
+        result = get_function("tvm_ncnn.top_k")(tensor, [str(label) for label in labels], int(k))
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(str(err).strip().splitlines()[-1]) from None
+    classes = list(zip((int(i) for i in result["index"]), (str(l) for l in result["label"]),
+                       (float(x) for x in result["score"])))
+    return {"kind": str(result["kind"]), "description": str(result["description"]), "classes": classes}
 
 
 def seal(path) -> None:

@@ -1,15 +1,22 @@
 // The global functions the Python SDK calls: present, typed as documented, and failing with our message.
+#include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/error.h>
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
 
+#include <cstdlib>
 #include <initializer_list>
 
 #include "check.h"
 
 namespace ffi = tvm::ffi;
+
+struct CpuAlloc {
+  void AllocData(DLTensor* t) { t->data = std::malloc(ffi::GetDataSize(*t)); }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
 
 int main() {
   // Referencing the library keeps the linker from dropping it; its static init registers the functions.
@@ -27,7 +34,30 @@ int main() {
   CHECK(std::string(v.at("sdk")) == tvm_ncnn::SdkVersion());
   CHECK(std::string(v.at("tvm")) == tvm_ncnn::TvmVersion());
   CHECK(std::string(v.at("ncnn")) == tvm_ncnn::NcnnVersion());
+  CHECK(std::string(v.at("metadata_format")) == "1");
   CHECK((*detect)().cast<int64_t>() == detected);
+
+  // The limits Python checks against, and the top-k `tvm-ncnn run` prints (ScoreTopK's, as deploy_app's).
+  auto limits = ffi::Function::GetGlobal("tvm_ncnn.limits");
+  auto top_k = ffi::Function::GetGlobal("tvm_ncnn.top_k");
+  CHECK(limits.has_value() && top_k.has_value());
+  if (limits) {
+    using Limits = ffi::Map<ffi::String, int64_t>;
+    CHECK((*limits)().cast<Limits>().at("max_threads") == tvm_ncnn::kMaxThreads);
+  }
+  if (top_k) {
+    const int64_t shape[2] = {1, 3};
+    ffi::Tensor t = ffi::Tensor::FromNDAlloc(CpuAlloc(), ffi::ShapeView(shape, 2), DLDataType{kDLFloat, 32, 1},
+                                             DLDevice{kDLCPU, 0});
+    float* p = static_cast<float*>(t.data_ptr());
+    p[0] = 0.2f, p[1] = 0.5f, p[2] = 0.3f;
+    auto r = (*top_k)(t, ffi::Array<ffi::String>{"a", "b", "c"}, 2).cast<ffi::Map<ffi::String, ffi::Any>>();
+    CHECK(std::string(r.at("kind").cast<ffi::String>()) == "probabilities");
+    auto index = r.at("index").cast<ffi::Array<int64_t>>();
+    auto label = r.at("label").cast<ffi::Array<ffi::String>>();
+    CHECK(index.size() == 2 && index[0] == 1 && index[1] == 2);
+    CHECK(label.size() == 2 && std::string(label[0]) == "b");
+  }
 
   const std::string dir = TempDir();
   for (int64_t threads : {int64_t{0}, int64_t{-1}}) {

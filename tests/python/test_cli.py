@@ -11,7 +11,7 @@ import torch
 import tvm_ncnn
 from tvm_ncnn import zoo
 
-from conftest import max_rel_error, onnxruntime_run
+from conftest import max_rel_error, onnxruntime_run, run_deploy_app
 from nets import SplitByUnsupported, TinyConvNet
 
 
@@ -37,6 +37,27 @@ def test_export_inspect_run(tmp_path):
     run = tvm_ncnn_cli("run", tmp_path / "m.so", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert run.returncode == 0, run.stderr
     assert max_rel_error(np.load(tmp_path / "y.npy"), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_run_prints_the_top_k_deploy_app_prints(tmp_path, deploy_app):
+    """One scoring, the runtime's (probability detection, softmax, top-k, labels): `tvm-ncnn run` and deploy_app
+    show the same classes with the same scores."""
+    onnx_path = zoo.to_onnx(TinyConvNet().eval(), str(tmp_path / "t.onnx"), (1, 3, 32, 32))
+    (tmp_path / "labels.txt").write_text("".join(f"class-{i}\n" for i in range(10)))
+    done = tvm_ncnn_cli("export", onnx_path, "-o", tmp_path / "t.so", "--labels", tmp_path / "labels.txt")
+    assert done.returncode == 0, done.stderr
+    np.save(tmp_path / "x.npy", np.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(np.float32))
+
+    def top_lines(text):
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("top-"))
+        return [lines[start]] + [line for line in lines[start + 1:] if line.startswith("  ")]
+
+    cli = tvm_ncnn_cli("run", tmp_path / "t.so", tmp_path / "x.npy", "--topk", "3")
+    assert cli.returncode == 0, cli.stderr
+    app = run_deploy_app(str(tmp_path / "t.so"), str(tmp_path / "x.npy"), "--topk", "3", "--repeat", "1")
+    assert top_lines(cli.stdout) == top_lines(app.stdout)
+    assert top_lines(cli.stdout)[0] == "top-3    probabilities" and "class-" in top_lines(cli.stdout)[1]
 
 
 def test_export_torch_export_program(tmp_path):

@@ -206,3 +206,20 @@ def test_thread_counts_refused(models):
     results = python_cases([{"op": "load", "path": str(so), "threads": t} for t in (0, -1, 257, 100000, 2.5, True)])
     for value, result in zip(("0", "-1", "257", "100000", "2.5", "True"), results):
         assert_model_error(result, "threads must be a whole number from 1 to 256", value)
+
+
+def test_ncnn_region_source_is_its_graph(models):
+    """InspectSource of an ncnn module loaded from model.so is the region's ncnn graph (.param text)."""
+    import tvm_ffi
+    from tvm_ncnn import native
+
+    native.library_path()  # registers the module loaders
+    found, stack = [], [tvm_ffi.load_module(str(models["two_regions"]["so"]))]
+    while stack:
+        module = stack.pop()
+        found += [module] if module.kind == "ncnn" else []
+        stack += list(module.imports)
+    assert len(found) == 2
+    for region in found:
+        graph = region.inspect_source()
+        assert graph.startswith("7767517\n") and "Input" in graph, graph[:200]

@@ -16,6 +16,9 @@
 
 namespace tvm_ncnn {
 
+// Threads a model may use: Options::threads, deploy_app --threads and tvm_ncnn.load(threads=) take 1..kMaxThreads.
+constexpr int kMaxThreads = 256;
+
 // The message is always one printable line: line breaks become spaces, other control characters and bytes
 // that are not UTF-8 (a corrupt file's names end up in messages) are shown as \xNN.
 class Error : public std::runtime_error {
@@ -74,7 +77,7 @@ struct ModelInfo {
 };
 
 struct Options {
-  int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most 256
+  int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most kMaxThreads
   bool fp16 = false;   // let ncnn use fp16 storage/arithmetic where the CPU has it (faster, less exact)
 };
 
@@ -101,8 +104,41 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// The number of big (performance) cores of this machine, at least 1.
+// Throws Error("input 'NAME' expects [1,3,224,224] float32, got [1,3,8,8] float32") unless `got` has the
+// shape and dtype of `want`. Model::Run checks every input with it; call it to check an input before that.
+void CheckInput(const TensorInfo& want, const Tensor& got);
+
+// The number of big (performance) cores of this machine, at least 1 and at most kMaxThreads.
 int DetectThreads();
+
+// Threads (README "Threads"): ncnn runs its layers on OpenMP threads (libgomp), TVM its parallel ops on its own
+// pool, and by default both keep idle threads spinning long after each parallel loop, so whichever runs next
+// finds the cores taken. deploy_app and tvm_ncnn.load give both pools `threads` threads (0: DetectThreads())
+// and short spins, by setting TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT and GOMP_SPINCOUNT -- each only when
+// not set already, GOMP_SPINCOUNT not when OMP_WAIT_POLICY is set, nothing with TVM_NCNN_WAIT_POLICY=inherit.
+// Call it first thing in main. libgomp reads GOMP_SPINCOUNT once, when it is loaded (before main): when this
+// had to set it, it executes the program again (/proc/self/exe with argv) so that it takes effect, as deploy_app
+// does; with argv == nullptr it only sets the variables (for the processes this one starts).
+void CoordinateThreads(int threads, char** argv);
+
+// One class of a classifier's output: its index in the (flattened) output, its label ("" without labels) and
+// its score.
+struct ScoredClass {
+  int64_t index;
+  std::string label;
+  double score;
+};
+
+// The k best classes of a model output, best first (NaN scores last), as deploy_app and `tvm-ncnn run` print
+// them. kind says what the scores are: "probabilities" (the output already is a probability vector),
+// "softmax" (the softmax of a float output that is not one) or "values" (a non-float output, as it is).
+// Labels are used when there is one per element of the output.
+struct TopK {
+  std::string kind;
+  std::string description;  // kind in words, for people
+  std::vector<ScoredClass> classes;
+};
+TopK ScoreTopK(const Tensor& output, const std::vector<std::string>& labels, int k);
 
 // Decodes a JPEG/PNG/BMP image and preprocesses it as `info` says into a 1x3xHxW float32 tensor
 // (H x W from info.inputs[0]). Grayscale and RGBA images become 3 channels; images over 100 megapixels

@@ -14,7 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "byte_io.h"
+#include "format/byte_io.h"
+#include "format/seal.h"
 #include "internal.h"
 #include "tvm_ncnn/runtime.h"
 

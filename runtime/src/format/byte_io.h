@@ -1,4 +1,4 @@
-// Little-endian byte writer/reader for the module formats of runtime/FORMAT.md (private header).
+// Little-endian byte writer/reader for the formats of runtime/FORMAT.md: the modules and the seal (private header).
 //
 // Every read is bounds-checked: a short or malformed blob raises tvm::ffi::Error (ValueError) naming
 // `context` (e.g. "ncnn region 'fused_0'") and the field being read, never reads past the end.

@@ -1,0 +1,145 @@
+// The metadata JSON of a model.so -> ModelInfo. Every problem names the model file and the field.
+#include <tvm/ffi/any.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/extra/json.h>
+#include <tvm/ffi/string.h>
+
+#include <climits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meta/metadata.h"
+#include "tvm_ncnn/runtime.h"
+
+namespace tvm_ncnn {
+namespace {
+
+namespace ffi = tvm::ffi;
+
+struct MetaReader {
+  std::string where;  // "model 'x.so': metadata"
+
+  [[noreturn]] void Bad(const std::string& what) const { throw Error(where + ": " + what); }
+
+  ffi::Optional<ffi::Any> Find(const ffi::Map<ffi::Any, ffi::Any>& obj, const char* key) const {
+    auto it = obj.find(ffi::String(key));
+    if (it == obj.end()) return std::nullopt;
+    return (*it).second;
+  }
+  ffi::Any Need(const ffi::Map<ffi::Any, ffi::Any>& obj, const char* key) const {
+    auto v = Find(obj, key);
+    if (!v.has_value()) Bad(std::string("field '") + key + "' is missing");
+    return *v;
+  }
+  std::string Str(const ffi::Any& v, const std::string& field) const {
+    auto s = v.as<ffi::String>();
+    if (!s.has_value()) Bad("field '" + field + "' is not a string");
+    return std::string(*s);
+  }
+  int64_t Int(const ffi::Any& v, const std::string& field) const {
+    auto i = v.as<int64_t>();
+    if (!i.has_value()) Bad("field '" + field + "' is not an integer");
+    return *i;
+  }
+  double Number(const ffi::Any& v, const std::string& field) const {
+    if (auto i = v.as<int64_t>()) return static_cast<double>(*i);
+    if (auto d = v.as<double>()) return *d;
+    Bad("field '" + field + "' is not a number");
+  }
+  ffi::Array<ffi::Any> List(const ffi::Any& v, const std::string& field) const {
+    auto a = v.as<ffi::Array<ffi::Any>>();
+    if (!a.has_value()) Bad("field '" + field + "' is not a list");
+    return *a;
+  }
+  ffi::Map<ffi::Any, ffi::Any> Obj(const ffi::Any& v, const std::string& field) const {
+    auto m = v.as<ffi::Map<ffi::Any, ffi::Any>>();
+    if (!m.has_value()) Bad("field '" + field + "' is not an object");
+    return *m;
+  }
+  std::string OptStr(const ffi::Map<ffi::Any, ffi::Any>& obj, const char* key) const {
+    auto v = Find(obj, key);
+    return v.has_value() ? Str(*v, key) : std::string();
+  }
+
+  std::vector<TensorInfo> Tensors(const ffi::Map<ffi::Any, ffi::Any>& root, const char* key) const {
+    std::vector<TensorInfo> out;
+    ffi::Array<ffi::Any> list = List(Need(root, key), key);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string field = std::string(key) + "[" + std::to_string(i) + "]";
+      ffi::Map<ffi::Any, ffi::Any> t = Obj(list[i], field);
+      TensorInfo info;
+      info.name = Str(Need(t, "name"), field + ".name");
+      info.dtype = Str(Need(t, "dtype"), field + ".dtype");
+      try {
+        DTypeSize(info.dtype);
+      } catch (const Error&) {
+        Bad(field + " '" + info.name + "' has unsupported dtype '" + info.dtype + "'");
+      }
+      for (const ffi::Any& d : List(Need(t, "shape"), field + ".shape")) {
+        int64_t dim = Int(d, field + ".shape");
+        if (dim < 1 || dim > INT32_MAX) Bad(field + " '" + info.name + "' has a non-static or bad dimension");
+        info.shape.push_back(dim);
+      }
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  std::vector<float> Floats3(const ffi::Map<ffi::Any, ffi::Any>& pp, const char* key, float fill) const {
+    auto v = Find(pp, key);
+    if (!v.has_value()) return {fill, fill, fill};
+    const std::string field = std::string("preprocess.") + key;
+    std::vector<float> out;
+    for (const ffi::Any& x : List(*v, field)) out.push_back(static_cast<float>(Number(x, field)));
+    if (out.size() != 3) Bad("field '" + field + "' needs 3 values, has " + std::to_string(out.size()));
+    return out;
+  }
+
+  ModelInfo Parse(const std::string& json) const {
+    ffi::String err;
+    ffi::Any doc = ffi::json::Parse(ffi::String(json), &err);
+    if (!err.empty()) Bad("invalid JSON (" + std::string(err) + ")");
+    ffi::Map<ffi::Any, ffi::Any> root = Obj(doc, "<document>");
+
+    // Version checks come first: a newer format may have changed everything below.
+    const int64_t format = Int(Need(root, "format_version"), "format_version");
+    if (format != kMetadataFormatVersion) {
+      Bad("format_version " + std::to_string(format) + " is not supported by this runtime (it reads version " +
+          std::to_string(kMetadataFormatVersion) + ")");
+    }
+    ModelInfo info;
+    info.json = json;
+    info.tvm_version = Str(Need(root, "tvm_version"), "tvm_version");
+    info.sdk_version = OptStr(root, "sdk_version");
+    info.ncnn_version = OptStr(root, "ncnn_version");
+    info.target = OptStr(root, "target");
+    info.triple = OptStr(root, "triple");
+    info.inputs = Tensors(root, "inputs");
+    info.outputs = Tensors(root, "outputs");
+    if (auto pp = Find(root, "preprocess")) {
+      ffi::Map<ffi::Any, ffi::Any> p = Obj(*pp, "preprocess");
+      info.preprocess.mean = Floats3(p, "mean", 0.f);
+      info.preprocess.std = Floats3(p, "std", 1.f);
+      for (float s : info.preprocess.std) {
+        if (s == 0.f) Bad("field 'preprocess.std' has a zero");
+      }
+      if (auto c = Find(p, "color")) info.preprocess.color = Str(*c, "preprocess.color");
+      if (info.preprocess.color != "RGB" && info.preprocess.color != "BGR") {
+        Bad("field 'preprocess.color' is '" + info.preprocess.color + "', not RGB or BGR");
+      }
+    }
+    if (auto labels = Find(root, "labels")) {
+      for (const ffi::Any& l : List(*labels, "labels")) info.labels.push_back(Str(l, "labels[]"));
+    }
+    if (auto n = Find(root, "ncnn_regions")) info.ncnn_regions = static_cast<int>(Int(*n, "ncnn_regions"));
+    return info;
+  }
+};
+
+}  // namespace
+
+ModelInfo ParseMetadata(const std::string& json, const std::string& where) { return MetaReader{where}.Parse(json); }
+
+}  // namespace tvm_ncnn

@@ -1,0 +1,323 @@
+// The "ncnn" runtime module: one offloaded region of a model as TVM sees it. Contract: runtime/FORMAT.md
+// ("ncnn module"). This file is the module's shell -- its bytes (SaveToBytes / LoadFromBytes), what it accepts
+// (the recorded blobs, the DPS call's tensors) and its functions; ncnn/region.h builds and runs the net.
+//
+// Life cycle
+//   created  by tvm_ncnn.ncnn_module_create at export time (keeps param + weights: SaveToBytes needs them), or
+//            by ffi.Module.load_from_bytes.ncnn when model.so is loaded (holds the loader's bytes -- no copy --
+//            only until the net is built, then drops them: ncnn owns its own copy of the weights, so memory is
+//            what native ncnn uses).
+//   built    once, on the first tvm_ncnn.configure or the first call of <symbol>.
+//   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed); calls are serialized by a mutex.
+#include <tvm/ffi/cast.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/reflection/registry.h>
+#include <tvm/ffi/string.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ffi_util.h"
+#include "format/module_header.h"
+#include "ncnn/region.h"
+
+namespace tvm_ncnn {
+namespace {
+
+namespace ffi = tvm::ffi;
+
+constexpr detail::ModuleFormat kFormat = {"ncnn module", {'T', 'V', 'M', 'N', 'C', 'N', 'N', '\0'},
+                                          "\"TVMNCNN\\0\""};
+
+// Caps that keep malformed bytes from asking for absurd amounts of memory.
+constexpr uint64_t kMaxSymbolLen = 4096;
+constexpr uint64_t kMaxBlobNameLen = 255;  // ncnn scans blob names with %255s
+constexpr uint64_t kMaxParamLen = uint64_t(1) << 30;
+constexpr uint64_t kMaxWeightsLen = uint64_t(1) << 40;
+constexpr uint32_t kMaxTensors = 4096;
+constexpr uint32_t kMinNdim = 2;  // batch + at least one ncnn dim
+constexpr uint32_t kMaxNdim = 5;  // batch + up to 4 ncnn dims (w, h, d, c)
+constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxElements = int64_t(1) << 32;
+
+std::string Where(const std::string& symbol) { return "ncnn region '" + symbol + "'"; }
+
+// Throws ValueError unless the recorded blobs are ones an ncnn region can take.
+void ValidateBlobs(const std::string& where, const std::vector<BlobSpec>& inputs,
+                   const std::vector<BlobSpec>& outputs) {
+  if (inputs.empty() || outputs.empty()) {
+    TVM_FFI_THROW(ValueError) << where << ": needs at least one input and one output (got " << inputs.size()
+                              << " inputs, " << outputs.size() << " outputs)";
+  }
+  if (inputs.size() + outputs.size() > kMaxTensors) TVM_FFI_THROW(ValueError) << where << ": too many inputs/outputs";
+  for (const auto* list : {&inputs, &outputs}) {
+    const char* role = list == &inputs ? "input" : "output";
+    for (size_t i = 0; i < list->size(); ++i) {
+      const BlobSpec& b = (*list)[i];
+      if (b.name.empty() || b.name.size() > kMaxBlobNameLen ||
+          std::any_of(b.name.begin(), b.name.end(),
+                      [](char c) { return std::isspace(static_cast<unsigned char>(c)) || !c; })) {
+        TVM_FFI_THROW(ValueError) << where << ": " << role << " " << i << " blob name '" << b.name
+                                  << "' is not a valid ncnn blob name";
+      }
+      const std::string blob = std::string(role) + " " + std::to_string(i) + " ('" + b.name + "')";
+      if (b.shape.size() < kMinNdim || b.shape.size() > kMaxNdim) {
+        TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " has "
+                                  << b.shape.size() << " dims; ncnn regions take a batch dim plus 1..4 dims";
+      }
+      int64_t numel = 1;
+      for (int64_t d : b.shape) {
+        if (d <= 0 || d > kMaxDim) {
+          TVM_FFI_THROW(ValueError) << where << ": " << blob << " has an invalid shape " << ShapeString(b.shape);
+        }
+        numel *= d;
+        if (numel > kMaxElements) {
+          TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " is too large";
+        }
+      }
+      if (b.shape[0] != 1) {
+        TVM_FFI_THROW(ValueError) << where << ": " << blob << " has batch " << b.shape[0] << " in shape "
+                                  << ShapeString(b.shape) << "; ncnn regions need batch 1";
+      }
+    }
+  }
+}
+
+std::vector<BlobSpec> ReadBlobs(detail::ByteReader* r, const char* role) {
+  const std::string what = std::string("number of ") + role + "s";
+  const uint32_t n = r->U32(what.c_str());
+  if (n > kMaxTensors) {
+    TVM_FFI_THROW(ValueError) << r->context() << ": " << n << " " << role << "s is more than the limit of "
+                              << kMaxTensors << " (corrupt data)";
+  }
+  std::vector<BlobSpec> out(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string field = std::string(role) + " " + std::to_string(i);
+    out[i].name = r->Str((field + " blob name").c_str(), kMaxBlobNameLen);
+    const uint32_t ndim = r->U32((field + " ndim").c_str());
+    if (ndim < kMinNdim || ndim > kMaxNdim) {
+      TVM_FFI_THROW(ValueError) << r->context() << ": " << field << " ('" << out[i].name << "') has ndim " << ndim
+                                << ", expected " << kMinNdim << ".." << kMaxNdim;
+    }
+    out[i].shape.resize(ndim);
+    for (uint32_t k = 0; k < ndim; ++k) out[i].shape[k] = r->I64((field + " dims").c_str());
+  }
+  return out;
+}
+
+void WriteBlobs(detail::ByteWriter* w, const std::vector<BlobSpec>& list) {
+  w->U32(static_cast<uint32_t>(list.size()));
+  for (const BlobSpec& b : list) {
+    w->Str(b.name);
+    w->U32(static_cast<uint32_t>(b.shape.size()));
+    for (int64_t d : b.shape) w->I64(d);
+  }
+}
+
+class NcnnModuleObj : public ffi::ModuleObj {
+ public:
+  // The weights are bytes [weights_offset, weights_offset + weights_size) of `weights_blob`, which is held
+  // (not copied) until the net is built.
+  NcnnModuleObj(std::string symbol, std::string param, ffi::Bytes weights_blob, size_t weights_offset,
+                size_t weights_size, std::vector<BlobSpec> inputs, std::vector<BlobSpec> outputs,
+                bool keep_weights_after_build)
+      : symbol_(std::move(symbol)),
+        param_(std::move(param)),
+        weights_blob_(std::move(weights_blob)),
+        weights_offset_(weights_offset),
+        weights_size_(weights_size),
+        keep_weights_(keep_weights_after_build),
+        region_(Where(symbol_), std::move(inputs), std::move(outputs)) {
+    if (weights_offset_ > weights_blob_.size() || weights_size_ > weights_blob_.size() - weights_offset_) {
+      TVM_FFI_THROW(InternalError) << Where(symbol_) << ": weights out of range";
+    }
+    if (symbol_.empty()) TVM_FFI_THROW(ValueError) << "ncnn module: empty symbol";
+    if (param_.find('\0') != std::string::npos) {
+      TVM_FFI_THROW(ValueError) << Where(symbol_) << ": the param text contains a NUL byte";
+    }
+    ValidateBlobs(Where(symbol_), region_.inputs(), region_.outputs());
+  }
+
+  const char* kind() const final { return "ncnn"; }
+  int GetPropertyMask() const final { return ffi::Module::kBinarySerializable | ffi::Module::kRunnable; }
+
+  ffi::Optional<ffi::Function> GetFunction(const ffi::String& name) final {
+    ffi::ObjectPtr<ffi::Object> self = ffi::GetObjectPtr<ffi::Object>(this);
+    if (name == symbol_) {
+      return ffi::Function([self, this](ffi::PackedArgs args, ffi::Any* rv) { Run(args); });
+    }
+    if (name == "tvm_ncnn.configure") {
+      return ffi::Function::FromTyped([self, this](int64_t threads, bool fp16) { Configure(threads, fp16); });
+    }
+    return std::nullopt;
+  }
+
+  // The region's ncnn graph, as ncnn reads it (.param text), whatever format is asked for.
+  ffi::String InspectSource(const ffi::String& format) const final { return ffi::String(param_); }
+
+  ffi::Bytes SaveToBytes() const final {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (weights_dropped_) {
+      TVM_FFI_THROW(RuntimeError) << Where(symbol_) << ": cannot serialize: the weight bytes were released after "
+                                  << "the ncnn net was built (a module loaded from model.so is run-only; "
+                                  << "re-export from the SDK)";
+    }
+    detail::ByteWriter w;
+    w.Reserve(64 + symbol_.size() + param_.size() + weights_size_);
+    detail::WriteModuleHeader(&w, kFormat);
+    w.Str(symbol_);
+    w.Str(param_);
+    w.Str(std::string_view(weights_blob_.data() + weights_offset_, weights_size_));
+    WriteBlobs(&w, region_.inputs());
+    WriteBlobs(&w, region_.outputs());
+    detail::WriteModuleTrailer(&w);
+    return ffi::Bytes(w.Take());
+  }
+
+  static ffi::Module LoadFromBytes(const ffi::Bytes& bytes) {
+    detail::ByteReader r(bytes.data(), bytes.size(), kFormat.where);
+    detail::ReadModuleHeader(&r, kFormat);
+    std::string symbol = r.Str("symbol", kMaxSymbolLen);
+    r.set_context(Where(symbol));
+    std::string param = r.Str("param text", kMaxParamLen);
+    size_t weights_size = 0;
+    const size_t weights_offset = r.StrSpan("weights", kMaxWeightsLen, &weights_size);
+    std::vector<BlobSpec> inputs = ReadBlobs(&r, "input");
+    std::vector<BlobSpec> outputs = ReadBlobs(&r, "output");
+    r.ExpectEnd();
+    return ffi::Module(ffi::make_object<NcnnModuleObj>(std::move(symbol), std::move(param), bytes, weights_offset,
+                                                       weights_size, std::move(inputs), std::move(outputs),
+                                                       /*keep_weights_after_build=*/false));
+  }
+
+ private:
+  void Configure(int64_t threads, bool fp16) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (threads < 0 || threads > kMaxThreads) {
+      TVM_FFI_THROW(ValueError) << Where(symbol_) << ": configure: invalid thread count " << threads
+                                << " (0 = the big cores of this machine)";
+    }
+    region_.Configure(static_cast<int>(threads), fp16);
+    BuildLocked();
+  }
+
+  void BuildLocked() {
+    if (region_.built()) return;
+    region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
+                  weights_size_);
+    if (!keep_weights_) {
+      weights_blob_ = ffi::Bytes();
+      weights_offset_ = weights_size_ = 0;
+      weights_dropped_ = true;
+    }
+  }
+
+  // Checks an argument of the DPS call against the recorded blob; returns its data pointer.
+  float* CheckTensor(const ffi::AnyView& arg, size_t arg_index, const char* role, size_t i,
+                     const BlobSpec& spec) const {
+    std::optional<DLTensor*> maybe = arg.try_cast<DLTensor*>();
+    if (!maybe.has_value() || *maybe == nullptr) {
+      TVM_FFI_THROW(ValueError) << Where(symbol_) << ": argument " << arg_index << " (" << role << " " << i
+                                << ", '" << spec.name << "') is a " << arg.GetTypeKey() << ", expected a tensor";
+    }
+    const DLTensor* t = *maybe;
+    const std::string what = Where(symbol_) + ": " + role + " " + std::to_string(i) + " ('" + spec.name + "')";
+    if (t->device.device_type != kDLCPU) {
+      TVM_FFI_THROW(ValueError) << what << " is on device type " << int(t->device.device_type)
+                                << ", expected the CPU";
+    }
+    if (t->dtype.code != kDLFloat || t->dtype.bits != 32 || t->dtype.lanes != 1) {
+      TVM_FFI_THROW(ValueError) << what << " dtype mismatch: expected float32, got " << DTypeName(t->dtype);
+    }
+    const std::vector<int64_t> shape(t->shape, t->shape + std::max(t->ndim, 0));
+    if (shape != spec.shape) {
+      TVM_FFI_THROW(ValueError) << what << " shape mismatch: expected " << ShapeString(spec.shape) << ", got "
+                                << ShapeString(shape);
+    }
+    if (t->strides != nullptr) {
+      int64_t expect = 1;
+      for (int d = t->ndim - 1; d >= 0; --d) {
+        if (t->shape[d] != 1 && t->strides[d] != expect) TVM_FFI_THROW(ValueError) << what << " is not contiguous";
+        expect *= t->shape[d];
+      }
+    }
+    if (t->data == nullptr) TVM_FFI_THROW(ValueError) << what << " has no data";
+    return reinterpret_cast<float*>(static_cast<char*>(t->data) + t->byte_offset);
+  }
+
+  void Run(ffi::PackedArgs args) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t n_in = region_.inputs().size(), n_out = region_.outputs().size();
+    if (static_cast<size_t>(args.size()) != n_in + n_out) {
+      TVM_FFI_THROW(ValueError) << Where(symbol_) << ": expects " << n_in << " inputs and " << n_out
+                                << " outputs (" << (n_in + n_out) << " tensors), got " << args.size()
+                                << " arguments";
+    }
+    // Check every argument before running anything.
+    std::vector<const float*> in(n_in);
+    std::vector<float*> out(n_out);
+    for (size_t i = 0; i < n_in; ++i) in[i] = CheckTensor(args[i], i, "input", i, region_.inputs()[i]);
+    for (size_t j = 0; j < n_out; ++j) {
+      out[j] = CheckTensor(args[n_in + j], n_in + j, "output", j, region_.outputs()[j]);
+    }
+    BuildLocked();
+    region_.Run(in, out);
+  }
+
+  const std::string symbol_;
+  const std::string param_;
+  ffi::Bytes weights_blob_;
+  size_t weights_offset_, weights_size_;
+  const bool keep_weights_;
+  bool weights_dropped_ = false;
+  mutable std::mutex mu_;
+  NcnnRegion region_;
+};
+
+std::vector<BlobSpec> ToSpecs(const std::string& symbol, const char* role, const ffi::Array<ffi::String>& names,
+                              const ffi::Array<ffi::Array<int64_t>>& shapes) {
+  if (names.size() != shapes.size()) {
+    TVM_FFI_THROW(ValueError) << Where(symbol) << ": " << names.size() << " " << role << " names but "
+                              << shapes.size() << " " << role << " shapes";
+  }
+  std::vector<BlobSpec> out(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    out[i].name = std::string(names[i]);
+    for (int64_t d : shapes[i]) out[i].shape.push_back(d);
+  }
+  return out;
+}
+
+ffi::Module CreateNcnnModule(const ffi::String& symbol, const ffi::String& param, const ffi::Bytes& weights,
+                             const ffi::Array<ffi::String>& inputs,
+                             const ffi::Array<ffi::Array<int64_t>>& input_shapes,
+                             const ffi::Array<ffi::String>& outputs,
+                             const ffi::Array<ffi::Array<int64_t>>& output_shapes) {
+  const std::string sym(symbol);
+  std::vector<BlobSpec> in = ToSpecs(sym, "input", inputs, input_shapes);
+  std::vector<BlobSpec> out = ToSpecs(sym, "output", outputs, output_shapes);
+  return ffi::Module(ffi::make_object<NcnnModuleObj>(sym, std::string(param), weights, 0, weights.size(),
+                                                     std::move(in), std::move(out),
+                                                     /*keep_weights_after_build=*/true));
+}
+
+}  // namespace
+}  // namespace tvm_ncnn
+
+TVM_FFI_STATIC_INIT_BLOCK() {
+  namespace refl = tvm::ffi::reflection;
+  refl::GlobalDef()
+      .def("tvm_ncnn.ncnn_module_create", tvm_ncnn::CreateNcnnModule)
+      .def("ffi.Module.load_from_bytes.ncnn", tvm_ncnn::NcnnModuleObj::LoadFromBytes);
+}

@@ -1,0 +1,66 @@
+// One offloaded region as ncnn runs it: the ncnn::Net built from the region's .param text and weights, checked
+// against the region's recorded inputs and outputs (ncnn itself never checks what it is fed), and run on TVM's
+// tensors, viewed or copied in and copied out. The Tensor <-> ncnn::Mat mapping is runtime/FORMAT.md's.
+//
+// Not thread-safe: the module that owns the region (ncnn/module.cc) serializes every call.
+#pragma once
+
+#include <mat.h>
+#include <net.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tvm_ncnn {
+
+struct BlobSpec {
+  std::string name;
+  std::vector<int64_t> shape;  // TVM shape, batch first
+  int index = -1;              // ncnn blob index, once the net is built
+};
+
+class NcnnRegion {
+ public:
+  // where: how errors name the region ("ncnn region 'fused_0'").
+  NcnnRegion(std::string where, std::vector<BlobSpec> inputs, std::vector<BlobSpec> outputs);
+
+  const std::vector<BlobSpec>& inputs() const { return inputs_; }
+  const std::vector<BlobSpec>& outputs() const { return outputs_; }
+  bool built() const { return net_ != nullptr; }
+
+  // threads 0: the big cores of this machine. fp16 cannot change once the net is built; the thread count
+  // applies to later calls.
+  void Configure(int threads, bool fp16);
+
+  // Builds the net: load_param from the text, load_model from the weights (copied: ncnn owns its weights, so
+  // the caller may drop its bytes afterwards), then CheckGraph. Throws ValueError naming what ncnn refused.
+  void Build(const std::string& param, const unsigned char* weights, size_t weights_size);
+
+  // Runs the built net: in[i] holds inputs()[i], out[j] receives outputs()[j] (float32, contiguous, the
+  // recorded shapes: the module has checked them).
+  void Run(const std::vector<const float*>& in, const std::vector<float*>& out);
+
+ private:
+  int EffectiveThreads() const;
+  void CheckGraph(const ncnn::Net& net);
+  void CheckInputLayer(const ncnn::Net& net, size_t i) const;
+  ncnn::Mat WrapInput(size_t i, const float* data) const;
+  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view);
+  void CopyOut(const ncnn::Mat& m, size_t j, float* dst) const;
+
+  const std::string where_;
+  std::vector<BlobSpec> inputs_, outputs_;
+  int threads_ = 0;
+  bool fp16_ = false;
+  // Reference count shared by the zero-copy input views (Run): starts far above anything the views can take
+  // off it, so it never drops to zero and ncnn never frees the memory they point to. Declared before the Mats
+  // so that it outlives any of them holding a view.
+  int view_refs_ = 1 << 30;
+  std::unique_ptr<ncnn::Net> net_;
+  std::vector<ncnn::Mat> in_mats_;  // inputs that cannot be viewed are copied here, allocated on first use
+};
+
+}  // namespace tvm_ncnn

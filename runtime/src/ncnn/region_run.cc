@@ -1,0 +1,131 @@
+// Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
+// allocated once), one fresh Extractor per call (cheap) on the shared Net, outputs copied into TVM's tensors.
+#include <tvm/ffi/error.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "ncnn/region.h"
+#include "tvm_ncnn/runtime.h"
+#include "zero_copy.h"
+
+namespace tvm_ncnn {
+namespace {
+
+// The TVM shape an ncnn::Mat corresponds to (inverse of the FORMAT.md mapping), for messages.
+std::vector<int64_t> MatShape(const ncnn::Mat& m) {
+  switch (m.dims) {
+    case 1: return {1, m.w};
+    case 2: return {1, m.h, m.w};
+    case 3: return {1, m.c, m.h, m.w};
+    case 4: return {1, m.c, m.d, m.h, m.w};
+    default: return {};
+  }
+}
+
+}  // namespace
+
+void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
+  ncnn::Extractor ex = net_->create_extractor();
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    // The TVM tensor, seen as an ncnn Mat (no copy). ncnn pads each channel to 16 bytes (cstep): when that
+    // adds nothing and the memory allows ncnn's over-reads (SafeToView), ncnn reads the tensor in place. The
+    // view's reference count is ours and never reaches zero, so ncnn never frees TVM's memory, and in-place
+    // layers see a shared blob and work on a copy instead of writing into the input.
+    ncnn::Mat view = WrapInput(i, in[i]);
+    const size_t plane = static_cast<size_t>(view.w) * view.h * view.d;  // elements per channel
+    const size_t channels = view.dims >= 3 ? static_cast<size_t>(view.c) : 1;
+    int rc;
+    if (view.cstep == plane && SafeToView(in[i], plane * channels * sizeof(float))) {
+      view.refcount = &view_refs_;
+      NCNN_XADD(view.refcount, 1);
+      rc = ex.input(inputs_[i].index, view);
+    } else {
+      rc = ex.input(inputs_[i].index, CopyIn(i, view));
+    }
+    if (rc != 0) {
+      TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn rejected input " << i << " ('" << inputs_[i].name
+                                  << "'), error " << rc;
+    }
+  }
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    // Released when this call returns: an output Mat kept across calls would keep its block out of ncnn's pool
+    // allocator between calls -- a block that may be far larger than the output, since the net's pool
+    // (size_compare_ratio 0) hands out any free block big enough.
+    ncnn::Mat m;
+    int rc = ex.extract(outputs_[j].index, m);
+    if (rc != 0 || m.empty()) {
+      TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn failed to compute output " << j << " ('"
+                                  << outputs_[j].name << "'), error " << rc;
+    }
+    if (m.elempack != 1) {  // extract() unpacks by default; be safe anyway
+      ncnn::Mat unpacked;
+      ncnn::convert_packing(m, unpacked, 1, net_->opt);
+      m = unpacked;
+    }
+    if (m.elemsize == 2) {  // fp16 storage on CPUs where extract() does not convert
+      ncnn::Mat f32;
+      ncnn::cast_float16_to_float32(m, f32, net_->opt);
+      m = f32;
+    }
+    CopyOut(m, j, out[j]);
+  }
+}
+
+// Input i's data as an ncnn Mat header (external data, no reference count): FORMAT.md's mapping.
+ncnn::Mat NcnnRegion::WrapInput(size_t i, const float* data) const {
+  const std::vector<int64_t>& s = inputs_[i].shape;
+  const int k = static_cast<int>(s.size()) - 1;
+  auto dim = [&](int j) { return static_cast<int>(s[1 + j]); };
+  void* p = const_cast<float*>(data);  // ncnn's view type is mutable; in-place layers copy first
+  if (k == 1) return ncnn::Mat(dim(0), p);
+  if (k == 2) return ncnn::Mat(dim(1), dim(0), p);
+  if (k == 3) return ncnn::Mat(dim(2), dim(1), dim(0), p);
+  return ncnn::Mat(dim(3), dim(2), dim(1), dim(0), p);
+}
+
+// Copies a (channel-padded) input into the region's own Mat, allocated once on first use. That Mat holds a
+// reference while ncnn runs, so in-place layers copy instead of writing into it.
+const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view) {
+  ncnn::Mat& m = in_mats_[i];
+  if (m.empty()) {
+    m.create_like(view);
+    if (m.empty()) {
+      TVM_FFI_THROW(RuntimeError) << where_ << ": cannot allocate input " << i << " ('" << inputs_[i].name
+                                  << "') of shape " << ShapeString(inputs_[i].shape);
+    }
+  }
+  const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;  // elements per channel
+  const int channels = m.dims >= 3 ? m.c : 1;
+  const float* src = static_cast<const float*>(view.data);
+  for (int q = 0; q < channels; ++q) {
+    std::memcpy(static_cast<float*>(m.data) + q * m.cstep, src + q * plane, plane * sizeof(float));
+  }
+  return m;
+}
+
+void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, float* dst) const {
+  const std::vector<int64_t>& s = outputs_[j].shape;
+  const int k = static_cast<int>(s.size()) - 1;
+  auto dim = [&](int d) { return s[1 + d]; };
+  bool ok = m.dims == k && m.elemsize == 4u && m.elempack == 1;
+  if (ok && k == 1) ok = m.w == dim(0);
+  if (ok && k == 2) ok = m.h == dim(0) && m.w == dim(1);
+  if (ok && k == 3) ok = m.c == dim(0) && m.h == dim(1) && m.w == dim(2);
+  if (ok && k == 4) ok = m.c == dim(0) && m.d == dim(1) && m.h == dim(2) && m.w == dim(3);
+  if (!ok) {
+    std::ostringstream got;
+    got << ShapeString(MatShape(m)) << " (ncnn Mat dims=" << m.dims << " w=" << m.w << " h=" << m.h
+        << " d=" << m.d << " c=" << m.c << " elemsize=" << m.elemsize << " elempack=" << m.elempack << ")";
+    TVM_FFI_THROW(ValueError) << where_ << ": output " << j << " ('" << outputs_[j].name
+                              << "') shape mismatch: expected " << ShapeString(s) << ", ncnn produced "
+                              << got.str();
+  }
+  const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;
+  const int channels = m.dims >= 3 ? m.c : 1;
+  for (int q = 0; q < channels; ++q) {
+    std::memcpy(dst + q * plane, static_cast<const float*>(m.data) + q * m.cstep, plane * sizeof(float));
+  }
+}
+
+}  // namespace tvm_ncnn
