@@ -9,7 +9,8 @@
 // rss_mb (peak), first_rss_mb / warm_rss_mb / steady_rss_mb (VmRSS after the first run, 10 timed runs, the last
 // run), cpu_ms (CPU time per timed run, all threads), times_ms (every timed run). --output saves the output (float32 .npy, batch 1).
 //
-// Built by benchmarks/bench.py (g++ against build/host/_deps/ncnn-{src,build}); not part of the product.
+// Built by the normal build (benchmarks/CMakeLists.txt: target ncnn_bench, against the vendored `ncnn` target)
+// into <build>/benchmarks/ncnn_bench, where bench.py runs it; not part of the product (not installed).
 
 #include <algorithm>
 #include <chrono>

@@ -1,0 +1,77 @@
+"""A model of the suite in every form the systems take: ONNX, model.so (and the --no-offload one), the pnnx ncnn
+graph, a fixed random input and onnxruntime's output for it (the reference every system's output is held to)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def quiet(*streams):
+    """pnnx and TVM print from C++: silence the file descriptors themselves (sys.stdout, sys.stderr)."""
+    saved = []
+    for stream in streams:
+        stream.flush()
+        saved.append((stream, os.dup(stream.fileno())))
+    with open(os.devnull, "w") as devnull:
+        for stream, _ in saved:
+            os.dup2(devnull.fileno(), stream.fileno())
+        try:
+            yield
+        finally:
+            for stream, fd in saved:
+                stream.flush()
+                os.dup2(fd, stream.fileno())
+                os.close(fd)
+
+
+def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
+    """ONNX, model.so (+ the --no-offload one), the pnnx ncnn graph, the input; export times."""
+    import torch
+
+    import tvm_ncnn
+    from tvm_ncnn import zoo
+
+    safe = name.replace("-", "_")  # pnnx rewrites '-' in file names
+    module = zoo.torch_model(name)
+    size = zoo.MODELS[name].input_size
+    shape = (1, 3, size, size)
+    onnx_path = str(workdir / f"{safe}.onnx")
+    with quiet(sys.stdout):
+        zoo.to_onnx(module, onnx_path, shape)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    np.save(workdir / f"{safe}_input.npy", x)
+    m = {"name": name, "onnx": onnx_path, "input": str(workdir / f"{safe}_input.npy"), "x": x}
+
+    start = time.perf_counter()
+    result = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}.so"))
+    m["export_s"] = time.perf_counter() - start
+    m["so"] = result.path
+    m["regions"] = result.report.regions
+    m["ncnn_flops_share"] = result.report.ncnn_flops_share
+    m["so_mb"] = os.path.getsize(result.path) / 2**20
+    if tvm_alone:
+        start = time.perf_counter()
+        m["tvm_so"] = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}_tvm.so"), offload=False).path
+        m["tvm_export_s"] = time.perf_counter() - start
+
+    import pnnx
+
+    pt = str(workdir / f"{safe}_pnnx.pt")
+    start = time.perf_counter()
+    with quiet(sys.stdout, sys.stderr):
+        # fp16=False: the .bin keeps fp32 weights, as model.so does (outputs compare bit-close).
+        pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
+    m["pnnx_s"] = time.perf_counter() - start
+    m["param"], m["bin"] = pt.replace(".pt", ".ncnn.param"), pt.replace(".pt", ".ncnn.bin")
+
+    import onnxruntime as ort
+
+    m["reference"] = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return m
