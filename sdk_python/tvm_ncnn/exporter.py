@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 
 import tvm
@@ -16,6 +17,10 @@ from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
 from .targets import DeviceTarget, get_target
+
+
+class TvmFallbackWarning(UserWarning):
+    """Export put real work in TVM (PartitionReport.tvm_warning says which ops)."""
 
 
 @dataclass
@@ -53,6 +58,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     imported = import_model(model, input_shapes, example_inputs)
     mod = partition(imported.mod) if offload else imported.mod
     placement = report(mod)
+    if offload and placement.tvm_warning():
+        warnings.warn(placement.tvm_warning(), TvmFallbackWarning, stacklevel=2)
     mod = relax.transform.RunCodegen()(mod)
     # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
     # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).

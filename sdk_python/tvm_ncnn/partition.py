@@ -44,6 +44,11 @@ def _is_region(func) -> bool:
 
 # ---------------------------------------------------------------------------------------------- report
 
+# What makes export warn that TVM keeps real work: this share of the FLOPs, or any op on a tensor this large
+WARN_FLOPS_SHARE = 0.01
+WARN_ELEMENTS = 4096
+
+
 @dataclass
 class OpPlacement:
     op: str
@@ -66,6 +71,22 @@ class PartitionReport:
     @property
     def ncnn_ops(self) -> int:
         return sum(o.place != "tvm" for o in self.ops)
+
+    def tvm_warning(self) -> str | None:
+        """One line when the part left to TVM may cost real time, naming its ops; else None. FLOPs alone hide
+        it: elementwise ops count one FLOP an element, yet each one in TVM is a serial loop over a whole tensor
+        and splits the ncnn region around it (a ConvNeXt with 99.8% of its FLOPs in ncnn ran 2.4x slower)."""
+        left = [o for o in self.ops if o.place == "tvm" and o.op.startswith("relax.")]
+        heavy = [o for o in left if o.shape and int(np.prod(o.shape)) >= WARN_ELEMENTS]
+        share = 1.0 - self.ncnn_flops_share
+        if share < WARN_FLOPS_SHARE and not heavy:
+            return None
+        kinds: dict[str, int] = {}
+        for o in heavy or left:
+            kinds[o.op.removeprefix("relax.")] = kinds.get(o.op.removeprefix("relax."), 0) + 1
+        named = ", ".join(f"{n}x {op}" for op, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+        return (f"{len(left)} ops stay in TVM ({100 * share:.1f}% of FLOPs, {self.regions} ncnn regions): {named}; "
+                "`tvm-ncnn inspect` says why")
 
     def to_json(self) -> dict:
         return {"regions": self.regions, "ncnn_flops_share": self.ncnn_flops_share,

@@ -117,7 +117,7 @@ def models(tmp_path_factory):
         tvm_ncnn.export(onnx_path, effnet[target], target=target, labels=str(labels), preprocess=pre)
     out["efficientnet-lite0"] = effnet
 
-    # A small CNN with an op ncnn does not get (sin): two ncnn regions and TVM code compiled for each CPU.
+    # A small CNN with an op ncnn has no layer for (erf): two ncnn regions and TVM code compiled for each CPU.
     torch.manual_seed(0)
     onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(work / "split.onnx"), (1, 3, 32, 32))
     split = {"onnx": onnx_path}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from nets import SplitByUnsupported as TwoRegions  # noqa: E402  conv -> sin -> conv: two ncnn regions, TVM between
+from nets import SplitByUnsupported as TwoRegions  # noqa: E402  conv -> erf -> conv: two ncnn regions, TVM between
 
 INPUT_SHAPE = (1, 3, 16, 16)
 LABELS = [f"class-{i}" for i in range(10)]
