@@ -107,13 +107,16 @@ class _Rewriter:
 
     def _emit(self, bb, var, value):
         if self._is_rows_reshape(var, value):
-            src = self.lifted.get(value.args[0], self._plain(bb, value.args[0]))
-            self.lifted[var] = bb.emit(relax.op.reshape(src, [1, *shape_of(var)]))
+            src = self._plain(bb, value.args[0])
+            # [1, N, C] -> [N, C] lifted is [1, N, C] again: no reshape at all
+            same = shape_of(value.args[0]) == [1, *shape_of(var)]
+            self.lifted[var] = src if same else bb.emit(relax.op.reshape(src, [1, *shape_of(var)]))
             return self.lifted[var]
         if self._is_reshape(value) and value.args[0] in self.lifted:
             target = shape_of(var)
             if target[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
-                return bb.emit(relax.op.reshape(self.lifted[value.args[0]], target))
+                lifted = self.lifted[value.args[0]]
+                return lifted if shape_of(lifted) == target else bb.emit(relax.op.reshape(lifted, target))
             self.lifted[var] = bb.emit(relax.op.reshape(self.lifted[value.args[0]], [1, *target]))
             return self.lifted[var]
         permute = self._unit_split_source(var, value)
