@@ -1,16 +1,17 @@
 """Give token tensors their batch of 1 back, so that ncnn can take them (ncnn regions run batch-1 tensors).
 
-ONNX exporters run nn.Linear on [1, N, C] tokens as Reshape -> [N, C], MatMul, Add, Reshape -> [1, N, C'], and
-timm's attention splits q, k, v with a permute that moves the 3 in front of the batch. Read literally, those
-tensors have "batch N" or "batch 3", and everything between the reshapes would stay in TVM. Both are layout
-accidents, not batches; this rewrite, run before partitioning, removes them without changing a single value:
+ONNX exporters run nn.Linear on [1, N, C] tokens as Reshape -> [N, C], MatMul, Add, Reshape -> [1, N, C'];
+MobileViT unfolds a feature map into [patch, tokens, C]; timm's attention splits q, k, v with a permute that
+moves the 3 in front of the batch. Read literally, those tensors have "batch N", "batch 4" or "batch 3", and
+everything between them would stay in TVM. They are layouts, not batches; this rewrite, run before partitioning,
+removes them without changing a single value:
 
-- rows: a reshape of a batch-1 tensor to [N, C] (N > 1) yields [1, N, C] instead; elementwise ops and matmuls by a
-  constant weight keep the leading 1 (a constant broadcasts against [1, N, C] as it did against [N, C]); where
-  the value meets anything else, one reshape restores [N, C].
-- qkv: split(permute_dims(x, axes), axis 0) into unit parts, x with batch 1, becomes per part a slice of x on
-  axis axes[0] and the same permutation with the two unit axes (0 and axes[0]) exchanged, which keeps the batch
-  axis first and moves no data differently.
+- lift: a reshape of a batch-1 tensor to a shape S with S[0] > 1 yields [1, *S] instead ("lifted"). Ops that
+  work the same with one more leading axis keep the lifted form (elementwise with constants broadcasting as they
+  did, matmul, permute/softmax/layer_norm/split/concat with their axes moved by one, further reshapes); where a
+  lifted value meets anything else, one reshape restores S.
+- qkv: split(permute_dims(x, [k, 0, ...]), axis 0) into unit parts, x with batch 1, becomes
+  split(permute_dims(x, [0, k, ...]), axis 1): the size-1 batch axis moved first changes no value's position.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from tvm import relax
 
 from .relax_util import is_constant, shape_of, static_shape
 
+MAX_LIFTED_RANK = 5  # ncnn's 4 dims and the batch
+
 # ops that compute each output element from the same element of their inputs (constants broadcast)
 ELEMENTWISE = {
     "relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum",
@@ -27,6 +30,7 @@ ELEMENTWISE = {
     "relax.tanh", "relax.erf", "relax.exp", "relax.sqrt", "relax.rsqrt", "relax.clip", "relax.nn.leakyrelu",
     "relax.abs", "relax.negative", "relax.square",
 }
+RESHAPES = {"relax.reshape", "relax.squeeze", "relax.expand_dims"}
 
 
 def restore_unit_batch(mod: tvm.IRModule) -> tvm.IRModule:
@@ -37,10 +41,13 @@ def restore_unit_batch(mod: tvm.IRModule) -> tvm.IRModule:
     rewriter = _Rewriter(blocks[0].bindings)
     if not rewriter.applies():
         return mod
-    new_main = rewriter.rebuild(main)
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # a copy: the caller's module stays as it was
-    mod.update_func(mod.get_global_var("main"), new_main)
+    mod.update_func(mod.get_global_var("main"), rewriter.rebuild(main))
     return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
+def _name(value) -> str:
+    return getattr(getattr(value, "op", None), "name", "") if isinstance(value, relax.Call) else ""
 
 
 class _Rewriter:
@@ -51,35 +58,29 @@ class _Rewriter:
     # ------------------------------------------------------------------------------------------ detection
 
     @staticmethod
-    def _is_reshape(value) -> bool:
-        return isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.reshape"
+    def _starts_lift(var, value) -> bool:
+        """A reshape of a batch-1 tensor to a shape with a leading dimension other than 1."""
+        out, src = shape_of(var), shape_of(value.args[0]) if _name(value) in RESHAPES else None
+        return src is not None and out is not None and src[0] == 1 and out[0] > 1 and len(out) < MAX_LIFTED_RANK
 
-    def _is_rows_reshape(self, var, value) -> bool:
-        if not self._is_reshape(value):
-            return False
-        out, src = shape_of(var), shape_of(value.args[0])
-        return out is not None and src is not None and len(out) == 2 and out[0] > 1 and src[0] == 1
-
-    def _unit_split_source(self, var, value):
+    def _unit_split_source(self, value):
         """The permute_dims call a split along axis 0 takes apart, when the split is the qkv case; else None."""
-        if not (isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.split"):
-            return None
-        if int(value.attrs.axis) != 0:
+        if _name(value) != "relax.split" or int(value.attrs.axis) != 0:
             return None
         permute = self.producer.get(value.args[0])
-        if not (isinstance(permute, relax.Call) and getattr(permute.op, "name", "") == "relax.permute_dims"):
+        if _name(permute) != "relax.permute_dims" or permute.attrs.axes is None:
             return None
-        src, parts = shape_of(permute.args[0]), shape_of(value.args[0])
-        axes = permute.attrs.axes
-        if src is None or parts is None or axes is None or src[0] != 1 or int(axes[0]) == 0:
-            return None
+        src, axes = shape_of(permute.args[0]), [int(a) for a in permute.attrs.axes]
         fields = value.ty.fields
-        if any((static_shape(f) or [0])[0] != 1 for f in fields) or len(fields) != parts[0]:
+        # [n, 1, ...]: the batch axis lands second, so the parts [1, 1, ...] are the same with it first
+        if src is None or src[0] != 1 or axes[0] == 0 or axes[1] != 0:
+            return None
+        if any((static_shape(f) or [0])[0] != 1 for f in fields) or len(fields) != shape_of(value.args[0])[0]:
             return None
         return permute
 
     def applies(self) -> bool:
-        return any(self._is_rows_reshape(b.var, b.value) or self._unit_split_source(b.var, b.value) is not None
+        return any(self._starts_lift(b.var, b.value) or self._unit_split_source(b.value) is not None
                    for b in self.bindings)
 
     # ------------------------------------------------------------------------------------------ rebuild
@@ -96,69 +97,94 @@ class _Rewriter:
         return bb.get()["main"]
 
     def _plain(self, bb, expr):
-        """expr as the original program has it (a lifted value reshaped back once)."""
+        """expr as the original program has it (a lifted value reshaped back, once)."""
         if isinstance(expr, relax.Tuple):
             return relax.Tuple([self._plain(bb, f) for f in expr.fields])
         if expr in self.lifted:
             if expr not in self.restored:
-                self.restored[expr] = bb.emit(relax.op.reshape(self.lifted[expr], shape_of(expr)))
+                if not isinstance(expr.ty, relax.TensorType):  # a lifted split: its parts one by one
+                    parts = [self._plain(bb, relax.TupleGetItem(expr, i)) for i in range(len(expr.ty.fields))]
+                    self.restored[expr] = relax.Tuple(parts)
+                else:
+                    self.restored[expr] = bb.emit(relax.op.reshape(self.lifted[expr], shape_of(expr)))
             return self.restored[expr]
         return self.env.get(expr, expr)
 
     def _emit(self, bb, var, value):
-        if self._is_rows_reshape(var, value):
+        if self._starts_lift(var, value):
             src = self._plain(bb, value.args[0])
-            # [1, N, C] -> [N, C] lifted is [1, N, C] again: no reshape at all
-            same = shape_of(value.args[0]) == [1, *shape_of(var)]
-            self.lifted[var] = src if same else bb.emit(relax.op.reshape(src, [1, *shape_of(var)]))
-            return self.lifted[var]
-        if self._is_reshape(value) and value.args[0] in self.lifted:
-            target = shape_of(var)
-            if target[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
-                lifted = self.lifted[value.args[0]]
-                return lifted if shape_of(lifted) == target else bb.emit(relax.op.reshape(lifted, target))
-            self.lifted[var] = bb.emit(relax.op.reshape(self.lifted[value.args[0]], [1, *target]))
-            return self.lifted[var]
-        permute = self._unit_split_source(var, value)
+            same = shape_of(value.args[0]) == [1, *shape_of(var)]  # [1, N, C] -> [N, C] lifted is the input
+            return self._lift(var, src if same else bb.emit(relax.op.reshape(src, [1, *shape_of(var)])))
+        permute = self._unit_split_source(value)
         if permute is not None:
             return bb.emit(self._qkv_parts(bb, permute, len(value.ty.fields)))
-        if isinstance(value, relax.Call) and self._lifts(value):
-            args = [self.lifted.get(a, a) for a in value.args]
-            self.lifted[var] = bb.emit(relax.Call(value.op, args, value.attrs, value.ty_args))
-            return self.lifted[var]
+        if isinstance(value, relax.TupleGetItem) and value.tuple_value in self.lifted:
+            return self._lift(var, bb.emit(relax.TupleGetItem(self.lifted[value.tuple_value], value.index)))
+        lifted = self._lifted_call(bb, var, value) if isinstance(value, relax.Call) else None
+        if lifted is not None:
+            return lifted
         return bb.emit(self._substituted(bb, value))
 
-    def _lifts(self, call) -> bool:
-        """The call keeps the leading 1 of its lifted operands: elementwise, or a matmul by a (K, N) weight."""
-        name = getattr(call.op, "name", "")
-        tensors = [a for a in call.args if isinstance(getattr(a, "ty", None), relax.TensorType)]
-        if not any(a in self.lifted for a in tensors):
-            return False
-        if name == "relax.matmul":
-            return call.args[0] in self.lifted and is_constant(call.args[1]) and len(shape_of(call.args[1])) == 2
-        return name in ELEMENTWISE and all(a in self.lifted or is_constant(a) for a in tensors)
+    def _lift(self, var, expr):
+        self.lifted[var] = expr
+        return expr
 
-    def _qkv_parts(self, bb, permute, count: int) -> relax.Tuple:
-        src = self._plain(bb, permute.args[0])
+    def _lifted_call(self, bb, var, call):
+        """The call on the lifted forms of its operands, or None where it does not keep the leading 1."""
+        name, args = _name(call), list(call.args)
+        tensors = [a for a in args if isinstance(getattr(a, "ty", None), relax.TensorType)]
+        parts = args[0].fields if name == "relax.concat" and isinstance(args[0], relax.Tuple) else tensors
+        if not parts or not all(a in self.lifted or is_constant(a) for a in parts) \
+                or not any(a in self.lifted for a in parts):
+            return None
+        out = static_shape(var.ty)
+        if out is not None and len(out) + 1 > MAX_LIFTED_RANK:
+            return None
+        x = self.lifted.get(args[0])
+        if name in RESHAPES:
+            if out[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
+                return x if shape_of(x) == out else bb.emit(relax.op.reshape(x, out))
+            return self._lift(var, bb.emit(relax.op.reshape(x, [1, *out])))
+        new = self._shifted(name, call, [self.lifted.get(a, a) for a in args])
+        return None if new is None else self._lift(var, bb.emit(new))
+
+    def _shifted(self, name: str, call, args):
+        """The call with its axes moved by one for the leading 1, or None when it has no lifted form."""
+        if name in ELEMENTWISE:
+            return relax.Call(call.op, args, call.attrs, call.ty_args)
+        if name == "relax.matmul":
+            weight = is_constant(call.args[1]) and len(shape_of(call.args[1])) == 2
+            both = call.args[0] in self.lifted and call.args[1] in self.lifted
+            return relax.op.matmul(args[0], args[1]) if (weight and call.args[0] in self.lifted) or both else None
+        rank = len(shape_of(call.args[0])) if name != "relax.concat" else len(static_shape(call.ty))
+        if name == "relax.permute_dims" and call.attrs.axes is not None:
+            return relax.op.permute_dims(args[0], [0] + [int(a) + 1 for a in call.attrs.axes])
+        if name == "relax.nn.softmax":
+            return relax.op.nn.softmax(args[0], int(call.attrs.axis) % rank + 1)
+        if name == "relax.nn.layer_norm":
+            a = call.attrs
+            return relax.op.nn.layer_norm(args[0], args[1], args[2], [int(x) % rank + 1 for x in a.axes],
+                                          float(a.epsilon), bool(a.center), bool(a.scale))
+        if name == "relax.split":
+            sections = call.attrs.indices_or_sections
+            sections = [int(s) for s in sections] if hasattr(sections, "__len__") else int(sections)
+            return relax.op.split(args[0], sections, int(call.attrs.axis) % rank + 1)
+        if name == "relax.concat":
+            fields = [self.lifted[f] for f in call.args[0].fields]
+            return relax.op.concat(fields, int(call.attrs.axis) % rank + 1)
+        return None
+
+    def _qkv_parts(self, bb, permute, count: int):
+        """The same permutation with the batch axis first (it is size 1, so no value moves), split along axis 1:
+        one Permute and one Slice, as pnnx writes timm's attention."""
         axes = [int(a) for a in permute.attrs.axes]
-        moved = axes[0]
-        swapped = [moved if a == 0 else 0 if a == moved else a for a in axes]
-        parts = []
-        for i in range(count):
-            part = bb.emit(relax.op.strided_slice(src, [moved], [i], [i + 1]))
-            parts.append(bb.emit(relax.op.permute_dims(part, swapped)))
-        return relax.Tuple(parts)
+        batch_first = bb.emit(relax.op.permute_dims(self._plain(bb, permute.args[0]), [0, axes[0], *axes[2:]]))
+        return relax.op.split(batch_first, count, axis=1)
 
     def _substituted(self, bb, value):
         if isinstance(value, relax.Call):
-            return relax.Call(value.op, [self._plain_arg(bb, a) for a in value.args], value.attrs, value.ty_args)
+            args = [self._plain(bb, a) for a in value.args]
+            return relax.Call(value.op, args, value.attrs, value.ty_args)
         if isinstance(value, relax.TupleGetItem):
             return relax.TupleGetItem(self._plain(bb, value.tuple_value), value.index)
-        if isinstance(value, relax.Tuple):
-            return relax.Tuple([self._plain(bb, f) for f in value.fields])
         return self._plain(bb, value)
-
-    def _plain_arg(self, bb, arg):
-        if isinstance(arg, relax.Tuple):
-            return relax.Tuple([self._plain(bb, f) for f in arg.fields])
-        return self._plain(bb, arg)

@@ -1,4 +1,4 @@
-"""A bias add and a ReLU/clip after a convolution or an InnerProduct: ncnn folds both into the layer itself
+"""A bias add and a ReLU/clip/sigmoid after a convolution or an InnerProduct: ncnn folds both into the layer itself
 (bias_term, activation_type/params), so they are matched with it and never cost a layer of their own."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 from ..relax_util import is_constant, prim_value, shape_of
 from .base import PREFIX, Fused, Match, bias_vector, check_calls
 
-ACTIVATIONS = {"relu": "relax.nn.relu", "clip": "relax.clip"}
+ACTIVATIONS = {"relu": "relax.nn.relu", "clip": "relax.clip", "sigmoid": "relax.sigmoid"}
 
 
 def _check_biased(root_name: str, channel_axis: int):
@@ -38,7 +38,7 @@ def with_bias_and_activation(name: str, root_op: str, channel_axis: int) -> list
                 bias = is_const()
                 out = is_op("relax.add")(out, bias)
                 annotations.update(bias=bias, bias_add=out)
-            if act == "relu":
+            if act in ("relu", "sigmoid"):
                 out = is_op(ACTIVATIONS[act])(out)
                 annotations["activation"] = out
             elif act == "clip":
@@ -51,9 +51,11 @@ def with_bias_and_activation(name: str, root_op: str, channel_axis: int) -> list
 
 
 def fused_activation(m: Match) -> dict[int, object]:
-    """ncnn's activation_type (9) and activation_params (10) for a conv/dense followed by relu or clip."""
+    """ncnn's activation_type (9) and activation_params (10) for a conv/dense followed by relu, clip or sigmoid."""
     if m.find("relax.nn.relu") is not None:
         return {9: 1}
+    if m.find("relax.sigmoid") is not None:
+        return {9: 4}
     clip = m.find("relax.clip")
     if clip is not None:
         lo, hi = prim_value(clip.args[1]), prim_value(clip.args[2])

@@ -68,5 +68,5 @@ OPS = [
     Op("relax.nn.max_pool2d", why_not_pool2d, convert_pool2d, ("Pooling",)),
     Op("relax.nn.avg_pool2d", why_not_pool2d, convert_pool2d, ("Pooling",)),
     Op("relax.nn.adaptive_avg_pool2d", why_not_adaptive_pool, convert_adaptive_avg_pool2d,
-       ("Pooling", "Reshape")),
+       ("Pooling", "Reduction")),
 ]

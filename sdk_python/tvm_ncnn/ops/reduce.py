@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ncnn_graph import NcnnGraph, shape_params
+from ..ncnn_graph import NcnnGraph
 from ..relax_util import shape_of
 from .base import MAX_RANK, Match, Op, why_not_io
 
@@ -33,17 +33,14 @@ def convert_reduce(g: NcnnGraph, m: Match) -> str:
     op = m.root
     in_shape, out_shape = shape_of(op.args[0]), shape_of(op)
     axes = [2, 3] if op.op.name == "relax.nn.adaptive_avg_pool2d" else reduce_axes(op)
-    if len(in_shape) == 4 and axes == [2, 3] and op.op.name != "relax.sum":
+    if len(in_shape) == 4 and axes == [2, 3] and op.op.name != "relax.sum" and len(out_shape) == 2:
         # global pooling is ncnn's fast path; it yields a 1-D blob of channels
-        pooled = g.add("Pooling", [m.blob(op.args[0])], {0: int(op.op.name != "relax.max"), 4: 1})[0]
-        if len(out_shape) == 2:
-            return pooled
-        return g.add("Reshape", [pooled], shape_params(out_shape[1:]))[0]
+        return g.add("Pooling", [m.blob(op.args[0])], {0: int(op.op.name != "relax.max"), 4: 1})[0]
     keepdims = len(out_shape) == len(in_shape)
     # 5=1: axes are counted the modern way (the default means "param is too old")
     params = {0: REDUCTIONS[op.op.name], 1: 0, 3: [a - 1 for a in axes], 4: int(keepdims), 5: 1}
     return g.add("Reduction", [m.blob(op.args[0])], params)[0]
 
 
-OPS = [Op(name, why_not_reduce, convert_reduce, ("Reduction", "Pooling", "Reshape"))
+OPS = [Op(name, why_not_reduce, convert_reduce, ("Reduction", "Pooling"))
        for name in ("relax.mean", "relax.sum", "relax.max")]
