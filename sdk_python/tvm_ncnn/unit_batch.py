@@ -138,12 +138,12 @@ class _Rewriter:
                 or not any(a in self.lifted for a in parts):
             return None
         out = static_shape(var.ty)
+        x = self.lifted.get(args[0])
+        if name in RESHAPES and out[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
+            return x if shape_of(x) == out else bb.emit(relax.op.reshape(x, out))
         if out is not None and len(out) + 1 > MAX_LIFTED_RANK:
             return None
-        x = self.lifted.get(args[0])
         if name in RESHAPES:
-            if out[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
-                return x if shape_of(x) == out else bb.emit(relax.op.reshape(x, out))
             return self._lift(var, bb.emit(relax.op.reshape(x, [1, *out])))
         new = self._shifted(name, call, [self.lifted.get(a, a) for a in args])
         return None if new is None else self._lift(var, bb.emit(new))
