@@ -4,8 +4,8 @@
 #   bash cmake/build_aarch64.sh            # -> build/aarch64/tvm-ncnn-aarch64/ and tvm-ncnn-aarch64.tar.gz
 #
 # 1. The aarch64 apache-tvm / apache-tvm-ffi wheels of exactly the versions the SDK exports with (the ones
-#    installed in .venv, else the pins in sdk_python/requirements-dev.txt) are downloaded once with pip into
-#    build/_downloads/ and the few files the device needs are unpacked there (libtvm_runtime.so,
+#    installed in .venv, else the pins in sdk_python/requirements-dev.txt): cmake/tvm_wheels.py downloads them
+#    once with pip into build/_downloads/ and unpacks the few files the device needs there (libtvm_runtime.so,
 #    libtvm_ffi.so, the tvm-ffi headers, versions and licenses).
 # 2. build/aarch64 is configured with cmake/aarch64-linux-gnu.toolchain.cmake and built (ncnn, the runtime,
 #    deploy_app; ccache is used as in the host build). Binaries carry their install RPATH ($ORIGIN).
@@ -49,62 +49,11 @@ if [ -z "$PY" ]; then
 fi
 
 # --- 1. the aarch64 TVM runtime libraries, same versions as the SDK ---------------------------------------
-versions=$("$PY" - <<'EOF'
-import importlib.metadata as md, re
-pins = {}
-for line in open("sdk_python/requirements-dev.txt"):
-    m = re.match(r"\s*(apache-tvm(?:-ffi)?)==([^\s#;]+)", line)
-    if m:
-        pins[m.group(1)] = m.group(2)
-out = []
-for dist in ("apache-tvm", "apache-tvm-ffi"):
-    try:
-        out.append(md.version(dist))   # what exports the models
-    except md.PackageNotFoundError:
-        out.append(pins.get(dist, ""))
-print(" ".join(out))
-EOF
-)
-read -r TVM_VERSION FFI_VERSION <<<"$versions"
-[ -n "$TVM_VERSION" ] && [ -n "$FFI_VERSION" ] || die "cannot tell the apache-tvm / apache-tvm-ffi versions"
-
-TVM_ROOT=$ROOT/$DOWNLOADS/tvm-aarch64-$TVM_VERSION-ffi-$FFI_VERSION
-if [ ! -f "$TVM_ROOT/.complete" ]; then
-  say "fetching the aarch64 wheels apache-tvm==$TVM_VERSION apache-tvm-ffi==$FFI_VERSION"
-  mkdir -p "$DOWNLOADS"
-  tmp=$(mktemp -d "$DOWNLOADS/.wheels-aarch64.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-  "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
-      --platform manylinux_2_28_aarch64 --python-version 3.11 \
-      "apache-tvm==$TVM_VERSION" "apache-tvm-ffi==$FFI_VERSION" -d "$tmp" 2>"$tmp/pip.log" \
-    || { cat "$tmp/pip.log" >&2
-         die "pip could not download the aarch64 wheels apache-tvm==$TVM_VERSION apache-tvm-ffi==$FFI_VERSION"; }
-  # Only what the device build needs (the apache-tvm wheel is ~95 MB, mostly the compiler).
-  "$PY" - "$tmp" <<'EOF' || die "the downloaded wheels are not what the build needs"
-import glob, os, re, sys, zipfile
-tmp = sys.argv[1]
-keep = re.compile(r"^(tvm/lib/libtvm_runtime\.so|tvm_ffi/lib/libtvm_ffi\.so|tvm_ffi/include/.*"
-                  r"|apache_tvm(_ffi)?-[^/]+\.dist-info/(METADATA|licenses/.*))$")
-wheels = glob.glob(os.path.join(tmp, "*.whl"))
-if len(wheels) != 2:
-    sys.exit(f"expected 2 wheels, found {wheels}")
-for wheel in wheels:
-    with zipfile.ZipFile(wheel) as z:
-        for name in z.namelist():
-            if keep.match(name) and not name.endswith("/"):
-                z.extract(name, os.path.join(tmp, "root"))
-for lib in ("tvm/lib/libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so"):
-    with open(os.path.join(tmp, "root", lib), "rb") as f:
-        head = f.read(20)
-    if head[:4] != b"\x7fELF" or int.from_bytes(head[18:20], "little") != 183:  # EM_AARCH64
-        sys.exit(f"{lib} is not an aarch64 library")
-EOF
-  rm -rf "$TVM_ROOT"
-  mv "$tmp/root" "$TVM_ROOT"
-  touch "$TVM_ROOT/.complete"
-  rm -rf "$tmp"
-  trap - EXIT
-fi
+# cmake/tvm_wheels.py fetches them once into build/_downloads/ (the versions installed in .venv, else the pins)
+# and checks them; it prints TVM_ROOT, TVM_VERSION and FFI_VERSION.
+wheels=$("$PY" cmake/tvm_wheels.py fetch --arch aarch64 --dest "$DOWNLOADS" --shell) \
+  || die "cannot get the aarch64 apache-tvm / apache-tvm-ffi wheels (see above)"
+eval "$wheels"
 
 # --- 2. configure and build -------------------------------------------------------------------------------
 cache_has() { grep -qxF "$1" "$BUILD/CMakeCache.txt" 2>/dev/null; }
@@ -119,12 +68,14 @@ if [ ! -f "$BUILD/build.ninja" ] || ! cache_has "TVM_NCNN_TVM_ROOT:PATH=$TVM_ROO
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
     -DTVM_NCNN_TVM_ROOT="$TVM_ROOT" \
-    -DTVM_NCNN_BUILD_TESTS=OFF \
+    -DTVM_NCNN_BUILD_TESTS=OFF -DTVM_NCNN_BUILD_BENCHMARKS=OFF \
     -DPython3_EXECUTABLE="$(command -v "$PY" || echo "$PY")" >"$BUILD.configure.log" 2>&1 \
     || { tail -n 30 "$BUILD.configure.log" >&2; die "configure failed (log: $BUILD.configure.log)"; }
 fi
 start=$(date +%s)
-cmake --build "$BUILD" --target deploy_app ${JOBS:+-j "$JOBS"} || die "build failed ($BUILD)"
+# Every target, not only deploy_app: `cmake --install` of this tree (tests/conan/run.sh does it) installs every
+# library the runtime defines.
+cmake --build "$BUILD" ${JOBS:+-j "$JOBS"} || die "build failed ($BUILD)"
 built_in=$(( $(date +%s) - start ))
 
 # --- 3. the deploy bundle ---------------------------------------------------------------------------------
@@ -134,7 +85,8 @@ GOMP=$(${PREFIX}g++ -print-file-name=libgomp.so.1)
 [ -f "$GOMP" ] || die "libgomp.so.1 of the cross toolchain not found"
 NCNN_LICENSE=$BUILD/_deps/ncnn-src/LICENSE.txt
 INPUTS=("$BUILD/deploy_app" "$BUILD/lib/libtvm_ncnn_runtime.so" "$TVM_ROOT/tvm/lib/libtvm_runtime.so"
-        "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so" "$GOMP" "$NCNN_LICENSE" "$ROOT/cmake/build_aarch64.sh")
+        "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so" "$GOMP" "$NCNN_LICENSE" "$ROOT/cmake/build_aarch64.sh"
+        "$ROOT/sdk_python/pyproject.toml")
 
 up_to_date=1
 [ -f "$TARBALL" ] && [ -d "$OUT" ] || up_to_date=0
@@ -214,8 +166,9 @@ systems=$(awk -F'|' -v floor="$GLIBC_FLOOR" '
   !($1 in done) && ge($3, floor) { done[$1] = 1; out = out (out ? ", " : "") $2 }
   END { print out }' <<<"$SYSTEMS")
 
-SDK_VERSION=$(sed -n 's/^project(tvm_ncnn VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
-NCNN_VERSION=$(sed -n 's/^set(TVM_NCNN_NCNN_VERSION "\(.*\)")/\1/p' cmake/ncnn.cmake)
+# The versions from where they are written: the SDK's in pyproject.toml, ncnn's pin in cmake/ncnn_sdist.cmake.
+SDK_VERSION=$(sed -n 's/^version *= *"\([0-9.]*\)".*/\1/p' sdk_python/pyproject.toml)
+NCNN_VERSION=$(sed -n 's/^set(TVM_NCNN_NCNN_VERSION "\(.*\)")/\1/p' cmake/ncnn_sdist.cmake)
 cat >"$stage/README.txt" <<EOF
 tvm-ncnn $SDK_VERSION deploy bundle for 64-bit ARM Linux (Raspberry Pi 4 / 5 with a 64-bit OS, other aarch64 boards)
 

@@ -2,10 +2,9 @@
 #
 #   include(cmake/ncnn.cmake)   ->   target `ncnn` (static; link it PRIVATE; it brings OpenMP)
 #
-# Source: the PyPI sdist ncnn==${TVM_NCNN_NCNN_VERSION} (it carries the whole C++ tree). It is fetched
-# once by cmake/fetch_sdist.py from the package index pip is configured with, checked against the
-# pinned sha256 and cached in TVM_NCNN_DOWNLOAD_DIR (shared by all build dirs of this checkout).
-# -DNCNN_SDIST=<path to ncnn-1.0.20261020.tar.gz> skips the fetch (the file is still hash-checked).
+# Source: the PyPI sdist ncnn==${TVM_NCNN_NCNN_VERSION}, pinned and fetched by cmake/ncnn_sdist.cmake (cached in
+# TVM_NCNN_DOWNLOAD_DIR, shared by all build dirs of this checkout; -DNCNN_SDIST=<path> skips the fetch), then
+# unpacked by FetchContent into <build>/_deps/ncnn-src, the sha256 checked again.
 #
 # Lean build (a cold build is minutes on 2 cores, not ten):
 #   * only the layers in TVM_NCNN_LAYERS are compiled (plus what ncnn creates internally);
@@ -17,8 +16,7 @@
 # Every NCNN_* knob below is a cache default: -DNCNN_AVX512=OFF etc. on the command line wins.
 include_guard(GLOBAL)
 
-set(TVM_NCNN_NCNN_VERSION "1.0.20261020")
-set(TVM_NCNN_NCNN_SHA256 "ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325ffccfca200")
+include(${CMAKE_CURRENT_LIST_DIR}/ncnn_sdist.cmake)
 
 # The ncnn layers we build, by ncnn class name. What the SDK's converter emits now or soon, plus
 # what ncnn creates inside other layers or for layout/precision conversion:
@@ -34,7 +32,7 @@ set(TVM_NCNN_LAYERS
   Convolution ConvolutionDepthWise Deconvolution DeconvolutionDepthWise InnerProduct Gemm MatMul
   Pooling Interp BatchNorm Scale Bias BinaryOp Eltwise UnaryOp Softmax
   ReLU Clip Sigmoid HardSigmoid HardSwish Swish Mish PReLU TanH ELU GELU
-  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN)
+  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA)
 
 set(TVM_NCNN_DOWNLOAD_DIR "${PROJECT_SOURCE_DIR}/build/_downloads" CACHE PATH
     "Where fetched source archives are cached (outside git)")
@@ -42,68 +40,22 @@ set(NCNN_SDIST "" CACHE FILEPATH
     "ncnn-${TVM_NCNN_NCNN_VERSION}.tar.gz to use instead of fetching it (sha256 is still checked)")
 
 # ---------------------------------------------------------------------------------------------
-# 1. The sdist: given, or fetched and cached.
-if(NCNN_SDIST)
-  get_filename_component(_ncnn_sdist "${NCNN_SDIST}" ABSOLUTE)
-  if(NOT EXISTS "${_ncnn_sdist}")
-    message(FATAL_ERROR "ncnn.cmake: NCNN_SDIST=${NCNN_SDIST} does not exist")
-  endif()
-  file(SHA256 "${_ncnn_sdist}" _sha)
-  if(NOT _sha STREQUAL TVM_NCNN_NCNN_SHA256)
-    message(FATAL_ERROR "ncnn.cmake: ${_ncnn_sdist} has sha256 ${_sha}, but ncnn "
-                        "${TVM_NCNN_NCNN_VERSION} is pinned to ${TVM_NCNN_NCNN_SHA256}")
-  endif()
-else()
-  set(_ncnn_cached "${TVM_NCNN_DOWNLOAD_DIR}/ncnn-${TVM_NCNN_NCNN_VERSION}.tar.gz")
-  set(_sha "")
-  if(EXISTS "${_ncnn_cached}")
-    file(SHA256 "${_ncnn_cached}" _sha)
-  endif()
-  if(_sha STREQUAL TVM_NCNN_NCNN_SHA256)
-    set(_ncnn_sdist "${_ncnn_cached}")
-  else()
-    set(_py "${TVM_NCNN_PYTHON}")  # from cmake/tvm.cmake when included first
-    if(NOT _py)
-      find_package(Python3 COMPONENTS Interpreter)
-      set(_py "${Python3_EXECUTABLE}")
-    endif()
-    if(NOT _py)
-      message(FATAL_ERROR "ncnn.cmake: no Python to fetch the ncnn sdist; pass "
-                          "-DNCNN_SDIST=<path to ncnn-${TVM_NCNN_NCNN_VERSION}.tar.gz>")
-    endif()
-    message(STATUS "tvm-ncnn: fetching ncnn ${TVM_NCNN_NCNN_VERSION} sdist into ${TVM_NCNN_DOWNLOAD_DIR}")
-    execute_process(
-      COMMAND "${_py}" "${CMAKE_CURRENT_LIST_DIR}/fetch_sdist.py" --name ncnn
-              --version ${TVM_NCNN_NCNN_VERSION} --sha256 ${TVM_NCNN_NCNN_SHA256}
-              --dest "${TVM_NCNN_DOWNLOAD_DIR}"
-      OUTPUT_VARIABLE _ncnn_sdist RESULT_VARIABLE _rc OUTPUT_STRIP_TRAILING_WHITESPACE)
-    if(NOT _rc EQUAL 0 OR NOT EXISTS "${_ncnn_sdist}")
-      message(FATAL_ERROR "ncnn.cmake: could not fetch the ncnn ${TVM_NCNN_NCNN_VERSION} sdist "
-                          "(see the messages above); download it yourself and pass "
-                          "-DNCNN_SDIST=<path>")
-    endif()
-  endif()
+# 1. The sdist, verified; 2. unpacked into the build tree (again only when the archive changes: FetchContent
+# keeps a stamp). The archive's own timestamps are kept, so a re-unpack of the same sources rebuilds nothing.
+tvm_ncnn_ncnn_sdist(_ncnn_sdist)
+include(FetchContent)
+set(_keep_times "")
+if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.24)
+  set(_keep_times DOWNLOAD_EXTRACT_TIMESTAMP TRUE)
 endif()
-
-# ---------------------------------------------------------------------------------------------
-# 2. Unpack into the build tree (again only when the pinned archive changes).
-set(TVM_NCNN_NCNN_SOURCE_DIR "${CMAKE_BINARY_DIR}/_deps/ncnn-src")
-set(_stamp "${CMAKE_BINARY_DIR}/_deps/ncnn-src.sha256")
-set(_have "")
-if(EXISTS "${_stamp}")
-  file(READ "${_stamp}" _have)
+FetchContent_Declare(ncnn URL "${_ncnn_sdist}" URL_HASH SHA256=${TVM_NCNN_NCNN_SHA256} ${_keep_times})
+FetchContent_GetProperties(ncnn)
+if(NOT ncnn_POPULATED)
+  FetchContent_Populate(ncnn)
 endif()
-if(NOT _have STREQUAL TVM_NCNN_NCNN_SHA256 OR NOT EXISTS "${TVM_NCNN_NCNN_SOURCE_DIR}/CMakeLists.txt")
-  set(_tmp "${CMAKE_BINARY_DIR}/_deps/ncnn-unpack")
-  file(REMOVE_RECURSE "${_tmp}" "${TVM_NCNN_NCNN_SOURCE_DIR}")
-  file(ARCHIVE_EXTRACT INPUT "${_ncnn_sdist}" DESTINATION "${_tmp}")
-  set(_top "${_tmp}/ncnn-${TVM_NCNN_NCNN_VERSION}")
-  if(NOT EXISTS "${_top}/CMakeLists.txt" OR NOT EXISTS "${_top}/src/CMakeLists.txt")
-    message(FATAL_ERROR "ncnn.cmake: ${_ncnn_sdist} does not hold the ncnn C++ tree")
-  endif()
-  file(RENAME "${_top}" "${TVM_NCNN_NCNN_SOURCE_DIR}")
-  file(REMOVE_RECURSE "${_tmp}")
-  file(WRITE "${_stamp}" "${TVM_NCNN_NCNN_SHA256}")
+set(TVM_NCNN_NCNN_SOURCE_DIR "${ncnn_SOURCE_DIR}")
+if(NOT EXISTS "${TVM_NCNN_NCNN_SOURCE_DIR}/src/CMakeLists.txt")
+  message(FATAL_ERROR "ncnn.cmake: ${_ncnn_sdist} does not hold the ncnn C++ tree")
 endif()
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +124,7 @@ set(CMAKE_POLICY_DEFAULT_CMP0077 NEW)
 
 # ---------------------------------------------------------------------------------------------
 # 4. Build it as part of this project; only what links against `ncnn` pulls it in.
-add_subdirectory("${TVM_NCNN_NCNN_SOURCE_DIR}" "${CMAKE_BINARY_DIR}/_deps/ncnn-build" EXCLUDE_FROM_ALL)
+add_subdirectory("${TVM_NCNN_NCNN_SOURCE_DIR}" "${ncnn_BINARY_DIR}" EXCLUDE_FROM_ALL)
 if(NOT TARGET ncnn)
   message(FATAL_ERROR "ncnn.cmake: the ncnn source tree did not define the `ncnn` target")
 endif()

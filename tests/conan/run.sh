@@ -33,7 +33,8 @@ elif command -v conan >/dev/null 2>&1; then
 else
   die "conan is not installed: .venv/bin/pip install conan==2.34.0 (sdk_python/requirements-dev.txt pins it)"
 fi
-# Conan's helpers run with the Python that runs Conan; make sure it is the venv's (fetch_sdist.py, pip).
+# Conan's helpers run with the Python that runs Conan; make sure it is the venv's (its pip configuration and
+# pip: cmake/pip_file_urls.py, cmake/tvm_wheels.py).
 export PATH="$ROOT/.venv/bin:$PATH"
 
 "$CONAN" profile path default >/dev/null 2>&1 || "$CONAN" profile detect >/dev/null 2>&1 \
