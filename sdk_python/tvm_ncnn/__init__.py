@@ -2,7 +2,24 @@
 
 import importlib
 
-__version__ = "0.1.0"
+
+def _sdk_version() -> str:
+    """The version written in sdk_python/pyproject.toml, its one home (CMake reads it there for the runtime). From
+    the file itself when this package is the source tree (an editable install, PYTHONPATH): installed metadata
+    would lag behind an edit until the next install. From the installed distribution's metadata otherwise."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M)
+        if found:
+            return found.group(1)
+    return version("tvm-ncnn")
+
+
+__version__ = _sdk_version()
 
 from .errors import ModelError  # noqa: E402
 from .model import LoadedModel, load  # noqa: E402
