@@ -72,12 +72,13 @@ class _Rewriter:
             return None
         src, axes = shape_of(permute.args[0]), [int(a) for a in permute.attrs.axes]
         fields = value.ty.fields
+        if src is None or any((static_shape(f) or [0])[0] != 1 for f in fields) \
+                or len(fields) != shape_of(value.args[0])[0]:
+            return None  # not a split into unit parts
+        if src[0] != 1:
+            return permute if self._lifted_qkv(permute) else None
         # [n, 1, ...]: the batch axis lands second, so the parts [1, 1, ...] are the same with it first
-        if src is None or src[0] != 1 or axes[0] == 0 or axes[1] != 0:
-            return None
-        if any((static_shape(f) or [0])[0] != 1 for f in fields) or len(fields) != shape_of(value.args[0])[0]:
-            return None
-        return permute
+        return permute if axes[0] != 0 and axes[1] == 0 else None
 
     def applies(self) -> bool:
         return any(self._starts_lift(b.var, b.value) or self._unit_split_source(b.value) is not None
@@ -174,9 +175,33 @@ class _Rewriter:
             return relax.op.concat(fields, int(call.attrs.axis) % rank + 1)
         return None
 
+    def _lifted_qkv(self, permute) -> bool:
+        """timm's qkv layout on tokens that carry a layout batch (MobileViT's patches): permute_dims of
+        [P, N, 3, heads, dim] by [2, 0, 3, 1, 4], reshaped from a lifted value. [1, P, N, 3, heads, dim] has one
+        dimension too many for ncnn, so the parts are cut from the lifted value at rank 5 instead."""
+        source = self.producer.get(permute.args[0])
+        shape = shape_of(permute.args[0])
+        return [int(a) for a in permute.attrs.axes] == [2, 0, 3, 1, 4] and _name(source) in RESHAPES \
+            and source.args[0] in self.lifted and len(shape) == 5
+
+    def _lifted_qkv_parts(self, bb, permute, count: int):
+        """Part i of the split: the lifted [1, P, N, 3, heads * dim] sliced at i on axis 3, reshaped to
+        [1, P, N, heads, dim] and permuted to [1, P, heads, N, dim] -- the split's own [1, P, heads, N, dim]."""
+        p, n, _, heads, dim = shape_of(permute.args[0])
+        rows = bb.emit(relax.op.reshape(self.lifted[self.producer[permute.args[0]].args[0]],
+                                        [1, p, n, count, heads * dim]))
+        parts = []
+        for i in range(count):
+            part = bb.emit(relax.op.strided_slice(rows, [3], [i], [i + 1]))
+            part = bb.emit(relax.op.reshape(part, [1, p, n, heads, dim]))
+            parts.append(bb.emit(relax.op.permute_dims(part, [0, 1, 3, 2, 4])))
+        return relax.Tuple(parts)
+
     def _qkv_parts(self, bb, permute, count: int):
         """The same permutation with the batch axis first (it is size 1, so no value moves), split along axis 1:
         one Permute and one Slice, as pnnx writes timm's attention."""
+        if shape_of(permute.args[0])[0] != 1:
+            return self._lifted_qkv_parts(bb, permute, count)
         axes = [int(a) for a in permute.attrs.axes]
         batch_first = bb.emit(relax.op.permute_dims(self._plain(bb, permute.args[0]), [0, axes[0], *axes[2:]]))
         return relax.op.split(batch_first, count, axis=1)
