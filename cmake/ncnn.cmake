@@ -49,6 +49,8 @@ if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.24)
   set(_keep_times DOWNLOAD_EXTRACT_TIMESTAMP TRUE)
 endif()
 FetchContent_Declare(ncnn URL "${_ncnn_sdist}" URL_HASH SHA256=${TVM_NCNN_NCNN_SHA256} ${_keep_times})
+# Populate, not MakeAvailable: the options below are chosen from the unpacked tree (its layer list) and must be
+# set before ncnn's CMakeLists.txt runs (section 4).
 FetchContent_GetProperties(ncnn)
 if(NOT ncnn_POPULATED)
   FetchContent_Populate(ncnn)

@@ -23,7 +23,7 @@ set(TVM_NCNN_TVM_ROOT "" CACHE PATH
 set(TVM_NCNN_TVM_VERSION_OVERRIDE "" CACHE STRING
     "apache-tvm version to record instead of the one read from the wheel (rarely needed)")
 
-# The Python interpreter: used here (wheel discovery) and by cmake/ncnn.cmake (sdist fetch).
+# The Python interpreter: used here (wheel discovery) and by cmake/ncnn_sdist.cmake (reading pip's configuration).
 function(_tvm_ncnn_pick_python out)
   if(Python3_EXECUTABLE)
     set(_py "${Python3_EXECUTABLE}")
