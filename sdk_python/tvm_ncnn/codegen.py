@@ -12,7 +12,7 @@ from . import native
 from .graph_passes import run_passes
 from .ncnn_graph import NcnnGraph
 from .ops import Match, rule_for
-from .relax_util import calls_in, shape_of, static_shape
+from .relax_util import bound_calls, calls_in, shape_of, static_shape
 
 
 @dataclass
@@ -41,7 +41,8 @@ def convert_region(func: relax.Function) -> Region:
                 composites[binding.var] = value
             elif isinstance(value, relax.Call) and value.op in composites:
                 composite = composites[value.op]
-                match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))))
+                match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))),
+                              bound_calls(composite))
                 rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
                 written = len(graph.layers)
                 blobs[binding.var] = rule.convert(graph, match)

@@ -52,6 +52,11 @@ def calls_in(func: relax.Function) -> list[relax.Call]:
     return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
 
 
+def bound_calls(func: relax.Function) -> dict:
+    """Variable -> the call it is bound to, for every call a function binds."""
+    return {b.var: b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)}
+
+
 def composite_calls(region: relax.Function) -> list[tuple[relax.Var, relax.Function, relax.Call]]:
     """(bound variable, composite function, call) for every call of a composite in a merged region, in order."""
     composites = {}

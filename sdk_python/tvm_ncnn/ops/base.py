@@ -50,10 +50,12 @@ class Fused:
 
 @dataclass
 class Match:
-    """What a converter gets: the composite's calls in order (calls[0] is the root op) and the blob feeding each
-    of the composite's parameters."""
+    """What a converter gets: the composite's calls in order (calls[0] is the root op), the blob feeding each
+    of the composite's parameters, and the call each of the composite's variables is bound to (to follow the
+    data flow where the order of calls is not enough)."""
     calls: list[relax.Call]
     blobs: dict = field(default_factory=dict)
+    producer: dict = field(default_factory=dict)
 
     @property
     def root(self) -> relax.Call:
