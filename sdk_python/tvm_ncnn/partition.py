@@ -11,11 +11,12 @@ from tvm import relax
 
 from .ops import ncnn_patterns, why_not
 from .relax_util import calls_in, region_ops, shape_of
+from .relax_rewrites import simplify_for_ncnn
 from .unit_batch import restore_unit_batch
 
 
 def partition(mod: tvm.IRModule) -> tvm.IRModule:
-    mod = restore_unit_batch(mod)
+    mod = restore_unit_batch(simplify_for_ncnn(mod))
     mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
     mod = relax.transform.MergeCompositeFunctions()(mod)
     return _name_regions(mod)
