@@ -169,3 +169,19 @@ def test_export_warns_when_tvm_keeps_tensor_work(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TvmFallbackWarning)
         tvm_ncnn.export(_conv_op_conv(relax.op.sin), tmp_path / "sin.so")
+
+
+def test_power_of_a_negative_base(tmp_path):
+    """x ** 2 of negative values (a decomposed LayerNorm squares x - mean) runs in ncnn as a UnaryOp square;
+    ncnn's BinaryOp pow, exp(2 log x), would give NaN. x ** 3 stays in TVM, with the reason."""
+    x = np.linspace(-3, 3, 8 * 32 * 32, dtype="float32").reshape(1, 8, 32, 32)
+    for exponent, place in ((2.0, "ncnn:0"), (3.0, "tvm")):
+        mod = _conv_op_conv(lambda y, p=exponent: relax.op.power(y, relax.const(p, "float32")))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TvmFallbackWarning)
+            result = tvm_ncnn.export(mod, tmp_path / "pow.so")
+        power = next(o for o in result.report.ops if o.op == "relax.power")
+        assert power.place == place, power
+        ref = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+        expected = relax.VirtualMachine(ref, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+        assert max_rel_error(tvm_ncnn.load(result.path)(x), expected) <= 1e-5

@@ -1,4 +1,4 @@
-"""add, subtract, multiply, divide, maximum, minimum, power -> BinaryOp: tensor with tensor of equal rank, or with a constant that is a
+"""add, subtract, multiply, divide, maximum, minimum -> BinaryOp: tensor with tensor of equal rank, or with a constant that is a
 scalar (folded into the layer) or broadcasts per channel (a MemoryData operand)."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from ..ncnn_graph import NcnnGraph
 from ..relax_util import constant_value, is_constant, scalar_constant, shape_of
 from .base import Match, Op, why_not_io
 
-# ncnn BinaryOp op_type (src/layer/binaryop.h)
+# ncnn BinaryOp op_type (src/layer/binaryop.h). Not pow: ncnn's vectorised pow is exp(y * log(x)), NaN for
+# a negative x where TVM computes x * x (a decomposed LayerNorm squares x - mean); see unary_math.py.
 BINARY_OPS = {"relax.add": 0, "relax.subtract": 1, "relax.multiply": 2, "relax.divide": 3, "relax.maximum": 4,
-              "relax.minimum": 5, "relax.power": 6}
-# with the scalar on the left, sub, div and pow become ncnn's reversed ops (rsub 7, rdiv 8, rpow 9)
-REVERSED = {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 5, 6: 9}
+              "relax.minimum": 5}
+# with the scalar on the left, sub and div become ncnn's reversed ops (rsub 7, rdiv 8)
+REVERSED = {0: 0, 1: 7, 2: 2, 3: 8, 4: 4, 5: 5}
 
 
 def why_not_binary(call) -> str | None:

@@ -1,9 +1,11 @@
 """Elementwise math with an ncnn UnaryOp: abs, negative, floor, ceil, square, sqrt, rsqrt, exp, log, trig, round,
-trunc, sign. (erf has no ncnn layer: alone it stays in TVM; inside a GELU it is matched whole.)"""
+trunc, sign, and power by 2, 0.5, -0.5 or -1. (erf has no ncnn layer: alone it stays in TVM; inside a GELU it is
+matched whole.)"""
 
 from __future__ import annotations
 
 from ..ncnn_graph import NcnnGraph
+from ..relax_util import scalar_constant
 from .base import Match, Op, why_not_io
 
 # ncnn UnaryOp op_type (src/layer/unaryop.h)
@@ -19,4 +21,22 @@ def convert_unary_op(g: NcnnGraph, m: Match) -> str:
     return g.add("UnaryOp", [m.blob(m.root.args[0])], {0: UNARY_OP_TYPES[m.root.op.name]})[0]
 
 
-OPS = [Op(name, why_not_io, convert_unary_op, ("UnaryOp",)) for name in UNARY_OP_TYPES]
+# x ** p for the exponents a UnaryOp computes exactly; ncnn's BinaryOp pow (exp(p * log(x))) is NaN for x < 0
+POWERS = {2.0: 4, 0.5: 5, -0.5: 6, -1.0: 15}
+
+
+def why_not_power(call) -> str | None:
+    reason = why_not_io(call)
+    if reason:
+        return reason
+    if scalar_constant(call.args[1]) not in POWERS:
+        return f"exponent is not one of {sorted(POWERS)} (ncnn's pow is exp(y log x): NaN for a negative x)"
+    return None
+
+
+def convert_power(g: NcnnGraph, m: Match) -> str:
+    return g.add("UnaryOp", [m.blob(m.root.args[0])], {0: POWERS[scalar_constant(m.root.args[1])]})[0]
+
+
+OPS = [*(Op(name, why_not_io, convert_unary_op, ("UnaryOp",)) for name in UNARY_OP_TYPES),
+       Op("relax.power", why_not_power, convert_power, ("UnaryOp",), extra_args=(1,))]
