@@ -50,6 +50,9 @@ from bench_systems import ROOT, SYSTEMS, check_built
 from bench_threads import threads_study
 
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
+# the modern families (tvm_ncnn/zoo_modern.py): --models modern, or any of their names
+MODERN = ["vit_tiny_patch16_224", "mobilevit_xs", "efficientformerv2_s0", "convnext_femto", "edgenext_x_small",
+          "fastvit_t8", "yolov8n", "yolo11n"]
 QUICK = ["squeezenet", "mobilenetv2"]
 # Every row of results.json has these; tvm-ncnn rows also ratio_to_native_ncnn (all rows do, when the
 # native-ncnn reference ran).
@@ -126,7 +129,8 @@ def suite(args, env: dict, workdir: Path) -> int:
     print(f"machine: {machine_load()}; threading environment '{args.wait_policy}' "
           f"({WAIT_POLICIES[args.wait_policy] or 'runtime defaults'}); {args.rounds} rounds", flush=True)
     rows = []
-    for name in args.models.split(","):
+    models = args.models.replace("modern", ",".join(MODERN)).split(",")
+    for name in models:
         m = prepare(name, workdir, "tvm-alone" in systems)
         print(f"{name}: export {m['export_s']:.1f} s ({m['so_mb']:.0f} MB; {100 * m['ncnn_flops_share']:.1f}% of "
               f"FLOPs in {m['regions']} ncnn region(s)), --no-offload export {m.get('tvm_export_s', 0):.1f} s, "

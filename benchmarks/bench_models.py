@@ -39,12 +39,19 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
     from tvm_ncnn import zoo
 
     safe = name.replace("-", "_")  # pnnx rewrites '-' in file names
-    module = zoo.torch_model(name)
-    size = zoo.MODELS[name].input_size
-    shape = (1, 3, size, size)
     onnx_path = str(workdir / f"{safe}.onnx")
-    with quiet(sys.stdout):
-        zoo.to_onnx(module, onnx_path, shape)
+    if name in zoo.MODELS:
+        module = zoo.torch_model(name)
+        size = zoo.MODELS[name].input_size
+        shape = (1, 3, size, size)
+        with quiet(sys.stdout):
+            zoo.to_onnx(module, onnx_path, shape)
+    else:  # the modern families (timm, ultralytics)
+        from tvm_ncnn import zoo_modern
+
+        module, shape = zoo_modern.torch_model(name)
+        with quiet(sys.stdout):
+            zoo_modern.to_onnx(name, onnx_path)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     np.save(workdir / f"{safe}_input.npy", x)
     m = {"name": name, "onnx": onnx_path, "input": str(workdir / f"{safe}_input.npy"), "x": x}
