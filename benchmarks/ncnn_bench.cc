@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
 
     auto t0 = std::chrono::steady_clock::now();
     ncnn::Net net;
-    // The options the tvm-ncnn runtime sets (runtime/src/ncnn_module.cc, BuildLocked); the rest: defaults.
+    // The options the tvm-ncnn runtime sets (runtime/src/ncnn/region.cc, NcnnRegion::Build); the rest: defaults.
     net.opt.lightmode = true;
     net.opt.num_threads = threads;
     net.opt.use_vulkan_compute = false;

@@ -12,7 +12,7 @@ from . import native
 from .graph_passes import run_passes
 from .ncnn_graph import NcnnGraph
 from .ops import Match, rule_for
-from .relax_util import bound_calls, calls_in, shape_of, static_shape
+from .relax_util import bound_calls, calls_in, composite_calls, shape_of, static_shape
 
 
 @dataclass
@@ -33,14 +33,14 @@ def convert_region(func: relax.Function) -> Region:
     blobs = {}
     for param in func.params:
         blobs[param] = graph.add_input(shape_of(param)[1:])
-    composites = {}
+    composite_of = {call: composite for _, composite, call in composite_calls(func)}
     for block in func.body.blocks:
         for binding in block.bindings:
             value = binding.value
             if isinstance(value, relax.Function):
-                composites[binding.var] = value
-            elif isinstance(value, relax.Call) and value.op in composites:
-                composite = composites[value.op]
+                continue  # a composite's definition: converted where it is called
+            if isinstance(value, relax.Call) and value in composite_of:
+                composite = composite_of[value]
                 match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))),
                               bound_calls(composite))
                 rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
