@@ -68,17 +68,36 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
         m["tvm_so"] = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}_tvm.so"), offload=False).path
         m["tvm_export_s"] = time.perf_counter() - start
 
-    import pnnx
-
-    pt = str(workdir / f"{safe}_pnnx.pt")
     start = time.perf_counter()
-    with quiet(sys.stdout, sys.stderr):
-        # fp16=False: the .bin keeps fp32 weights, as model.so does (outputs compare bit-close).
-        pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
+    if name in zoo.MODELS:
+        import pnnx
+
+        pt = str(workdir / f"{safe}_pnnx.pt")
+        with quiet(sys.stdout, sys.stderr):
+            # fp16=False: the .bin keeps fp32 weights, as model.so does (outputs compare bit-close).
+            pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
+        base = pt[:-len(".pt")]
+    else:  # pnnx's torch tracing fails on several of these (YOLO heads); its ONNX route converts them all
+        base = _pnnx_from_onnx(onnx_path, shape, workdir / f"{safe}_pnnx")
     m["pnnx_s"] = time.perf_counter() - start
-    m["param"], m["bin"] = pt.replace(".pt", ".ncnn.param"), pt.replace(".pt", ".ncnn.bin")
+    m["param"], m["bin"] = base + ".ncnn.param", base + ".ncnn.bin"
 
     import onnxruntime as ort
 
     m["reference"] = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     return m
+
+
+def _pnnx_from_onnx(onnx_path: str, shape, directory: Path) -> str:
+    """pnnx's ncnn graph of the ONNX file, fp32 weights; returns the path without .ncnn.param."""
+    import shutil
+    import subprocess
+
+    directory.mkdir(exist_ok=True)
+    source = directory / Path(onnx_path).name
+    shutil.copy(onnx_path, source)
+    pnnx = Path(sys.executable).parent / "pnnx"
+    subprocess.run([str(pnnx), source.name, f"inputshape=[{','.join(map(str, shape))}]", "fp16=0"], cwd=directory,
+                   capture_output=True, timeout=600, check=True)
+    return str(next(directory.glob("*.ncnn.param"))).removesuffix(".ncnn.param")
+

@@ -34,7 +34,8 @@ class TinyConvNet(nn.Module):
 
 
 class SplitByUnsupported(nn.Module):
-    """An op ncnn has no layer for (erf, alone: not a GELU) between two conv blocks: two ncnn regions with TVM between."""
+    """An op ncnn has no layer for (erf, alone: not a GELU) between two conv blocks: two ncnn regions, TVM
+    between."""
 
     def __init__(self):
         super().__init__()

@@ -54,21 +54,28 @@ def test_matches_onnxruntime(model):
 
 def test_work_is_in_ncnn(model):
     name, _, _, result = model
-    if name in SHARE_GAPS:
-        pytest.xfail(SHARE_GAPS[name])
     left = collections.Counter((o.op, o.reason) for o in result.report.ops if o.place == "tvm")
-    assert result.report.ncnn_flops_share >= 0.995, left.most_common(5)
+    check_bar(name, SHARE_GAPS, result.report.ncnn_flops_share >= 0.995, left.most_common(5))
 
 
 def test_no_more_layers_than_pnnx(model, tmp_path):
     name, onnx_path, shape, _ = model
-    if name in LAYER_GAPS:
-        pytest.xfail(LAYER_GAPS[name])
     mod = partition(tvm_ncnn.import_model(onnx_path).mod)
     ours = collections.Counter(line.split()[0] for gv in region_vars(mod)
                                for line in convert_region(mod[gv]).param.splitlines()[2:])
     theirs = pnnx_layers(onnx_path, shape, tmp_path)
-    assert sum(ours.values()) <= sum(theirs.values()), (ours.most_common(8), theirs.most_common(8))
+    check_bar(name, LAYER_GAPS, sum(ours.values()) <= sum(theirs.values()),
+              (sum(ours.values()), sum(theirs.values()), ours.most_common(8), theirs.most_common(8)))
+
+
+def check_bar(name: str, gaps: dict, reached: bool, detail) -> None:
+    """Assert the bar, except for a known gap: that one is an expected failure until it is fixed, and then
+    says so (so the list never hides a fix)."""
+    if name in gaps:
+        if reached:
+            pytest.fail(f"{name} now reaches the bar: remove it from the known gaps ({gaps[name]})")
+        pytest.xfail(gaps[name])
+    assert reached, detail
 
 
 def pnnx_layers(onnx_path: str, shape, tmp_path: Path) -> collections.Counter:

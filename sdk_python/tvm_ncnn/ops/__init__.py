@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, register_patterns
 
-from . import activation, attention, conv, elementwise, matmul, norm, pool, reduce, resize, shape, spelled_activation, unary_math
+from . import (activation, attention, conv, elementwise, matmul, norm, pool, reduce, resize, shape,
+               spelled_activation, unary_math)
 from .base import PREFIX, Fused, Match, Op, single
 
 # Fused patterns are tried in this order (the earlier the module, the higher its patterns' priority), then
 # every op alone.
-MODULES = (attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise, unary_math, resize)
+MODULES = (attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise,
+           unary_math, resize)
 
 SUPPORTED: dict[str, Op] = {op.name: op for module in MODULES for op in getattr(module, "OPS", [])}
 FUSED: list[Fused] = [p for module in MODULES for p in getattr(module, "PATTERNS", [])]

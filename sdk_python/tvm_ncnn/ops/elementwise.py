@@ -1,5 +1,5 @@
-"""add, subtract, multiply, divide, maximum, minimum -> BinaryOp: tensor with tensor of equal rank, or with a constant that is a
-scalar (folded into the layer) or broadcasts per channel (a MemoryData operand)."""
+"""add, subtract, multiply, divide, maximum, minimum -> BinaryOp: tensor with tensor of equal rank, or with a
+constant that is a scalar (folded into the layer) or broadcasts per channel (a MemoryData operand)."""
 
 from __future__ import annotations
 
