@@ -1,4 +1,4 @@
-"""Token tensors run in ncnn: Linear on tokens (InnerProduct row by row), attention (one SDPA layer), the qkv
+"""Token tensors run in ncnn: Linear on tokens (Gemm), attention (one SDPA layer), the qkv
 split, class token and position embedding -- a whole ViT in one ncnn region, equal to onnxruntime."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_attention_layers(exported):
     mod = partition(tvm_ncnn.import_model(onnx_path).mod)
     layers = Counter(line.split()[0] for line in convert_region(mod[region_vars(mod)[0]]).param.splitlines()[2:])
     assert layers["SDPA"] >= 1 and "MatMul" not in layers and "Softmax" not in layers
-    assert layers["InnerProduct"] >= 4 and layers["LayerNorm"] >= 2 and "Sigmoid" not in layers
+    assert layers["Gemm"] >= 4 and layers["LayerNorm"] >= 2 and "Sigmoid" not in layers
 
 
 def test_matches_onnxruntime(exported):
