@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -34,11 +35,18 @@ def _input_shape(text: str) -> tuple[str, list[int]]:
 
 
 def cmd_export(args) -> int:
-    from .exporter import Preprocess, export
+    from .exporter import Preprocess, TvmFallbackWarning, export
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
-    result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
-                    labels=args.labels, preprocess=pre, offload=not args.no_offload)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TvmFallbackWarning)
+        result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
+                        labels=args.labels, preprocess=pre, offload=not args.no_offload)
+    for warning in caught:
+        if issubclass(warning.category, TvmFallbackWarning):
+            print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     r = result.report
     size = os.path.getsize(result.path) / 1e6
     print(f"wrote {result.path} ({size:.1f} MB, target {result.target}) in {result.seconds:.1f} s: "

@@ -21,10 +21,13 @@ def tvm_ncnn_cli(*args):
 
 
 def test_export_inspect_run(tmp_path):
-    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "m.onnx"), (1, 3, 16, 16))
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "m.onnx"), (1, 3, 32, 32))
     done = tvm_ncnn_cli("export", onnx_path, "-o", tmp_path / "m.so")
     assert done.returncode == 0, done.stderr
     assert "2 ncnn region(s)" in done.stdout
+    # the erf on a whole feature map splits the region: one warning line naming it
+    warned = [line for line in done.stderr.splitlines() if line.startswith("tvm-ncnn: warning:")]
+    assert len(warned) == 1 and "1x erf" in warned[0], done.stderr
 
     for target in (onnx_path, tmp_path / "m.so"):
         report = tvm_ncnn_cli("inspect", target)
@@ -32,7 +35,7 @@ def test_export_inspect_run(tmp_path):
         assert "erf" in report.stdout and "no ncnn layer for relax.erf" in report.stdout
         assert "% of FLOPs in ncnn" in report.stdout
 
-    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     run = tvm_ncnn_cli("run", tmp_path / "m.so", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
     assert run.returncode == 0, run.stderr
