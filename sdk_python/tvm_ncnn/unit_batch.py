@@ -170,7 +170,7 @@ class _Rewriter:
             sections = call.attrs.indices_or_sections
             sections = [int(s) for s in sections] if hasattr(sections, "__len__") else int(sections)
             return relax.op.split(args[0], sections, int(call.attrs.axis) % rank + 1)
-        if name == "relax.concat":
+        if name == "relax.concat" and all(f in self.lifted for f in call.args[0].fields):
             fields = [self.lifted[f] for f in call.args[0].fields]
             return relax.op.concat(fields, int(call.attrs.axis) % rank + 1)
         return None
