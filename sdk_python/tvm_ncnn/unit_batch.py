@@ -12,14 +12,18 @@ removes them without changing a single value:
   lifted value meets anything else, one reshape restores S.
 - qkv: split(permute_dims(x, [k, 0, ...]), axis 0) into unit parts, x with batch 1, becomes
   split(permute_dims(x, [0, k, ...]), axis 1): the size-1 batch axis moved first changes no value's position.
+- windows (EfficientViT): cutting [1, C, H, W] into [nh * nw, C, wh, ww] windows and back goes through rank-6
+  tensors; the same moves are made at rank 5 (two reshape-permute steps each way), the windows lifted. A conv2d
+  on B lifted windows is one grouped conv over their B * C channels, its weights tiled B times.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
 from tvm import relax
 
-from .relax_util import is_constant, shape_of, static_shape
+from .relax_util import constant_value, is_constant, shape_of, static_shape
 
 MAX_LIFTED_RANK = 5  # ncnn's 4 dims and the batch
 
@@ -44,6 +48,11 @@ def restore_unit_batch(mod: tvm.IRModule) -> tvm.IRModule:
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)  # a copy: the caller's module stays as it was
     mod.update_func(mod.get_global_var("main"), rewriter.rebuild(main))
     return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
+def _axes(value) -> list[int] | None:
+    axes = getattr(getattr(value, "attrs", None), "axes", None) if _name(value) == "relax.permute_dims" else None
+    return None if axes is None else [int(a) for a in axes]
 
 
 def _name(value) -> str:
@@ -82,13 +91,13 @@ class _Rewriter:
 
     def applies(self) -> bool:
         return any(self._starts_lift(b.var, b.value) or self._unit_split_source(b.value) is not None
-                   for b in self.bindings)
+                   or self._windows(b.value, [0, 2, 4, 3, 5, 1]) is not None for b in self.bindings)
 
     # ------------------------------------------------------------------------------------------ rebuild
 
     def rebuild(self, main: relax.Function) -> relax.Function:
         bb = relax.BlockBuilder()
-        self.env, self.lifted, self.restored = {}, {}, {}
+        self.env, self.lifted, self.restored, self.grouped_convs = {}, {}, {}, {}
         with bb.function("main", list(main.params), attrs=dict(main.attrs) if main.attrs else None):
             with bb.dataflow():
                 for b in self.bindings:
@@ -119,6 +128,19 @@ class _Rewriter:
         permute = self._unit_split_source(value)
         if permute is not None:
             return bb.emit(self._qkv_parts(bb, permute, len(value.ty.fields)))
+        cut = self._windows(value, [0, 2, 4, 3, 5, 1])
+        if cut is not None and cut[0] not in self.lifted:
+            return self._lift(var, self._cut_windows(bb, self._plain(bb, cut[0]), *cut[1]))
+        joined = self._windows(value, [0, 1, 4, 2, 5, 3])
+        if joined is not None and joined[0] in self.lifted:
+            return bb.emit(self._join_windows(bb, self.lifted[joined[0]], *joined[1]))
+        biased = self._conv_bias(bb, var, value)
+        if biased is not None:
+            return biased
+        if _name(value) == "relax.nn.conv2d" and value.args[0] in self.lifted:
+            lifted = self._lifted_conv(bb, var, value)
+            if lifted is not None:
+                return lifted
         if isinstance(value, relax.TupleGetItem) and value.tuple_value in self.lifted:
             return self._lift(var, bb.emit(relax.TupleGetItem(self.lifted[value.tuple_value], value.index)))
         lifted = self._lifted_call(bb, var, value) if isinstance(value, relax.Call) else None
@@ -160,6 +182,10 @@ class _Rewriter:
         rank = len(shape_of(call.args[0])) if name != "relax.concat" else len(static_shape(call.ty))
         if name == "relax.permute_dims" and call.attrs.axes is not None:
             return relax.op.permute_dims(args[0], [0] + [int(a) + 1 for a in call.attrs.axes])
+        if name == "relax.strided_slice" and len(call.args) in (4, 5):
+            axes, begin, end = ([int(v) for v in call.args[i]] for i in (1, 2, 3))
+            strides = [int(v) for v in call.args[4]] if len(call.args) == 5 else None
+            return relax.op.strided_slice(args[0], [a % rank + 1 for a in axes], begin, end, strides)
         if name == "relax.nn.softmax":
             return relax.op.nn.softmax(args[0], int(call.attrs.axis) % rank + 1)
         if name == "relax.nn.layer_norm":
@@ -174,6 +200,67 @@ class _Rewriter:
             fields = [self.lifted[f] for f in call.args[0].fields]
             return relax.op.concat(fields, int(call.attrs.axis) % rank + 1)
         return None
+
+    def _windows(self, value, middle: list[int]):
+        """(source, (C, nh, wh, nw, ww)) when `value` ends a window cut (middle [0, 2, 4, 3, 5, 1]: [1, C, H, W]
+        -> [nh * nw, C, wh, ww]) or join (middle [0, 1, 4, 2, 5, 3]: back), spelled reshape -> rank-6 permute ->
+        reshape -> permute [0, 3, 1, 2]; else None."""
+        if _name(value) != "relax.permute_dims" or _axes(value) != [0, 3, 1, 2]:
+            return None
+        flat = self.producer.get(value.args[0])
+        moved = self.producer.get(flat.args[0]) if _name(flat) == "relax.reshape" else None
+        six = self.producer.get(moved.args[0]) if _name(moved) == "relax.permute_dims" else None
+        if _axes(moved) != middle or _name(six) != "relax.reshape":
+            return None
+        source, dims = six.args[0], shape_of(moved.args[0])
+        if middle == [0, 2, 4, 3, 5, 1]:  # [1, C, nh, wh, nw, ww] from [1, C, H, W]
+            _, c, nh, wh, nw, ww = dims
+            fits = shape_of(source) == [1, c, nh * wh, nw * ww] and shape_of(flat) == [nh * nw, wh, ww, c]
+        else:  # [1, nh, nw, C, wh, ww] from [nh * nw, C, wh, ww]
+            _, nh, nw, c, wh, ww = dims
+            fits = shape_of(source) == [nh * nw, c, wh, ww] and shape_of(flat) == [1, nh * wh, nw * ww, c]
+        return (source, (c, nh, wh, nw, ww)) if fits else None
+
+    @staticmethod
+    def _cut_windows(bb, x, c, nh, wh, nw, ww):
+        """[1, C, nh * wh, nw * ww] -> [1, nh * nw, C, wh, ww] at rank 5."""
+        t = bb.emit(relax.op.permute_dims(relax.op.reshape(x, [1, c, nh, wh, nw * ww]), [0, 2, 1, 3, 4]))
+        t = bb.emit(relax.op.permute_dims(relax.op.reshape(t, [1, nh, c * wh, nw, ww]), [0, 1, 3, 2, 4]))
+        return bb.emit(relax.op.reshape(t, [1, nh * nw, c, wh, ww]))
+
+    @staticmethod
+    def _join_windows(bb, x, c, nh, wh, nw, ww):
+        """[1, nh * nw, C, wh, ww] -> [1, C, nh * wh, nw * ww] at rank 5: _cut_windows backwards."""
+        t = bb.emit(relax.op.permute_dims(relax.op.reshape(x, [1, nh, nw, c * wh, ww]), [0, 1, 3, 2, 4]))
+        t = bb.emit(relax.op.permute_dims(relax.op.reshape(t, [1, nh, c, wh, nw * ww]), [0, 2, 1, 3, 4]))
+        return relax.op.reshape(t, [1, c, nh * wh, nw * ww])
+
+    def _lifted_conv(self, bb, var, call):
+        """conv2d of B lifted images [1, B, C, H, W]: one grouped conv over [1, B * C, H, W] with the weights
+        tiled B times and B times the groups, so each image still meets only its own channels."""
+        a, x = call.attrs, self.lifted[call.args[0]]
+        if not is_constant(call.args[1]) or (a.data_layout, a.kernel_layout) != ("NCHW", "OIHW"):
+            return None
+        _, b, c, h, w = shape_of(x)
+        weight = np.tile(constant_value(call.args[1]), (b, 1, 1, 1))
+        merged = bb.emit(relax.op.reshape(x, [1, b * c, h, w]))
+        conv = bb.emit(relax.op.nn.conv2d(merged, relax.const(weight), [int(v) for v in a.strides],
+                                          [int(v) for v in a.padding], [int(v) for v in a.dilation],
+                                          int(a.groups) * b))
+        self.grouped_convs[var] = conv
+        return self._lift(var, bb.emit(relax.op.reshape(conv, [1, *shape_of(var)])))
+
+    def _conv_bias(self, bb, var, value):
+        """The bias add after a lifted conv, added to the grouped conv itself (tiled like its weights): ncnn then
+        fuses it into the Convolution, as it does for any conv + bias."""
+        if _name(value) != "relax.add" or value.args[0] not in self.grouped_convs or not is_constant(value.args[1]):
+            return None
+        conv, bias = self.grouped_convs[value.args[0]], constant_value(value.args[1])
+        b, o = shape_of(value.args[0])[:2]
+        if bias.size != o or bias.ndim > 4 or bias.shape[-3 if bias.ndim >= 3 else 0] != o:
+            return None  # not one value per output channel
+        tiled = relax.const(np.tile(bias.reshape(-1), b).reshape(1, b * o, 1, 1).astype(bias.dtype))
+        return self._lift(var, bb.emit(relax.op.reshape(bb.emit(relax.op.add(conv, tiled)), [1, *shape_of(var)])))
 
     def _lifted_qkv(self, permute) -> bool:
         """timm's qkv layout on tokens that carry a layout batch (MobileViT's patches): permute_dims of
