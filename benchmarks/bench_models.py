@@ -78,7 +78,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
             pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
         base = pt[:-len(".pt")]
     else:  # pnnx's torch tracing fails on several of these (YOLO heads); its ONNX route converts them all
-        base = _pnnx_from_onnx(onnx_path, shape, workdir / f"{safe}_pnnx")
+        base = zoo_modern.pnnx_from_onnx(onnx_path, shape, workdir / f"{safe}_pnnx")
     m["pnnx_s"] = time.perf_counter() - start
     m["param"], m["bin"] = base + ".ncnn.param", base + ".ncnn.bin"
 
@@ -86,18 +86,3 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
 
     m["reference"] = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     return m
-
-
-def _pnnx_from_onnx(onnx_path: str, shape, directory: Path) -> str:
-    """pnnx's ncnn graph of the ONNX file, fp32 weights; returns the path without .ncnn.param."""
-    import shutil
-    import subprocess
-
-    directory.mkdir(exist_ok=True)
-    source = directory / Path(onnx_path).name
-    shutil.copy(onnx_path, source)
-    pnnx = Path(sys.executable).parent / "pnnx"
-    subprocess.run([str(pnnx), source.name, f"inputshape=[{','.join(map(str, shape))}]", "fp16=0"], cwd=directory,
-                   capture_output=True, timeout=600, check=True)
-    return str(next(directory.glob("*.ncnn.param"))).removesuffix(".ncnn.param")
-

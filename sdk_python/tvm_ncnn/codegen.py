@@ -58,7 +58,7 @@ def convert_region(func: relax.Function) -> Region:
                 raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
     results = _flatten(func.body.body, blobs)
     outputs = run_passes(graph, [blob for blob, _ in results])
-    param, weights = graph.serialize(outputs)
+    param, weights = graph.serialize()
     return Region(
         symbol=str(func.attrs["global_symbol"]),
         param=param,

@@ -58,8 +58,9 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     imported = import_model(model, input_shapes, example_inputs)
     mod = partition(imported.mod) if offload else imported.mod
     placement = report(mod)
-    if offload and placement.tvm_warning():
-        warnings.warn(placement.tvm_warning(), TvmFallbackWarning, stacklevel=2)
+    fallback = placement.tvm_warning() if offload else None
+    if fallback:
+        warnings.warn(fallback, TvmFallbackWarning, stacklevel=2)
     mod = relax.transform.RunCodegen()(mod)
     # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
     # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).

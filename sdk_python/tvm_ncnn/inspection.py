@@ -6,7 +6,7 @@ import json
 import os
 
 from . import native
-from .errors import ModelError
+from .errors import ModelError, last_line
 from .frontend import import_model
 from .partition import PartitionReport, partition, report
 
@@ -29,7 +29,7 @@ def read_metadata(path: str) -> dict:
     try:
         module = tvm.runtime.load_module(os.path.abspath(path))
     except Exception as err:
-        raise ModelError(f"{path}: not a loadable model.so ({str(err).strip().splitlines()[-1]})") from None
+        raise ModelError(f"{path}: not a loadable model.so ({last_line(err)})") from None
     func = module.get_function("tvm_ncnn.metadata", query_imports=True) if hasattr(module, "get_function") \
         else None
     if func is None:

@@ -12,7 +12,7 @@ import numpy as np
 import tvm_ffi
 
 from . import native
-from .errors import ModelError
+from .errors import ModelError, last_line
 
 
 # The dynamic loader hands back the library already loaded from a path, even when the file was replaced since
@@ -52,7 +52,7 @@ class LoadedModel:
         try:
             self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), bool(fp16))
         except Exception as err:
-            raise ModelError(_one_line(err)) from None
+            raise ModelError(last_line(err)) from None
         self._run = self._module["run"]
         self.info_json = str(self._module["info_json"]())
         self.info = json.loads(self.info_json)
@@ -82,7 +82,7 @@ class LoadedModel:
         except ModelError:
             raise
         except Exception as err:
-            raise ModelError(_one_line(err)) from None
+            raise ModelError(last_line(err)) from None
         return np.from_dlpack(tensor).copy()
 
     def __call__(self, *arrays):
@@ -91,14 +91,9 @@ class LoadedModel:
             tensors = [tvm_ffi.from_dlpack(np.require(array, requirements="C")) for array in arrays]
             results = self._run(*tensors)
         except Exception as err:
-            raise ModelError(_one_line(err)) from None
+            raise ModelError(last_line(err)) from None
         arrays_out = [np.from_dlpack(r).copy() for r in results]
         return arrays_out[0] if len(arrays_out) == 1 else arrays_out
-
-
-def _one_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
 
 
 def load(path, threads: int | None = None, fp16: bool = False) -> LoadedModel:

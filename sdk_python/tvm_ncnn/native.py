@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tvm_ffi
 
-from .errors import ModelError
+from .errors import ModelError, last_line
 
 LIBRARY = "libtvm_ncnn_runtime.so"
 THREADS_LIBRARY = "libtvm_ncnn_threads.so"
@@ -27,6 +27,7 @@ def candidates() -> list[Path]:
     return found
 
 
+@functools.lru_cache(maxsize=None)
 def _policy_library(runtime: str) -> ctypes.CDLL:
     """libtvm_ncnn_threads.so, built next to the runtime library: the thread policy's one home
     (runtime/src/threads/thread_policy.cc), in a library that loads no libgomp. libgomp reads GOMP_SPINCOUNT when
@@ -109,7 +110,7 @@ def top_k(output, labels, k: int) -> dict:
     except ModelError:
         raise
     except Exception as err:
-        raise ModelError(str(err).strip().splitlines()[-1]) from None
+        raise ModelError(last_line(err)) from None
     classes = list(zip((int(i) for i in result["index"]), (str(l) for l in result["label"]),
                        (float(x) for x in result["score"])))
     return {"kind": str(result["kind"]), "description": str(result["description"]), "classes": classes}
@@ -124,4 +125,4 @@ def seal(path) -> None:
     except ModelError:
         raise
     except Exception as err:
-        raise ModelError(str(err).strip().splitlines()[-1]) from None
+        raise ModelError(last_line(err)) from None

@@ -77,7 +77,7 @@ class NcnnGraph:
         self.shapes[top] = list(value.shape)
         return top
 
-    def serialize(self, outputs: list[str]) -> tuple[str, bytes]:
+    def serialize(self) -> tuple[str, bytes]:
         """(param text, weights) of the graph as it stands: run graph_passes.run_passes first."""
         blobs = {t for layer in self.layers for t in layer.tops}
         lines = [str(PARAM_MAGIC), f"{len(self.layers)} {len(blobs)}"]

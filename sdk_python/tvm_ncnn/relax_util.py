@@ -40,6 +40,17 @@ def scalar_constant(expr) -> float | None:
     return float(value.reshape(-1)[0]) if value.size == 1 else None
 
 
+def scalar_operand(call) -> tuple[object, float | None]:
+    """(the other operand, the value) of a binary call with a scalar constant operand, either side; else
+    (None, None)."""
+    a, b = call.args
+    for tensor, const in ((a, b), (b, a)):
+        value = scalar_constant(const)
+        if value is not None:
+            return tensor, value
+    return None, None
+
+
 def prim_value(expr) -> float:
     """A scalar passed as an argument (clip bounds): an IntImm/FloatImm, possibly wrapped in a prim value."""
     while hasattr(expr, "value"):

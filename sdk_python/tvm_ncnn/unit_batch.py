@@ -23,9 +23,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from .ops.base import MAX_RANK
 from .relax_util import constant_value, is_constant, shape_of, static_shape
-
-MAX_LIFTED_RANK = 5  # ncnn's 4 dims and the batch
 
 # ops that compute each output element from the same element of their inputs (constants broadcast)
 ELEMENTWISE = {
@@ -70,7 +69,7 @@ class _Rewriter:
     def _starts_lift(var, value) -> bool:
         """A reshape of a batch-1 tensor to a shape with a leading dimension other than 1."""
         out, src = shape_of(var), shape_of(value.args[0]) if _name(value) in RESHAPES else None
-        return src is not None and out is not None and src[0] == 1 and out[0] > 1 and len(out) < MAX_LIFTED_RANK
+        return src is not None and out is not None and src[0] == 1 and out[0] > 1 and len(out) < MAX_RANK
 
     def _unit_split_source(self, value):
         """The permute_dims call a split along axis 0 takes apart, when the split is the qkv case; else None."""
@@ -164,7 +163,7 @@ class _Rewriter:
         x = self.lifted.get(args[0])
         if name in RESHAPES and out[0] == 1:  # back to a batch-1 shape: the leading 1 is the real one again
             return x if shape_of(x) == out else bb.emit(relax.op.reshape(x, out))
-        if out is not None and len(out) + 1 > MAX_LIFTED_RANK:
+        if out is not None and len(out) + 1 > MAX_RANK:
             return None
         if name in RESHAPES:
             return self._lift(var, bb.emit(relax.op.reshape(x, [1, *out])))

@@ -60,3 +60,21 @@ def to_onnx(name: str, path: str, seed: int = 0) -> tuple[str, tuple[int, ...]]:
         model(example)
         torch.onnx.export(model, (example,), path, input_names=["input"], opset_version=17, dynamo=False)
     return path, shape
+
+
+def pnnx_from_onnx(onnx_path: str, shape, directory) -> str:
+    """pnnx's ncnn graph of an ONNX file (fp32 weights), converted in `directory`: the reference graph for layer
+    counts and native-ncnn timings. Returns its path without '.ncnn.param' (pnnx writes '-' in names as '_')."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / Path(onnx_path).name
+    shutil.copy(onnx_path, source)
+    pnnx = Path(sys.executable).parent / "pnnx"
+    subprocess.run([str(pnnx), source.name, f"inputshape=[{','.join(map(str, shape))}]", "fp16=0"], cwd=directory,
+                   capture_output=True, timeout=600, check=True)
+    return str(next(directory.glob("*.ncnn.param"))).removesuffix(".ncnn.param")
+

@@ -8,8 +8,6 @@ a user's model is never the one in the test."""
 from __future__ import annotations
 
 import collections
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from tvm_ncnn import zoo_modern
 from tvm_ncnn.codegen import convert_region
 from tvm_ncnn.partition import partition, region_vars
 
-from conftest import ROOT, max_rel_error, onnxruntime_run
+from conftest import max_rel_error
 
 MODELS = ["convnext_atto", "deit_tiny_distilled_patch16_224", "mobilevit_xxs", "efficientformer_l1",
           "edgenext_xx_small", "levit_128s", "fastvit_t8", "efficientvit_m0", "yolov8n", "yolo11n", "yolov8n-seg",
@@ -80,12 +78,6 @@ def check_bar(name: str, gaps: dict, reached: bool, detail) -> None:
 
 
 def pnnx_layers(onnx_path: str, shape, tmp_path: Path) -> collections.Counter:
-    """The layer types of the ncnn graph pnnx writes for the same ONNX (pnnx names its files after the model,
-    with '-' as '_')."""
-    source = tmp_path / Path(onnx_path).name
-    shutil.copy(onnx_path, source)
-    pnnx = ROOT / ".venv" / "bin" / "pnnx"
-    subprocess.run([str(pnnx), source.name, f"inputshape=[{','.join(map(str, shape))}]"], cwd=tmp_path,
-                   capture_output=True, timeout=600, check=True)
-    param = next(tmp_path.glob("*.ncnn.param"))
+    """The layer types of the ncnn graph pnnx writes for the same ONNX."""
+    param = Path(zoo_modern.pnnx_from_onnx(onnx_path, shape, tmp_path) + ".ncnn.param")
     return collections.Counter(line.split()[0] for line in param.read_text().splitlines()[2:])

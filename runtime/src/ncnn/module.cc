@@ -232,27 +232,28 @@ class NcnnModuleObj : public ffi::ModuleObj {
                                 << ", '" << spec.name << "') is a " << arg.GetTypeKey() << ", expected a tensor";
     }
     const DLTensor* t = *maybe;
-    const std::string what = Where(symbol_) + ": " + role + " " + std::to_string(i) + " ('" + spec.name + "')";
+    // Runs for every tensor of every call: the message text is built only when there is something to say.
+    auto what = [&] { return Where(symbol_) + ": " + role + " " + std::to_string(i) + " ('" + spec.name + "')"; };
     if (t->device.device_type != kDLCPU) {
-      TVM_FFI_THROW(ValueError) << what << " is on device type " << int(t->device.device_type)
+      TVM_FFI_THROW(ValueError) << what() << " is on device type " << int(t->device.device_type)
                                 << ", expected the CPU";
     }
     if (t->dtype.code != kDLFloat || t->dtype.bits != 32 || t->dtype.lanes != 1) {
-      TVM_FFI_THROW(ValueError) << what << " dtype mismatch: expected float32, got " << DTypeName(t->dtype);
+      TVM_FFI_THROW(ValueError) << what() << " dtype mismatch: expected float32, got " << DTypeName(t->dtype);
     }
-    const std::vector<int64_t> shape(t->shape, t->shape + std::max(t->ndim, 0));
-    if (shape != spec.shape) {
-      TVM_FFI_THROW(ValueError) << what << " shape mismatch: expected " << ShapeString(spec.shape) << ", got "
-                                << ShapeString(shape);
+    const size_t ndim = static_cast<size_t>(std::max(t->ndim, 0));
+    if (ndim != spec.shape.size() || !std::equal(t->shape, t->shape + ndim, spec.shape.begin())) {
+      TVM_FFI_THROW(ValueError) << what() << " shape mismatch: expected " << ShapeString(spec.shape) << ", got "
+                                << ShapeString(std::vector<int64_t>(t->shape, t->shape + ndim));
     }
     if (t->strides != nullptr) {
       int64_t expect = 1;
       for (int d = t->ndim - 1; d >= 0; --d) {
-        if (t->shape[d] != 1 && t->strides[d] != expect) TVM_FFI_THROW(ValueError) << what << " is not contiguous";
+        if (t->shape[d] != 1 && t->strides[d] != expect) TVM_FFI_THROW(ValueError) << what() << " is not contiguous";
         expect *= t->shape[d];
       }
     }
-    if (t->data == nullptr) TVM_FFI_THROW(ValueError) << what << " has no data";
+    if (t->data == nullptr) TVM_FFI_THROW(ValueError) << what() << " has no data";
     return reinterpret_cast<float*>(static_cast<char*>(t->data) + t->byte_offset);
   }
 

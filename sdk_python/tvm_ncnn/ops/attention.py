@@ -14,7 +14,7 @@ from tvm.relax.backend.utils import has_leaking_intermediate_variables
 from tvm.relax.dpl import is_const, is_op, wildcard
 
 from ..ncnn_graph import NcnnGraph, shape_params
-from ..relax_util import scalar_constant, shape_of
+from ..relax_util import scalar_constant, scalar_operand, shape_of
 from .base import PREFIX, Fused, Match, why_not_tensor
 
 SCALES = ("relax.multiply", "relax.divide")
@@ -40,15 +40,11 @@ def _unscaled(expr, producer) -> tuple[object, float] | None:
     call = producer.get(expr)
     if call is None or call.op.name not in SCALES:
         return expr, 1.0
-    a, b = call.args
-    if call.op.name == "relax.divide":
-        value = scalar_constant(b)
-        return (a, 1.0 / value) if value else None
-    for tensor, const in ((a, b), (b, a)):
-        value = scalar_constant(const)
-        if value is not None:
-            return tensor, value
-    return None
+    if call.op.name == "relax.divide":  # x / c, never c / x
+        value = scalar_constant(call.args[1])
+        return (call.args[0], 1.0 / value) if value else None
+    tensor, value = scalar_operand(call)
+    return None if tensor is None else (tensor, value)
 
 
 def find_attention(root, producer) -> Attention | None:

@@ -14,7 +14,7 @@ from tvm.relax.backend.utils import has_leaking_intermediate_variables
 from tvm.relax.dpl import is_const, is_op, wildcard
 
 from ..ncnn_graph import NcnnGraph
-from ..relax_util import prim_value, scalar_constant
+from ..relax_util import prim_value, scalar_constant, scalar_operand
 from .base import PREFIX, Fused, Match, why_not_tensor
 
 
@@ -46,17 +46,6 @@ def _input(m: Match):
 
 def _close(value: float | None, expected: float) -> bool:
     return value is not None and abs(value - expected) <= 1e-6 * max(1.0, abs(expected))
-
-
-def _split_constant(call) -> tuple[object, float | None]:
-    """(the tensor operand, the scalar constant operand) of a binary call; (None, None) when it has no scalar
-    constant operand."""
-    a, b = call.args
-    for tensor, const in ((a, b), (b, a)):
-        value = scalar_constant(const)
-        if value is not None:
-            return tensor, value
-    return None, None
 
 
 def _reads(call, x) -> bool:
@@ -91,11 +80,11 @@ def _gelu_erf() -> Fused:
 
     def fits(calls) -> bool:
         scale = calls["scaled"]
-        x_expr, factor = _split_constant(scale)
+        x_expr, factor = scalar_operand(scale)
         if scale.op.name == "relax.divide":  # x / c, never c / x
             factor = 1 / factor if factor and scale.args[0].same_as(x_expr) else None
         return x_expr is not None and _reads(calls["gated"], x_expr) and _close(factor, 1 / math.sqrt(2)) \
-            and _close(_split_constant(calls["plus_one"])[1], 1.0) and _close(_split_constant(calls["root"])[1], 0.5)
+            and _close(scalar_operand(calls["plus_one"])[1], 1.0) and _close(scalar_operand(calls["root"])[1], 0.5)
 
     return _fused("gelu_erf", out, {"scaled": scaled, "erf": erf, "plus_one": plus_one, "gated": gated},
                   fits, "GELU", lambda m: {})
@@ -105,8 +94,8 @@ def _gelu_erf() -> Fused:
 
 def _hard_sigmoid_params(scaled, shifted, clip) -> dict[int, float] | None:
     """HardSigmoid's (alpha, beta) params of clip(alpha * x + beta, 0, 1), else None."""
-    _, alpha = _split_constant(scaled)
-    _, beta = _split_constant(shifted)
+    _, alpha = scalar_operand(scaled)
+    _, beta = scalar_operand(shifted)
     if alpha is None or beta is None or _clip_bounds(clip) != (0.0, 1.0):
         return None
     return {0: alpha, 1: beta}
@@ -135,7 +124,7 @@ def _hard_swish() -> Fused:
     out = _either("relax.multiply", x, gate)
 
     def fits(calls) -> bool:
-        x_expr, three = _split_constant(calls["shifted"])
+        x_expr, three = scalar_operand(calls["shifted"])
         return x_expr is not None and _reads(calls["root"], x_expr) and _close(three, 3.0) \
             and _clip_bounds(calls["clipped"]) == (0.0, 6.0) and _close(scalar_constant(calls["gate"].args[1]), 6.0)
 
@@ -150,7 +139,7 @@ def _hard_swish_of_hard_sigmoid() -> Fused:
     out = _either("relax.multiply", x, parts["clip"])
 
     def fits(calls) -> bool:
-        x_expr, _ = _split_constant(calls["scaled"])
+        x_expr, _ = scalar_operand(calls["scaled"])
         return x_expr is not None and _reads(calls["root"], x_expr) \
             and _hard_sigmoid_params(calls["scaled"], calls["shifted"], calls["clip"]) is not None
 
