@@ -1,7 +1,9 @@
 // The runtime as tvm-ffi global functions, for the Python SDK (tvm_ncnn.load) after it dlopens this library:
 //
 //   tvm_ncnn.model_load(path: str, threads: int, fp16: bool) -> Module   (threads 0: detect big cores)
-//       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int
+//       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int,
+//       profile(runs: int, *tensors) -> Map {"runs", "run_ms", "table" (FormatProfile), "rows": Array[Map
+//       {"name", "kind", "calls", "ms", "share", "ncnn_layers"}]} (Model::Profile)
 //   tvm_ncnn.load_image(path: str, info_json: str) -> Tensor   (as deploy_app preprocesses; info_json: the
 //       metadata, e.g. from info_json())
 //   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn", "metadata_format"} (metadata_format: the
@@ -20,6 +22,8 @@
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
+
+#include <algorithm>
 
 #include "ffi_util.h"
 #include "internal.h"
@@ -45,6 +49,9 @@ class ModelModuleObj : public ffi::ModuleObj {
     if (name == "run") {
       return ffi::Function([self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = Run(args); });
     }
+    if (name == "profile") {
+      return ffi::Function([self, this](ffi::PackedArgs args, ffi::Any* rv) { *rv = Profile(args); });
+    }
     if (name == "info_json") {
       return ffi::Function::FromTyped([self, this]() { return InfoJson(); });
     }
@@ -55,19 +62,43 @@ class ModelModuleObj : public ffi::ModuleObj {
   }
 
  private:
+  // Tensors args[first..] as the model's inputs; `what` names the function in errors.
+  static std::vector<Tensor> Inputs(ffi::PackedArgs args, int first, const std::string& what) {
+    std::vector<Tensor> inputs;
+    for (int i = first; i < args.size(); ++i) {
+      auto t = args[i].try_cast<ffi::Tensor>();
+      if (!t.has_value()) {
+        throw Error(what + ": argument " + std::to_string(i) + " is a " + args[i].GetTypeKey() + ", not a tensor");
+      }
+      inputs.push_back(FromFfiTensor(*t, what + ": argument " + std::to_string(i)));
+    }
+    return inputs;
+  }
+
   ffi::Array<ffi::Tensor> Run(ffi::PackedArgs args) {
     try {
-      std::vector<Tensor> inputs;
-      for (int i = 0; i < args.size(); ++i) {
-        auto t = args[i].try_cast<ffi::Tensor>();
-        if (!t.has_value()) {
-          throw Error("run: argument " + std::to_string(i) + " is a " + args[i].GetTypeKey() + ", not a tensor");
-        }
-        inputs.push_back(FromFfiTensor(*t, "run: argument " + std::to_string(i)));
-      }
+      const std::vector<Tensor> inputs = Inputs(args, 0, "run");
       ffi::Array<ffi::Tensor> out;
       for (const Tensor& y : model_.Run(inputs)) out.push_back(ToFfiTensor(y));
       return out;
+    } catch (const Error& e) {
+      TVM_FFI_THROW(RuntimeError) << e.what();
+    }
+  }
+
+  ffi::Map<ffi::String, ffi::Any> Profile(ffi::PackedArgs args) {
+    try {
+      if (args.size() < 1 || !args[0].try_cast<int64_t>().has_value()) throw Error("profile: expects (runs, *inputs)");
+      // Clamped into int range, to a value Profile still refuses when out of its range.
+      const int64_t runs = std::clamp<int64_t>(args[0].cast<int64_t>(), 0, int64_t(kMaxProfileRuns) + 1);
+      const ProfileReport report = model_.Profile(Inputs(args, 1, "profile"), static_cast<int>(runs));
+      ffi::Array<ffi::Map<ffi::String, ffi::Any>> rows;
+      for (const ProfileRow& r : report.rows) {
+        rows.push_back({{"name", ffi::String(r.name)}, {"kind", ffi::String(r.kind)}, {"calls", r.calls},
+                        {"ms", r.ms}, {"share", r.share}, {"ncnn_layers", static_cast<int64_t>(r.ncnn_layers)}});
+      }
+      return {{"runs", static_cast<int64_t>(report.runs)}, {"run_ms", report.run_ms}, {"rows", rows},
+              {"table", ffi::String(FormatProfile(report))}};
     } catch (const Error& e) {
       TVM_FFI_THROW(RuntimeError) << e.what();
     }

@@ -18,6 +18,7 @@
 #include "format/seal.h"
 #include "internal.h"
 #include "meta/metadata.h"
+#include "profile.h"
 #include "tvm_ncnn/runtime.h"
 #include "zero_copy.h"
 
@@ -65,6 +66,7 @@ struct Model::Impl {
   // Members die in reverse order: main and the VM before the loaded library their code lives in.
   ffi::Module exec{ffi::UnsafeInit()};
   ffi::Module vm{ffi::UnsafeInit()};
+  std::vector<ffi::Module> regions;  // the ncnn modules (owned by exec too): Profile names their calls
   ffi::Function main;
   std::vector<ffi::Tensor> inputs;  // allocated once, refilled by every Run
   std::mutex mu;
@@ -134,7 +136,7 @@ Model Model::Load(const std::string& path, const Options& options) {
     // Configure every region before anything runs: the net is built on the first configure (or call),
     // and fp16 cannot change afterwards.
     std::unordered_set<const void*> seen;
-    std::vector<ffi::Module> regions;
+    std::vector<ffi::Module>& regions = impl->regions;
     CollectNcnnModules(impl->exec, &seen, &regions);
     if (static_cast<int>(regions.size()) != info.ncnn_regions) {
       throw Error(name + ": metadata says " + std::to_string(info.ncnn_regions) + " ncnn regions, the file holds " +
@@ -169,8 +171,21 @@ Model Model::Load(const std::string& path, const Options& options) {
 }
 
 std::vector<Tensor> Model::Run(const std::vector<Tensor>& inputs) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return RunLocked(*impl_, inputs);
+}
+
+ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.mu);
+  try {
+    return ProfileVm(m.vm, m.regions, runs, [&] { RunLocked(m, inputs); });
+  } catch (const ffi::Error& e) {
+    throw Error("model '" + m.path + "': profile failed: " + FfiErrorLine(e));
+  }
+}
+
+std::vector<Tensor> Model::RunLocked(Impl& m, const std::vector<Tensor>& inputs) {
   const std::vector<TensorInfo>& want = m.info.inputs;
   if (inputs.size() != want.size()) {
     throw Error("the model takes " + std::to_string(want.size()) + " input(s), got " + std::to_string(inputs.size()));

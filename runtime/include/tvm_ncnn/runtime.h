@@ -76,6 +76,35 @@ struct ModelInfo {
   std::string json;                 // the metadata document exactly as stored in model.so
 };
 
+// Where the time of a run goes (Model::Profile). One row per function the model's Relax VM calls, timed around
+// each call the VM makes (its instrument hook), each call's own time only (a call inside another is not counted
+// twice), averaged over the profiled runs.
+struct ProfileRow {
+  std::string name;     // the ncnn region's symbol, or the function's name in model.so (e.g. "fused_erf")
+  std::string kind;     // "ncnn region"; "tvm": code TVM compiled (a TIR function, or a packed function TVM's
+                        // lowering calls); "vm": the Relax VM's own builtins (allocation, shape checks);
+                        // "other": the rest of the run, outside any call (the VM's dispatch, input/output copies)
+  double calls = 0;     // calls per run
+  double ms = 0;        // milliseconds per run
+  double share = 0;     // of the run's wall time, 0..1
+  int ncnn_layers = -1; // an ncnn region's layer count (its graph's, as ncnn loads it); -1 for other kinds
+};
+
+// Model::Profile, deploy_app --profile and tvm_ncnn's profile() take 1..kMaxProfileRuns runs.
+constexpr int kMaxProfileRuns = 100000;
+
+struct ProfileReport {
+  int runs = 0;                 // profiled runs (after one warm-up run, not counted)
+  double run_ms = 0;            // wall time per run, as Model::Run takes it, with the hook in place
+  std::vector<ProfileRow> rows; // slowest first; ms add up to run_ms and shares to 1 (the "other" row is the rest)
+
+  double KindShare(const std::string& kind) const;  // the share of every row of that kind together
+};
+
+// The report as a table, one row per line: name, kind, calls, ms, share %; then the share of each kind.
+// What deploy_app --profile and tvm_ncnn.load(...).profile(x) print.
+std::string FormatProfile(const ProfileReport& report);
+
 struct Options {
   int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most kMaxThreads
   bool fp16 = false;   // let ncnn use fp16 storage/arithmetic where the CPU has it (faster, less exact)
@@ -98,9 +127,15 @@ class Model {
   // A Model runs one call at a time: calls from several threads are serialized.
   std::vector<Tensor> Run(const std::vector<Tensor>& inputs);
 
+  // Runs the model once to warm up, then `runs` times (1..kMaxProfileRuns) timing every call its Relax VM makes: each
+  // ncnn region and each TVM function. Costs a few microseconds per call while it runs; Run is not slowed
+  // afterwards (the hook is removed).
+  ProfileReport Profile(const std::vector<Tensor>& inputs, int runs = 10);
+
  private:
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
+  static std::vector<Tensor> RunLocked(Impl& m, const std::vector<Tensor>& inputs);  // with m.mu held
   std::unique_ptr<Impl> impl_;
 };
 
