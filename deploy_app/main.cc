@@ -30,6 +30,7 @@ using measure::Percentile;
 std::string Usage() {
   return
     "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json] [--fp16]\n"
+    "                  [--profile]\n"
     "\n"
     "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
     "with labels, and the load, first-run and steady (p50/p90) latency.\n"
@@ -43,6 +44,8 @@ std::string Usage() {
     "  --topk K        how many top classes to print (default 5)\n"
     "  --json          print one JSON object instead of text\n"
     "  --fp16          let ncnn use fp16 arithmetic where the CPU has it (faster, less exact)\n"
+    "  --profile       then run --repeat more times timing each call: every ncnn region and TVM function,\n"
+    "                  ms per run and share of the run, slowest first (with --json: a \"profile\" list)\n"
     "  -h, --help      print this help\n"
     "\n"
     "Threads: ncnn's OpenMP threads and TVM's pool get the same size and spin only briefly when idle\n"
@@ -58,7 +61,7 @@ struct UsageError {
 struct Args {
   std::string model, input, output;
   int threads = 0, repeat = 10, topk = 5;
-  bool json = false, fp16 = false;
+  bool json = false, fp16 = false, profile = false;
 };
 
 int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {
@@ -104,6 +107,8 @@ Args ParseArgs(int argc, char** argv) {
       a.json = true;
     } else if (arg == "--fp16" && !inline_value) {
       a.fp16 = true;
+    } else if (arg == "--profile" && !inline_value) {
+      a.profile = true;
     } else {
       throw UsageError{"unknown option '" + std::string(argv[i]) + "' (see --help)"};
     }
@@ -159,6 +164,20 @@ std::string JsonNumber(double x, const char* fmt = "%.6g") {
 
 std::string JsonShape(const std::vector<int64_t>& shape) {
   return tvm_ncnn::ShapeString(shape);  // "[1,3,224,224]" is valid JSON
+}
+
+// [{"name", "kind", "calls", "ms", "share", "ncnn_layers" (regions only)}, ...], slowest first.
+std::string JsonProfileRows(const tvm_ncnn::ProfileReport& profile) {
+  std::string j = "[";
+  for (size_t i = 0; i < profile.rows.size(); ++i) {
+    const tvm_ncnn::ProfileRow& row = profile.rows[i];
+    j += std::string(i ? ", " : "") + "{\"name\": " + JsonString(row.name) + ", \"kind\": " + JsonString(row.kind) +
+         ", \"calls\": " + JsonNumber(row.calls) + ", \"ms\": " + JsonNumber(row.ms, "%.4f") +
+         ", \"share\": " + JsonNumber(row.share, "%.4f");
+    if (row.ncnn_layers >= 0) j += ", \"ncnn_layers\": " + std::to_string(row.ncnn_layers);
+    j += "}";
+  }
+  return j + "]";
 }
 
 std::string OneLine(std::string s) {
@@ -230,6 +249,9 @@ int Run(const Args& a) {
   // Memory: the peak (load included), what stays resident after the first run, after 10 runs and after all
   // runs (a leak shows as steady > warm with many --repeat).
   const double steady_rss_mb = CurrentRssMb(), peak_rss_mb = PeakRssMb();
+  // After the plain runs, so that the hook's few microseconds per call stay out of the latency figures.
+  tvm_ncnn::ProfileReport profile;
+  if (a.profile) profile = model.Profile(inputs, a.repeat);
 
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
   const tvm_ncnn::Tensor& y = outputs[0];
@@ -273,6 +295,8 @@ int Run(const Args& a) {
     }
     j += "]";
     if (!a.output.empty()) j += ", \"output_file\": " + JsonString(a.output);
+    if (a.profile) j += ", \"profile_run_ms\": " + JsonNumber(profile.run_ms, "%.4f") + ", \"profile\": " +
+                        JsonProfileRows(profile);
     j += "}\n";
     std::fputs(j.c_str(), stdout);
     return 0;
@@ -303,6 +327,7 @@ int Run(const Args& a) {
               first_ms, p50, p90, a.repeat);
   std::printf("memory   peak RSS %.1f MB, steady RSS %.1f MB\n", peak_rss_mb, steady_rss_mb);
   if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
+  if (a.profile) std::fputs(tvm_ncnn::FormatProfile(profile).c_str(), stdout);
   return 0;
 }
 
