@@ -34,6 +34,18 @@ def _input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def _runs(text: str) -> int:
+    from .model import MAX_PROFILE_RUNS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PROFILE_RUNS:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to {MAX_PROFILE_RUNS}")
+    return value
+
+
 def cmd_export(args) -> int:
     from .exporter import Preprocess, TvmFallbackWarning, export
 
@@ -81,6 +93,8 @@ def cmd_run(args) -> int:
     for rank, (index, label, score) in enumerate(scored["classes"], 1):
         print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
     print(f"{elapsed:.1f} ms, {model.threads} thread(s)")
+    if args.profile:
+        print(model.profile(x, repeat=args.repeat), end="")
     return 0
 
 
@@ -132,6 +146,9 @@ def main(argv=None) -> int:
     p.add_argument("--output", help="save the first output as .npy")
     p.add_argument("--threads", type=int)
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--profile", action="store_true",
+                   help="then time each ncnn region and TVM function over --repeat runs (as deploy_app --profile)")
+    p.add_argument("--repeat", type=_runs, default=10, help="profiled runs (default 10)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("zoo", help="write an example model (ONNX), ImageNet labels and a photo")

@@ -7,12 +7,15 @@ import numbers
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import tvm_ffi
 
 from . import native
 from .errors import ModelError, last_line
+
+MAX_PROFILE_RUNS = 100_000  # runtime.h kMaxProfileRuns
 
 
 # The dynamic loader hands back the library already loaded from a path, even when the file was replaced since
@@ -34,6 +37,26 @@ def _fresh_path(path: str) -> str:
         shutil.copyfileobj(src, dst)
     _LOADED_FILES[path] = identity
     return copy
+
+
+@dataclass
+class Profile:
+    """Where a run's time goes (LoadedModel.profile): one row per function the model calls -- each ncnn region, each
+    TVM function, the VM's builtins, and "other" for the rest of the run -- slowest first. Each row is a dict:
+    name, kind ("ncnn region", "tvm", "vm", "other"), calls (per run), ms (per run), share (of run_ms, 0..1),
+    ncnn_layers (regions; -1 otherwise). print() shows the table deploy_app --profile prints."""
+
+    runs: int
+    run_ms: float
+    rows: list[dict]
+    table: str
+
+    def share(self, kind: str) -> float:
+        """The share of the run spent in rows of this kind, 0..1 (e.g. "tvm": what stays in TVM)."""
+        return sum(row["share"] for row in self.rows if row["kind"] == kind)
+
+    def __str__(self) -> str:
+        return self.table
 
 
 class LoadedModel:
@@ -94,6 +117,22 @@ class LoadedModel:
             raise ModelError(last_line(err)) from None
         arrays_out = [np.from_dlpack(r).copy() for r in results]
         return arrays_out[0] if len(arrays_out) == 1 else arrays_out
+
+    def profile(self, *arrays, repeat: int = 10) -> Profile:
+        """Run once to warm up, then `repeat` times timing every call: see Profile. Plain calls are not slowed
+        afterwards."""
+        if (isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral)
+                or not 1 <= repeat <= MAX_PROFILE_RUNS):
+            raise ModelError(f"repeat must be a whole number from 1 to {MAX_PROFILE_RUNS}, got {repeat!r}")
+        try:
+            tensors = [tvm_ffi.from_dlpack(np.require(array, requirements="C")) for array in arrays]
+            result = self._module["profile"](int(repeat), *tensors)
+        except Exception as err:
+            raise ModelError(last_line(err)) from None
+        rows = [{key: (str(value) if key in ("name", "kind") else
+                       int(value) if key == "ncnn_layers" else float(value)) for key, value in row.items()}
+                for row in result["rows"]]
+        return Profile(runs=int(result["runs"]), run_ms=float(result["run_ms"]), rows=rows, table=str(result["table"]))
 
 
 def load(path, threads: int | None = None, fp16: bool = False) -> LoadedModel:
