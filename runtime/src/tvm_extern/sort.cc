@@ -274,11 +274,13 @@ void RegisterIfFree(const char* name, ffi::Function f) {
 }  // namespace tvm_ncnn
 
 TVM_FFI_STATIC_INIT_BLOCK() {
-  namespace ffi = tvm::ffi;
+  using tvm::ffi::Any;
+  using tvm::ffi::Function;
+  using tvm::ffi::PackedArgs;
   tvm_ncnn::RegisterIfFree("tvm.contrib.sort.sort",
-                           ffi::Function::FromPacked([](ffi::PackedArgs a, ffi::Any*) { tvm_ncnn::SortLike(a, false); }));
+                           Function::FromPacked([](PackedArgs a, Any*) { tvm_ncnn::SortLike(a, false); }));
   tvm_ncnn::RegisterIfFree("tvm.contrib.sort.argsort",
-                           ffi::Function::FromPacked([](ffi::PackedArgs a, ffi::Any*) { tvm_ncnn::SortLike(a, true); }));
+                           Function::FromPacked([](PackedArgs a, Any*) { tvm_ncnn::SortLike(a, true); }));
   tvm_ncnn::RegisterIfFree("tvm.contrib.sort.topk",
-                           ffi::Function::FromPacked([](ffi::PackedArgs a, ffi::Any*) { tvm_ncnn::TopK(a); }));
+                           Function::FromPacked([](PackedArgs a, Any*) { tvm_ncnn::TopK(a); }));
 }
