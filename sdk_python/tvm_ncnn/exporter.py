@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from . import __version__, codegen, native  # noqa: F401  (codegen registers relax.ext.ncnn)
+from . import __version__, codegen, native, runtime_functions  # noqa: F401  (codegen registers relax.ext.ncnn)
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -66,6 +66,7 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).
     mod = mod.without_attr("const_name_to_constant")
     executable = _compile(mod, device, imported.source)
+    runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     _write_library(executable, path, device)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import tvm_ffi
 
+from . import runtime_functions
 from .errors import ModelError, last_line
 
 LIBRARY = "libtvm_ncnn_runtime.so"
@@ -69,6 +70,7 @@ def _find_runtime() -> str:
 def library_path() -> str:
     path = _find_runtime()
     _apply_thread_policy(path, 0)  # before libgomp is loaded, with the runtime library
+    runtime_functions.load_tvm_copies_first()  # TVM's tvm.contrib.sort.* registered before the runtime's
     ctypes.CDLL(path, ctypes.RTLD_GLOBAL)
     return path
 
