@@ -172,6 +172,24 @@ def test_export_refuses_a_function_the_runtime_lacks(work, monkeypatch):
     assert not out.exists()
 
 
+def test_export_refuses_a_vm_call_the_runtime_lacks(work):
+    """A packed function the Relax VM would look up when it starts (an IRModule calling an extern by name). Without
+    offload: TVM's pattern fusion cannot visit an ExternFunc."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = relax.TensorType((1, 4), "float32")
+            y = bb.emit(relax.call_dps_packed("tvm_ncnn.test.no_such_function", [x], out))
+            z = bb.emit_output(relax.op.add(y, x))
+        bb.emit_func_output(z)
+    with pytest.raises(ModelError, match="the Relax VM calls tvm_ncnn.test.no_such_function, which the tvm-ncnn"):
+        tvm_ncnn.export(bb.get(), str(work / "vm-refused.so"), offload=False)
+    assert not (work / "vm-refused.so").exists()
+
+
 def test_runtime_loads_before_and_after_tvm():
     """Both TVM's libtvm_runtime_extra.so and the runtime offer tvm.contrib.sort.*; a name registered twice aborts.
     The runtime first (tvm_ncnn.load needs no TVM), then `import tvm` (an export in the same process)."""
