@@ -247,3 +247,60 @@ def test_all_families_on_aarch64_under_qemu(work, bundle, bare_sysroot):
         np.save(inp, x)
         got, _ = run_json(bundle, bare_sysroot, "cortex-a72", model_so, inp, work)
         assert max_rel_error(got, reference(x)) <= TOLERANCE
+
+
+# ---- the runtime's own sort functions, called directly in a process without TVM (where `import tvm` runs, TVM's
+# copies are the registered ones)
+
+_DIRECT = r"""
+import ctypes, math, sys
+import numpy as np, tvm_ffi
+
+ctypes.CDLL(sys.argv[1], ctypes.RTLD_GLOBAL)
+sort, argsort, topk = (tvm_ffi.get_global_func("tvm.contrib.sort." + n) for n in ("sort", "argsort", "topk"))
+T = tvm_ffi.from_dlpack
+
+def order(row, ascend):  # stable; NaN the largest value
+    big = lambda v: isinstance(v, float) and math.isnan(v)
+    key = (lambda j: (big(row[j]), 0 if big(row[j]) else row[j])) if ascend else \
+          (lambda j: (not big(row[j]), 0 if big(row[j]) else -row[j]))
+    return sorted(range(len(row)), key=key)
+
+rng = np.random.default_rng(0)
+for dtype in ("float32", "float16", "float64", "int8", "int32", "int64", "uint8"):
+    x = rng.integers(0, 4, size=(3, 4, 5)).astype(dtype)
+    if x.dtype.kind == "f":
+        x[0, 1, 2] = x[2, 3, 4] = np.nan
+    for axis in (0, 1, -1):
+        for ascend in (True, False):
+            want = np.apply_along_axis(lambda r: np.array(order(r.tolist(), ascend)), axis, x)
+            values, index = np.empty_like(x), np.empty(x.shape, "int64")
+            sort(T(x), T(values), axis, ascend)
+            argsort(T(x), T(index), axis, int(ascend))
+            assert (index == want).all(), (dtype, axis, ascend)
+            np.testing.assert_array_equal(values, np.take_along_axis(x, want, axis))
+            k = 2
+            shape = list(x.shape); shape[axis] = k
+            top_v, top_i = np.empty(shape, dtype), np.empty(shape, "int32")
+            topk(T(x), T(top_v), T(top_i), k, axis, "both", ascend)
+            first = np.take(want, range(k), axis=axis)
+            assert (top_i == first).all(), (dtype, axis, ascend)
+            np.testing.assert_array_equal(top_v, np.take_along_axis(x, first, axis))
+            only = np.empty(shape, "float32")
+            topk(T(x), T(only), k, axis, "indices", ascend)
+            assert (only == first).all()
+try:
+    topk(T(x), T(np.empty((3, 4, 9), "float32")), 2, -1, "values", True)
+except Exception as err:
+    assert "tvm.contrib.sort.topk" in str(err), err
+else:
+    raise AssertionError("a wrong output shape was not refused")
+print("ok")
+"""
+
+
+def test_runtime_sort_functions_match_a_stable_reference():
+    """Every data dtype TVM passes, each axis, both directions, ties and NaN; int64/int32/float indices."""
+    proc = subprocess.run([sys.executable, "-c", _DIRECT, native.library_path()], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
