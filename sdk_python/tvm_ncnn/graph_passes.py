@@ -9,6 +9,7 @@ is offloaded at all, before any ncnn graph exists.
 from __future__ import annotations
 
 from .ncnn_graph import Layer, NcnnGraph
+from .row_reshapes import fold_reshapes, rows_as_matrices
 
 
 def crop_range(layer: Layer) -> tuple[int, int, int] | None:
@@ -20,11 +21,12 @@ def crop_range(layer: Layer) -> tuple[int, int, int] | None:
 
 
 def merge_crops_into_slice(g: NcnnGraph, outputs: list[str]) -> list[str]:
-    """Crops that between them tile one axis of a blob (ShuffleNet's channel split) become one Slice: one layer
-    and no Split in front, as pnnx writes it."""
+    """Crops that between them tile one axis of a blob (ShuffleNet's channel split, EfficientViT's heads) become
+    one Slice: one layer and no Split in front, as pnnx writes it."""
     position = {id(layer): i for i, layer in enumerate(g.layers)}
     replaced: dict[int, Layer | None] = {}  # id of a merged Crop -> the Slice taking its place, or None
-    for blob, crops in g.readers().items():
+    for blob, readers in g.readers().items():
+        crops = [r for r in readers if crop_range(r) is not None]  # other readers keep reading the blob
         ranges = [crop_range(c) for c in crops]
         shape = g.shapes.get(blob)
         if len(crops) < 2 or None in ranges or shape is None:
@@ -73,7 +75,7 @@ def insert_splits(g: NcnnGraph, outputs: list[str]) -> list[str]:
 
 
 # The fixed order: rewrites first, Split insertion last (it must see every reader the rewrites leave).
-PASSES = (merge_crops_into_slice, insert_splits)
+PASSES = (merge_crops_into_slice, rows_as_matrices, fold_reshapes, insert_splits)
 
 # ncnn layer types the passes write, for the vendored-layer check
 LAYERS = ("Slice", "Split")

@@ -271,17 +271,12 @@ class _Rewriter:
             and source.args[0] in self.lifted and len(shape) == 5
 
     def _lifted_qkv_parts(self, bb, permute, count: int):
-        """Part i of the split: the lifted [1, P, N, 3, heads * dim] sliced at i on axis 3, reshaped to
-        [1, P, N, heads, dim] and permuted to [1, P, heads, N, dim] -- the split's own [1, P, heads, N, dim]."""
+        """The lifted [1, P, N, 3 * heads, dim] permuted to [1, P, 3 * heads, N, dim] and split along axis 2:
+        each part is the split's own [1, P, heads, N, dim], in one Permute and one Slice for all three."""
         p, n, _, heads, dim = shape_of(permute.args[0])
         rows = bb.emit(relax.op.reshape(self.lifted[self.producer[permute.args[0]].args[0]],
-                                        [1, p, n, count, heads * dim]))
-        parts = []
-        for i in range(count):
-            part = bb.emit(relax.op.strided_slice(rows, [3], [i], [i + 1]))
-            part = bb.emit(relax.op.reshape(part, [1, p, n, heads, dim]))
-            parts.append(bb.emit(relax.op.permute_dims(part, [0, 1, 3, 2, 4])))
-        return relax.Tuple(parts)
+                                        [1, p, n, count * heads, dim]))
+        return relax.op.split(bb.emit(relax.op.permute_dims(rows, [0, 1, 3, 2, 4])), count, axis=2)
 
     def _qkv_parts(self, bb, permute, count: int):
         """The same permutation with the batch axis first (it is size 1, so no value moves), split along axis 1:

@@ -25,8 +25,9 @@ MODELS = ["convnext_atto", "deit_tiny_distilled_patch16_224", "mobilevit_xxs", "
           "yolo11n-seg", "yolov8n-pose"]
 # What is known not to reach the bar yet, and why (strict: a fix makes the test say so)
 SHARE_GAPS: dict[str, str] = {}
-LAYER_GAPS = {"mobilevit_xxs": "a Reshape around every op on the unfolded [patch, token, C] tensors",
-              "efficientvit_m0": "its windows are cut and joined at rank 5 in more Reshapes and Permutes than pnnx's"}
+LAYER_GAPS = {"mobilevit_xxs": "SDPA takes [heads, tokens, dim], so MobileViT's patches merge with its heads and take one "
+                              "Reshape more per attention to part again (297 layers; pnnx's 291 carry the patches "
+                              "as ncnn Reshape's batch axis)"}
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -63,6 +64,10 @@ def test_no_more_layers_than_pnnx(model, tmp_path):
     ours = collections.Counter(line.split()[0] for gv in region_vars(mod)
                                for line in convert_region(mod[gv]).param.splitlines()[2:])
     theirs = pnnx_layers(onnx_path, shape, tmp_path)
+    unconverted = sorted(t for t in theirs if "." in t)  # torch ops pnnx left as they were: not an ncnn graph
+    if unconverted:
+        pytest.skip(f"pnnx cannot convert {name} (its graph keeps {', '.join(unconverted)}); "
+                    f"model.so runs it in {sum(ours.values())} ncnn layers")
     check_bar(name, LAYER_GAPS, sum(ours.values()) <= sum(theirs.values()),
               (sum(ours.values()), sum(theirs.values()), ours.most_common(8), theirs.most_common(8)))
 

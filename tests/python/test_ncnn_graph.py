@@ -72,3 +72,59 @@ def test_crops_with_a_gap_stay_crops():
     run_passes(g, [a, b])
     param, _ = g.serialize()
     assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "Split", "Crop", "Crop"]
+
+
+def test_crops_tiling_an_axis_beside_another_reader_become_one_slice():
+    g = NcnnGraph()
+    x = g.add_input([8, 4, 4])
+    low, high = _crop(g, x, 0, 4), _crop(g, x, 4, 8)
+    doubled = g.add("BinaryOp", [x, x], {0: 0})[0]
+    run_passes(g, [low, high, doubled])
+    assert _types(g) == ["Input", "Split", "Slice", "BinaryOp"]
+
+
+def _types(g: NcnnGraph) -> list[str]:
+    return [line.split()[0] for line in g.serialize()[0].splitlines()[2:]]
+
+
+def _linear_on_rows(g: NcnnGraph, blob: str, shape: list[int], n: int) -> str:
+    """What the matmul converter writes for tokens of `shape`: Reshape to rows, Gemm, Reshape back."""
+    rows = g.add("Reshape", [blob], shape_params([int(np.prod(shape[:-1])), shape[-1]]))[0]
+    out = g.add("Gemm", [rows], {7: int(np.prod(shape[:-1])), 8: n, 9: shape[-1]})[0]
+    return g.add("Reshape", [out], shape_params([*shape[:-1], n]))[0]
+
+
+def test_blocks_on_token_rows_run_on_rows_without_the_reshapes():
+    """Two blocks of LayerNorm, Linear, Swish, Linear and residual add on [patches, tokens, C]: everything runs
+    on [rows, C], and only the input and the output are reshaped."""
+    g = NcnnGraph()
+    shape = [4, 6, 8]
+    x = first = g.add_input(shape)
+    for _ in range(2):
+        norm = g.add("LayerNorm", [x], {0: 8, 1: 1e-5, 2: 0})[0]
+        hidden = g.add("Swish", [_linear_on_rows(g, norm, shape, 16)])[0]
+        x = g.add("BinaryOp", [x, _linear_on_rows(g, hidden, [4, 6, 16], 8)], {0: 0})[0]
+    outputs = run_passes(g, [x])
+    block = ["Split", "LayerNorm", "Gemm", "Swish", "Gemm", "BinaryOp"]
+    assert _types(g) == ["Input", "Reshape", *block, *block, "Reshape"]
+    assert g.layers[1].bottoms == [first] and g.layers[1].params == shape_params([24, 8])
+    assert outputs == [x] and g.layers[-1].tops == [x] and g.layers[-1].params == shape_params(shape)
+
+
+def test_rows_stay_in_their_shape_when_that_saves_nothing():
+    g = NcnnGraph()
+    x = g.add_input([4, 6, 8])
+    out = g.add("Sigmoid", [_linear_on_rows(g, x, [4, 6, 8], 8)])[0]
+    run_passes(g, [out])
+    assert _types(g) == ["Input", "Reshape", "Gemm", "Reshape", "Sigmoid"]
+
+
+def test_reshape_chains_fold_and_identities_go():
+    g = NcnnGraph()
+    x = g.add_input([4, 6, 8])
+    a = g.add("Reshape", [x], shape_params([24, 8]))[0]
+    b = g.add("Reshape", [a], shape_params([4, 48]))[0]
+    c = g.add("Reshape", [b], shape_params([4, 6, 8]))[0]  # back to x's shape: nothing left to do
+    out = g.add("ReLU", [c])[0]
+    run_passes(g, [out])
+    assert _types(g) == ["Input", "ReLU"] and g.layers[1].bottoms == [x]

@@ -1,13 +1,16 @@
 """matmul -> InnerProduct (a vector by a constant (K, N) weight), Gemm (the rows of a token tensor by a constant
-weight, as pnnx writes nn.Linear on tokens), or MatMul (two computed tensors)."""
+weight, as pnnx writes nn.Linear on tokens), or MatMul (two computed tensors; a right operand transposed just
+before, as attention's `v @ attn.transpose(-2, -1)`, is MatMul's own transB)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from tvm.relax.dpl import is_op, wildcard
+
 from ..ncnn_graph import NcnnGraph, shape_params
 from ..relax_util import constant_value, is_constant, shape_of
-from .base import Match, Op, is_float32_or_default, why_not_io
+from .base import PREFIX, Fused, Match, Op, check_calls, is_float32_or_default, why_not_io, why_not_tensor
 from .epilogue import fused_activation, fused_bias, with_bias_and_activation
 
 
@@ -70,7 +73,29 @@ def _gemm(g: NcnnGraph, blob: str, weight: np.ndarray, bias: np.ndarray | None, 
     return g.add("Gemm", [blob], params, weights)[0]
 
 
+def _transposed_right() -> Fused:
+    """matmul(x, permute_dims(y)) with the permute swapping y's last two axes: one MatMul with transB."""
+    permute = is_op("relax.permute_dims")(wildcard())
+    root = is_op("relax.matmul")(wildcard(), permute)
+    calls_run = check_calls("root")
+
+    def check(ctx) -> bool:
+        swap = ctx.annotated_expr["permute"]
+        rank = len(shape_of(swap))
+        axes = list(range(rank))[::-1] if swap.attrs.axes is None else [int(a) for a in swap.attrs.axes]
+        return axes == [*range(rank - 2), rank - 1, rank - 2] and why_not_tensor(swap.args[0]) is None \
+            and not is_constant(swap.args[0]) and calls_run(ctx)
+
+    return Fused(f"{PREFIX}.matmul_transb", root, {"root": root, "permute": permute}, check, _convert_transposed,
+                 ("MatMul",))
+
+
+def _convert_transposed(g: NcnnGraph, m: Match) -> str:
+    swap = m.calls[0]  # the permute, bound first; the matmul reads it
+    return g.add("MatMul", [m.blob(m.result.args[0]), m.blob(swap.args[0])], {0: 1})[0]
+
+
 OPS = [Op("relax.matmul", why_not_matmul, convert_matmul, ("InnerProduct", "Gemm", "MatMul", "Reshape"),
           extra_args=(1,))]
 
-PATTERNS = with_bias_and_activation("dense", "relax.matmul", channel_axis=-1)
+PATTERNS = [_transposed_right(), *with_bias_and_activation("dense", "relax.matmul", channel_axis=-1)]

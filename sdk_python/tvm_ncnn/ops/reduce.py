@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from tvm.relax.dpl import is_op, wildcard
+
 from ..ncnn_graph import NcnnGraph
 from ..relax_util import shape_of
-from .base import MAX_RANK, Match, Op, why_not_io
+from .base import MAX_RANK, PREFIX, Fused, Match, Op, check_calls, why_not_io
 
 
 def why_not_reduce(call) -> str | None:
@@ -41,6 +43,26 @@ def convert_reduce(g: NcnnGraph, m: Match) -> str:
     params = {0: REDUCTIONS[op.op.name], 1: 0, 3: [a - 1 for a in axes], 4: int(keepdims), 5: 1}
     return g.add("Reduction", [m.blob(op.args[0])], params)[0]
 
+
+def _global_mean_flattened() -> Fused:
+    """mean over H, W with keepdims, then flattened to [1, C] (ONNX's GlobalAveragePool + Flatten before a
+    classifier): one global Pooling, whose output is already the 1-D blob of channels."""
+    mean = is_op("relax.mean")(wildcard())
+    out = is_op("relax.reshape")(mean, wildcard()) | is_op("relax.flatten")(mean)
+    calls_run = check_calls("root", "flatten")
+
+    def check(ctx) -> bool:
+        reduced = ctx.annotated_expr["root"]
+        return len(shape_of(reduced.args[0])) == 4 and reduce_axes(reduced) == [2, 3] \
+            and len(shape_of(ctx.annotated_expr["flatten"])) == 2 and calls_run(ctx)
+
+    def convert(g: NcnnGraph, m: Match) -> str:
+        return g.add("Pooling", [m.blob(m.root.args[0])], {0: 1, 4: 1})[0]
+
+    return Fused(f"{PREFIX}.global_mean_flat", out, {"root": mean, "flatten": out}, check, convert, ("Pooling",))
+
+
+PATTERNS = [_global_mean_flattened()]
 
 OPS = [Op(name, why_not_reduce, convert_reduce, ("Reduction", "Pooling"))
        for name in ("relax.mean", "relax.sum", "relax.max")]
