@@ -16,10 +16,40 @@ from .unit_batch import restore_unit_batch
 
 
 def partition(mod: tvm.IRModule) -> tvm.IRModule:
-    mod = restore_unit_batch(simplify_for_ncnn(mod))
+    mod = _isolate_extern_calls(restore_unit_batch(simplify_for_ncnn(mod)))
     mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
     mod = relax.transform.MergeCompositeFunctions()(mod)
     return _name_regions(mod)
+
+
+@relax.expr_functor.mutator
+class _ExternCalls(relax.PyExprMutator):
+    """Each call of an external function by name (call_dps_packed("f", ...)) moves into a small Relax function
+    of its own: TVM's MergeCompositeFunctions cannot visit the ExternFunc such a call takes as an argument."""
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not any(isinstance(a, relax.ExternFunc) for a in call.args):
+            return call
+        free = list(relax.analysis.free_vars(call))
+        params = {v: relax.Var(v.name, v.ty) for v in free}
+
+        def renamed(arg):
+            return relax.Tuple([renamed(f) for f in arg.fields]) if isinstance(arg, relax.Tuple) else params.get(arg, arg)
+
+        body = relax.Call(call.op, [renamed(a) for a in call.args], call.attrs, call.ty_args)
+        extern = next(a for a in call.args if isinstance(a, relax.ExternFunc))
+        name = f"call_{extern.global_symbol.replace('.', '_')}"  # the builder makes it unique
+        func = relax.Function(list(params.values()), body, call.ty, is_pure=True).with_attr("global_symbol", name)
+        return relax.Call(self.builder_.add_func(func, name), free)
+
+
+def _isolate_extern_calls(mod: tvm.IRModule) -> tvm.IRModule:
+    mutator = _ExternCalls(mod)
+    main = mutator.visit_expr(mod["main"])
+    mod = mutator.builder_.get()
+    mod["main"] = main
+    return mod
 
 
 def _name_regions(mod: tvm.IRModule) -> tvm.IRModule:

@@ -173,8 +173,8 @@ def test_export_refuses_a_function_the_runtime_lacks(work, monkeypatch):
 
 
 def test_export_refuses_a_vm_call_the_runtime_lacks(work):
-    """A packed function the Relax VM would look up when it starts (an IRModule calling an extern by name). Without
-    offload: TVM's pattern fusion cannot visit an ExternFunc."""
+    """A packed function the Relax VM would look up when it starts (an IRModule calling an extern by name); the
+    add after it still goes to ncnn."""
     from tvm import relax
 
     bb = relax.BlockBuilder()
@@ -186,7 +186,7 @@ def test_export_refuses_a_vm_call_the_runtime_lacks(work):
             z = bb.emit_output(relax.op.add(y, x))
         bb.emit_func_output(z)
     with pytest.raises(ModelError, match="the Relax VM calls tvm_ncnn.test.no_such_function, which the tvm-ncnn"):
-        tvm_ncnn.export(bb.get(), str(work / "vm-refused.so"), offload=False)
+        tvm_ncnn.export(bb.get(), str(work / "vm-refused.so"))
     assert not (work / "vm-refused.so").exists()
 
 
