@@ -62,6 +62,30 @@ create() {  # create PROFILE [ARGS]: the package for it (built only when missing
   shift
   "$CONAN" create . -nr -pr:h "cmake/conan/$profile" -pr:b cmake/conan/host --build="missing:tvm_ncnn/*" "$@"
 }
+# The README's "Ship the app to a Pi" flow, then the folder checked and run as a bare Pi would
+# (tests/conan/check_deploy.py): the test package's app built from its own folder by `conan install` (armv8
+# profile, runtime_deploy) + CMake, `cmake --install` beside the deployed libraries, on a model exported
+# --target rpi4. Reuses the armv8 package `conan create` made above; costs one small app build.
+pi_deploy() {
+  local dir=$ROOT/$OUT/pi-app version
+  version=$(sed -n 's/^version *= *"\([0-9.]*\)"/\1/p' sdk_python/pyproject.toml)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp tests/conan/test_package/CMakeLists.txt tests/conan/test_package/main.cpp "$dir/"
+  # (run's `if` turns off set -e in here: each step stops the check itself.)
+  (
+    cd "$dir" &&
+    "$CONAN" install --requires="tvm_ncnn/$version" -nr -pr:h "$ROOT/cmake/conan/armv8" -pr:b "$ROOT/cmake/conan/host" \
+        -g CMakeDeps -g CMakeToolchain -of build --deployer=runtime_deploy --deployer-folder=pi &&
+    cmake -S . -B build -G Ninja -DCMAKE_TOOLCHAIN_FILE=build/conan_toolchain.cmake -DCMAKE_BUILD_TYPE=Release &&
+    cmake --build build &&
+    cmake --install build --prefix pi
+  ) || return 1
+  "$PY" tests/conan/test_package/tiny_model.py make "$dir/model" --target rpi4 || return 1
+  "$PY" tests/conan/check_deploy.py "$dir/pi" --app hello_tvm_ncnn --model "$dir/model" \
+      --sysroot /usr/aarch64-linux-gnu --emulator "qemu-aarch64 -cpu cortex-a72"
+}
+
 run "conan create (host)" "$OUT/create-host.log" create host
 run "conan create (host, static: shared=False)" "$OUT/create-host-static.log" \
     create host -o "tvm_ncnn/*:shared=False"
@@ -69,6 +93,8 @@ run "conan create (host, static: shared=False)" "$OUT/create-host-static.log" \
 if [ "${TVM_NCNN_CONAN_ARMV8:-1}" != 0 ]; then
   if command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1; then
     run "conan create (armv8, run under qemu-aarch64)" "$OUT/create-armv8.log" create armv8
+    run "Pi deploy folder (runtime_deploy + cmake --install), run moved, bare sysroot, qemu" \
+        "$OUT/pi-deploy.log" pi_deploy
   else
     say "skip armv8: needs aarch64-linux-gnu-g++ and qemu-aarch64 (apt-get install g++-aarch64-linux-gnu qemu-user)"
   fi
