@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from . import __version__, codegen, native, runtime_functions  # noqa: F401  (codegen registers relax.ext.ncnn)
+from . import __version__, codegen, native, runtime_functions, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -44,6 +44,7 @@ class ExportResult:
     target: str
     report: PartitionReport
     seconds: float
+    schedules: dict | None = None  # TVM function -> the default schedule it got (tvm_schedules.py)
 
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
@@ -65,17 +66,17 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
     # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).
     mod = mod.without_attr("const_name_to_constant")
-    executable = _compile(mod, device, imported.source)
+    executable, schedules = _compile(mod, device, imported.source)
     runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     _write_library(executable, path, device)
-    return ExportResult(path, target, placement, time.perf_counter() - start)
+    return ExportResult(path, target, placement, time.perf_counter() - start, schedules)
 
 
 def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):
     try:
-        return tvm.compile(mod, target=device.tvm_target())
+        return tvm_schedules.build(mod, device.tvm_target())  # fused and scheduled (never worse than unscheduled)
     except Exception as err:
         raise ModelError(f"{source}: TVM could not compile the part left to it: {err}".splitlines()[0]) from err
 

@@ -73,8 +73,38 @@ def _aarch64(name: str, cpu: str | None, description: str) -> DeviceTarget:
                         description=description)
 
 
+# x86 features TVM's code may use, checked against what this machine reports (/proc/cpuinfo, "_" removed)
+_X86_VECTOR_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd",
+                        "avx512vnni", "avx512bf16", "avx512fp16", "avxvnni")
+
+
+def _host_llvm() -> dict:
+    """The host's LLVM target, its CPU named: {"kind": "llvm"} alone compiles for generic x86-64 (SSE2 only), so
+    TVM's vectorized loops would not use AVX2/AVX-512. A feature the CPU model has but this machine does not
+    report (a hypervisor can hide AVX-512) is turned off."""
+    from tvm.target import codegen
+
+    try:
+        cpu = codegen.llvm_get_system_cpu()
+        if not cpu or cpu == "generic":
+            return {"kind": "llvm"}
+        llvm = {"kind": "llvm", "mcpu": cpu}
+        if platform.machine() in ("x86_64", "AMD64"):
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+            if flags:
+                reported = {flag.replace("_", "") for flag in flags}
+                model = codegen.llvm_get_cpu_features(tvm.target.Target(llvm))
+                hidden = [f for f in _X86_VECTOR_FEATURES if f in model and f not in reported]
+                if hidden:
+                    llvm["mattr"] = ["-" + f for f in hidden]
+        return llvm
+    except Exception:  # noqa: BLE001 -- an LLVM without host detection: TVM's generic default still works
+        return {"kind": "llvm"}
+
+
 TARGETS = {
-    "host": DeviceTarget("host", f"{platform.machine()}-linux-gnu", {"kind": "llvm"}, cross=False,
+    "host": DeviceTarget("host", f"{platform.machine()}-linux-gnu", _host_llvm(), cross=False,
                          description="this machine"),
     "rpi4": _aarch64("rpi4", "cortex-a72", "Raspberry Pi 4 (Cortex-A72), 64-bit OS"),
     "rpi5": _aarch64("rpi5", "cortex-a76", "Raspberry Pi 5 (Cortex-A76), 64-bit OS"),

@@ -1,0 +1,324 @@
+"""Default CPU schedules for the TIR functions left to TVM: no tuning, applied at export for the target.
+
+tvm.compile's default Relax pipeline for llvm neither fuses nor schedules: every op becomes its own serial
+loop nest (conv2d, then add, then relu, each through memory). build() compiles with TVM's CPU pipeline instead
+(relax.backend.cpu_generic: legalize, FuseOps, FuseTIR -- so elementwise epilogues join their conv/matmul) and
+schedules every PrimFunc before the Relax VM lowering, trying these rules in order and keeping the first that
+applies:
+
+  gemv         TVM's dlight CPU GEMV rule (matrix x vector)
+  contraction  one big reduction block (conv2d, matmul, pooling): a register tile of `REG_TILE` rows by one
+               vector of the output's last axis accumulates in a local buffer across the whole reduction, the
+               elementwise epilogue is applied on the way out, the tiles run in parallel
+  reduction    TVM's dlight CPU Reduction rule (softmax, layer norm: reductions followed by elementwise)
+  spatial      anything else: elementwise producers inlined, every remaining block's outer spatial loops fused
+               and parallel, its innermost spatial loop vectorized
+
+Parallel loops run on TVM's thread pool, which deploy_app and tvm_ncnn.load size to the model's thread count
+(TVM_NUM_THREADS, runtime/src/threads/thread_policy.cc), like ncnn's. A rule that raises leaves the function
+unscheduled, and if the scheduled module fails to build, build() compiles the unscheduled one: a schedule never
+costs a model its export. The rule each function got is in the returned report (ExportResult.schedules).
+TVM_NCNN_SCHEDULES=0 in the environment compiles as before (no fusion, no schedules), to measure the difference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # its stages; the package exports only some
+from tvm.s_tir import dlight
+from tvm.target.codegen import llvm_get_vector_width
+
+ENV = "TVM_NCNN_SCHEDULES"
+# Accumulator rows of the contraction tile: 8 vectors in registers plus the operands fit in AVX2's 16 and
+# NEON's / AVX-512's 32 vector registers.
+REG_TILE = 8
+# Below this many loop iterations a parallel launch (a few microseconds on TVM's pool) costs more than it saves.
+MIN_PARALLEL_WORK = 8192
+# A reduction block is a contraction worth tiling from this many output elements x reduction steps.
+MIN_CONTRACTION_WORK = 1 << 16
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1") != "0"
+
+
+def build(mod: tvm.IRModule, target: tvm.target.Target):
+    """tvm.compile `mod` for `target` with fusion and default schedules: (executable, {function: rule})."""
+    if not enabled():
+        return tvm.compile(mod, target=target), {}
+    report: dict[str, str] = {}
+    try:
+        return tvm.compile(mod, target=target, relax_pipeline=pipeline(target, report)), report
+    except Exception as err:  # noqa: BLE001 -- whatever broke, the unscheduled module is what TVM always built
+        report = {"(module)": "unscheduled: the scheduled build failed: " + _first_line(err)}
+        return tvm.compile(mod, target=target), report
+
+
+def pipeline(target: tvm.target.Target, report: dict | None = None) -> tvm.transform.Pass:
+    """TVM's CPU Relax pipeline (cpu_generic) with the schedules between legalization and lowering."""
+
+    @tvm.transform.module_pass(opt_level=0, name="TvmNcnnCpuPipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            mod = tvm.transform.Sequential(cpu_generic.library_dispatch_passes(target)
+                                           + cpu_generic.legalize_passes(target))(mod)
+            mod = schedule_module(mod, target, report)
+            mod = tvm.transform.Sequential(cpu_generic.dataflow_lower_passes(target)
+                                           + cpu_generic.finalize_passes(target))(mod)
+        return mod
+
+    return _pipeline
+
+
+def schedule_module(mod: tvm.IRModule, target: tvm.target.Target, report: dict | None = None) -> tvm.IRModule:
+    """Schedule every PrimFunc of `mod`; report[name] says which rule did, or why none did."""
+    report = {} if report is None else report
+    vector_bits = llvm_get_vector_width(target)
+    vector_bits = vector_bits if vector_bits > 0 else 128
+    updates = {}
+    for gvar, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
+            report[gvar.name_hint] = "already scheduled"
+            continue
+        rule, scheduled = schedule_function(func, target, vector_bits)
+        report[gvar.name_hint] = rule
+        if scheduled is not None:
+            updates[gvar] = scheduled
+    for gvar, func in updates.items():
+        mod[gvar] = func
+    return mod
+
+
+def schedule_function(func: tirx.PrimFunc, target, vector_bits: int) -> tuple[str, tirx.PrimFunc | None]:
+    """(rule name, scheduled function), or ("unscheduled: why", None)."""
+    failures = []
+    for name, rule in RULES:
+        try:
+            sch = rule(func, target, vector_bits)
+        except Exception as err:  # noqa: BLE001 -- a rule that cannot apply leaves the function as it was
+            failures.append(f"{name}: {_first_line(err)}")
+            continue
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is not None:
+            return name, sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    return "unscheduled" + (": " + "; ".join(failures) if failures else ": no rule applies"), None
+
+
+def _dlight(rule):
+    return lambda func, target, _bits: rule.apply(func, target, False)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+
+def _first_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:200]
+
+
+def _extent(sch, loop):
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def _root_blocks(sch) -> list:
+    root = sch.get_sblock(sch.mod["main"].body.block.name_hint)
+    return list(sch.get_child_blocks(root))
+
+
+_realize = tvm.get_global_func("s_tir.schedule.GetSBlockRealize")
+
+
+def _loop_kinds(sch, block, loops) -> list[str]:
+    """Per loop around `block`: "S" when it feeds only data-parallel block iters (safe to run in parallel or
+    vectorized), "R" when it feeds a reduction iter, "O" otherwise (opaque iters, or a loop of extent > 1
+    the block does not depend on, which would run the same writes concurrently)."""
+    block_stmt = sch.get(block)
+    values = _realize(sch, block).iter_values
+    kinds = []
+    for loop in loops:
+        var = sch.get(loop).loop_var
+        used = {iv.iter_type for iv, value in zip(block_stmt.iter_vars, values) if _uses(value, var)}
+        if not used:
+            kinds.append("S" if _extent(sch, loop) == 1 else "O")
+        elif used == {tirx.IterVar.DataPar}:
+            kinds.append("S")
+        elif used <= {tirx.IterVar.DataPar, tirx.IterVar.CommReduce}:
+            kinds.append("R")
+        else:
+            kinds.append("O")
+    return kinds
+
+
+def _uses(expr, var) -> bool:
+    return any(free.same_as(var) for free in tirx.analysis.undefined_vars(expr))
+
+
+def _lanes(sch, block, vector_bits: int) -> int:
+    """Vector lanes for the block's output type: 16 fp32 on AVX-512, 8 on AVX2, 4 on NEON."""
+    writes = sch.get(block).writes
+    bits = writes[0].source.dtype.bits if writes else 32
+    return max(vector_bits // max(bits, 8), 1)
+
+
+def _vector_factor(extent: int | None, lanes: int) -> int | None:
+    """How many iterations of a loop of `extent` to run as one vector: the whole loop when it fits in a
+    vector, else the largest divisor that fills at least half a vector (7, 14, 28 and 56 wide conv rows run
+    as 7- or 14-lane vectors, no remainder), else None (a remainder would keep the vectorizer from working)."""
+    if extent is None or extent < 2 or lanes < 2:
+        return None
+    if extent <= lanes:
+        return extent
+    for factor in range(lanes, lanes // 2 - 1, -1):
+        if extent % factor == 0:
+            return factor
+    return None
+
+
+def _work(sch, loops) -> int:
+    return math.prod(_extent(sch, loop) or 1024 for loop in loops)  # a symbolic extent: assume it is large
+
+
+def _parallel_vectorize(sch, block, vector_bits: int) -> bool:
+    """Fuse the block's leading spatial loops into one parallel loop and vectorize its innermost spatial loop
+    when nothing inside it is a reduction; reductions stay serial, inside. False when nothing applied."""
+    loops = sch.get_loops(block)
+    kinds = _loop_kinds(sch, block, loops)
+    spatial = len(kinds) - len("".join(kinds).lstrip("S"))
+    if spatial == 0:
+        return False
+    work = _work(sch, loops)
+    outer = list(loops[:spatial])
+    changed = False
+    if spatial == len(loops):  # the innermost loop is spatial: vectorize it
+        factor = _vector_factor(_extent(sch, loops[-1]), _lanes(sch, block, vector_bits))
+        if factor is not None:
+            if factor == _extent(sch, loops[-1]):
+                inner = outer.pop()
+            else:
+                head, inner = sch.split(loops[-1], factors=[None, factor])
+                outer[-1] = head
+            sch.vectorize(inner)
+            changed = True
+    if outer and work >= MIN_PARALLEL_WORK:
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+        changed = True
+    return changed
+
+
+# ---- rules ------------------------------------------------------------------------------------------------
+
+def spatial_rule(func: tirx.PrimFunc, _target, vector_bits: int):
+    sch = s_tir.Schedule(func)
+    blocks = _root_blocks(sch)
+    if not blocks:
+        return None  # no blocks: an extern call (sort, top-k) or hand-written code, nothing to schedule
+    for block in blocks[:-1]:
+        # Inline elementwise producers into their consumers: one pass over memory instead of one per op.
+        # compute_inline refuses reductions and blocks that write the function's outputs; a refusal leaves
+        # the schedule unchanged (checked before anything is rewritten), so try each on a copy anyway.
+        trial = sch.copy()
+        try:
+            trial.compute_inline(block)
+        except Exception:  # noqa: BLE001
+            continue
+        sch = trial
+    changed = False
+    for block in _root_blocks(sch):
+        trial = sch.copy()
+        try:
+            if _parallel_vectorize(trial, block, vector_bits):
+                sch, changed = trial, True
+        except Exception:  # noqa: BLE001 -- this block stays serial; the others still get their schedule
+            continue
+    return sch if changed else None
+
+
+def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
+    sch = s_tir.Schedule(func)
+    blocks = _root_blocks(sch)
+    reductions = [b for b in blocks if "R" in _loop_kinds(sch, b, sch.get_loops(b))]
+    if len(reductions) != 1:
+        return None
+    block = reductions[0]
+    loops = sch.get_loops(block)
+    kinds = "".join(_loop_kinds(sch, block, loops))
+    spatial = len(kinds) - len(kinds.lstrip("S"))
+    extents = [_extent(sch, loop) for loop in loops]
+    # The legalized form: spatial loops, then reduction loops, static extents; a last spatial axis to vectorize.
+    if spatial < 2 or set(kinds[spatial:]) != {"R"} or None in extents:
+        return None
+    if math.prod(extents) < MIN_CONTRACTION_WORK:
+        return None
+    lanes = _lanes(sch, block, vector_bits)
+    vec = _vector_factor(extents[spatial - 1], lanes)
+    if vec is None or vec < min(4, lanes):
+        return None
+    # The register tile's other axis: the largest other spatial axis (conv: output channels, matmul: rows).
+    row_axis = max(range(spatial - 1), key=lambda i: extents[i])
+    rows = next((f for f in range(REG_TILE, 0, -1) if extents[row_axis] % f == 0), 1)
+
+    # Accumulate in a local buffer (registers, once the tile is unrolled and vectorized), written back once.
+    writeback = sch.cache_write(block, 0, "local")
+    # Elementwise consumers (bias, residual add, activation) fold into the write-back.
+    while True:
+        consumers = sch.get_consumers(writeback)
+        if len(consumers) != 1:
+            break
+        trial = sch.copy()
+        try:
+            trial.reverse_compute_inline(consumers[0])
+        except Exception:  # noqa: BLE001
+            break
+        sch = trial
+
+    row_outer, row_inner = sch.split(loops[row_axis], factors=[None, rows])
+    if vec == extents[spatial - 1]:
+        col_outer, col_inner = None, loops[spatial - 1]
+    else:
+        col_outer, col_inner = sch.split(loops[spatial - 1], factors=[None, vec])
+    outer = [row_outer if i == row_axis else loops[i] for i in range(spatial - 1)]
+    if col_outer is not None:
+        outer.append(col_outer)
+    sch.reorder(*outer, *loops[spatial:], row_inner, col_inner)
+    tile = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+    sch.reverse_compute_at(writeback, tile)
+    # parallel and vectorize while the block is still one reduction block: after decompose_reduction its
+    # update part is neither a complete nor a reduction block, which both primitives refuse
+    sch.unroll(row_inner)
+    sch.vectorize(col_inner)
+    sch.parallel(tile)
+    sch.vectorize(sch.get_loops(writeback)[-1])
+    init = sch.decompose_reduction(block, loops[spatial])
+    init_inner = sch.get_loops(init)[-1]
+    if sch.get(init_inner).kind != tirx.ForKind.VECTORIZED:
+        sch.vectorize(init_inner)
+    # Producers (conv's padding, a transpose) stay materialized: in parallel and vectorized themselves.
+    tiled = {sch.get(b).name_hint for b in (block, init, writeback)}
+    for other in _root_blocks(sch):
+        if sch.get(other).name_hint in tiled:
+            continue
+        trial = sch.copy()
+        try:
+            if _parallel_vectorize(trial, other, vector_bits):
+                sch = trial
+        except Exception:  # noqa: BLE001
+            continue
+    return sch
+
+
+RULES = [
+    ("gemv", _dlight(dlight.cpu.GEMV())),
+    # before dlight's Reduction, which takes a conv2d for a softmax-like chain and recomputes its padding
+    # for every output element
+    ("contraction", contraction_rule),
+    ("reduction", _dlight(dlight.cpu.Reduction())),
+    ("spatial", spatial_rule),
+]
