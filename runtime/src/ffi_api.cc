@@ -3,7 +3,9 @@
 //   tvm_ncnn.model_load(path: str, threads: int, fp16: bool) -> Module   (threads 0: detect big cores)
 //       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int,
 //       profile(runs: int, *tensors) -> Map {"runs", "run_ms", "table" (FormatProfile), "rows": Array[Map
-//       {"name", "kind", "calls", "ms", "share", "ncnn_layers"}]} (Model::Profile)
+//       {"name", "kind", "calls", "ms", "share", "ncnn_layers"}]} (Model::Profile),
+//       preprocess_image(pixels: Tensor uint8 [H,W,C] any row stride, format: "RGB"|"BGR"|"RGBA"|"BGRA"|"GRAY")
+//       -> Tensor (PreprocessImage), image_transform(width, height) -> Map of ImageTransform's fields (PlaceImage)
 //   tvm_ncnn.load_image(path: str, info_json: str) -> Tensor   (as deploy_app preprocesses; info_json: the
 //       metadata, e.g. from info_json())
 //   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn", "metadata_format"} (metadata_format: the
@@ -35,6 +37,43 @@ namespace {
 
 namespace ffi = tvm::ffi;
 
+// A view of t's bytes as pixels: uint8 [H, W, C] (C the format's channel count; [H, W] for GRAY) whose rows are
+// contiguous, at any row stride -- a numpy view of part of a camera frame is read in place.
+Pixels PixelsOf(const ffi::Tensor& t, const std::string& format) {
+  static const std::pair<const char*, PixelFormat> kFormats[] = {{"RGB", PixelFormat::kRGB},
+      {"BGR", PixelFormat::kBGR}, {"RGBA", PixelFormat::kRGBA}, {"BGRA", PixelFormat::kBGRA},
+      {"GRAY", PixelFormat::kGray}};
+  const auto* f = std::find_if(std::begin(kFormats), std::end(kFormats),
+                               [&](const auto& kv) { return format == kv.first; });
+  if (f == std::end(kFormats)) throw Error("pixels: format '" + format + "' is not RGB, BGR, RGBA, BGRA or GRAY");
+  const int64_t ch = format == "GRAY" ? 1 : format.size();
+  const std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+  if (t.device().device_type != kDLCPU) throw Error("pixels: not on the CPU");
+  if (DTypeName(t.dtype()) != "uint8") throw Error("pixels: dtype is " + DTypeName(t.dtype()) + ", not uint8");
+  if (!(shape.size() == 3 && shape[2] == ch) && !(shape.size() == 2 && ch == 1)) {
+    throw Error("pixels: shape " + ShapeString(shape) + " is not [H,W," + std::to_string(ch) + "] for " + format);
+  }
+  if (shape[0] < 1 || shape[1] < 1 || shape[0] > INT32_MAX || shape[1] > INT32_MAX) {
+    throw Error("pixels: shape " + ShapeString(shape) + " is not an image size");
+  }
+  // The stride of a dimension of size 1 means nothing (numpy leaves any value there).
+  const std::vector<int64_t> strides(t.strides().begin(), t.strides().end());
+  const bool row_ok = shape[0] == 1 || strides[0] >= shape[1] * ch;
+  const bool pixel_ok = shape[1] == 1 || strides[1] == (shape.size() == 3 ? ch : 1);
+  const bool channel_ok = shape.size() == 2 || strides[2] == 1;
+  if (!row_ok || !pixel_ok || !channel_ok) {
+    throw Error("pixels: strides " + ShapeString(strides) + " (elements) for shape " + ShapeString(shape) +
+                ": each row's pixels must be contiguous");
+  }
+  Pixels p;
+  p.data = static_cast<const uint8_t*>(t.data_ptr()) + t.byte_offset();
+  p.height = static_cast<int>(shape[0]);
+  p.width = static_cast<int>(shape[1]);
+  p.format = f->second;
+  p.stride = shape[0] == 1 ? 0 : static_cast<size_t>(strides[0]);
+  return p;
+}
+
 // A loaded Model behind the ffi Module interface. Not serializable: it only lives inside one process.
 class ModelModuleObj : public ffi::ModuleObj {
  public:
@@ -54,6 +93,16 @@ class ModelModuleObj : public ffi::ModuleObj {
     }
     if (name == "info_json") {
       return ffi::Function::FromTyped([self, this]() { return InfoJson(); });
+    }
+    if (name == "preprocess_image") {
+      return ffi::Function::FromTyped([self, this](const ffi::Tensor& pixels, const ffi::String& format) {
+        return PreprocessImageFfi(pixels, format);
+      });
+    }
+    if (name == "image_transform") {
+      return ffi::Function::FromTyped([self, this](int64_t width, int64_t height) {
+        return ImageTransformFfi(width, height);
+      });
     }
     if (name == "threads") {
       return ffi::Function::FromTyped([self, this]() { return static_cast<int64_t>(model_.threads()); });
@@ -99,6 +148,28 @@ class ModelModuleObj : public ffi::ModuleObj {
       }
       return {{"runs", static_cast<int64_t>(report.runs)}, {"run_ms", report.run_ms}, {"rows", rows},
               {"table", ffi::String(FormatProfile(report))}};
+    } catch (const Error& e) {
+      TVM_FFI_THROW(RuntimeError) << e.what();
+    }
+  }
+
+  ffi::Tensor PreprocessImageFfi(const ffi::Tensor& pixels, const ffi::String& format) {
+    try {
+      return ToFfiTensor(PreprocessImage(PixelsOf(pixels, std::string(format)), model_.info()));
+    } catch (const Error& e) {
+      TVM_FFI_THROW(RuntimeError) << e.what();
+    }
+  }
+
+  ffi::Map<ffi::String, ffi::Any> ImageTransformFfi(int64_t width, int64_t height) {
+    try {
+      if (width < 1 || height < 1 || width > INT32_MAX || height > INT32_MAX) {
+        throw Error("image: " + std::to_string(width) + "x" + std::to_string(height) + " is not an image size");
+      }
+      const ImageTransform t = PlaceImage(static_cast<int>(width), static_cast<int>(height), model_.info());
+      return {{"image_width", int64_t{t.image_width}}, {"image_height", int64_t{t.image_height}},
+              {"resized_width", int64_t{t.resized_width}}, {"resized_height", int64_t{t.resized_height}},
+              {"scale_x", t.scale_x}, {"scale_y", t.scale_y}, {"offset_x", t.offset_x}, {"offset_y", t.offset_y}};
     } catch (const Error& e) {
       TVM_FFI_THROW(RuntimeError) << e.what();
     }

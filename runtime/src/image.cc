@@ -1,12 +1,11 @@
-// Image -> model input: decode with ncnn's simpleocv (stb), resize and normalize with ncnn, copy into NCHW.
-// The pixel count is read from the file header first, so a huge (or hostile) image is refused before
-// the decoder allocates for it.
+// Image file -> model input: decode with ncnn's simpleocv (stb), then PreprocessPixels (image_preprocess.cc), the
+// path every image takes. The pixel count is read from the file header first, so a huge (or hostile) image is
+// refused before the decoder allocates for it.
 #include <cstring>
 #include <fstream>
 #include <vector>
 
 #include "internal.h"
-#include "mat.h"        // ncnn
 #include "simpleocv.h"  // ncnn
 #include "tvm_ncnn/runtime.h"
 
@@ -135,34 +134,12 @@ ImageHeader ReadHeader(const std::string& path, int64_t file_size) {
 
 }  // namespace
 
-Tensor LoadImage(const std::string& path, const ModelInfo& info) {
+Tensor LoadImage(const std::string& path, const ModelInfo& info, ImageTransform* transform) {
   const int64_t file_size = CheckReadableFile(path, "image");
-  const std::string name = "image '" + path + "': ";
+  const std::string where = "image '" + path + "'", name = where + ": ";
 
   // What the model wants, checked first: no point decoding for a model that cannot take an image.
-  if (info.inputs.empty()) throw Error(name + "the model has no inputs");
-  const TensorInfo& in = info.inputs[0];
-  if (in.shape.size() != 4 || in.shape[0] != 1 || in.shape[1] != 3 || in.shape[2] < 1 || in.shape[3] < 1 ||
-      in.dtype != "float32") {
-    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + " " + in.dtype +
-                "; an image needs a [1,3,H,W] float32 input (pass a .npy instead)");
-  }
-  const Preprocess& pp = info.preprocess;
-  if (pp.mean.size() != 3 || pp.std.size() != 3) {
-    throw Error(name + "model preprocess needs 3 mean and 3 std values");
-  }
-  if (pp.color != "RGB" && pp.color != "BGR") {
-    throw Error(name + "model preprocess color '" + pp.color + "' is not RGB or BGR");
-  }
-  // mean/std are listed R,G,B; input channel c holds R,G,B or B,G,R as `color` says.
-  const bool bgr = pp.color == "BGR";
-  float mean[3], norm[3];
-  for (int c = 0; c < 3; ++c) {
-    const int rgb = bgr ? 2 - c : c;
-    if (pp.std[rgb] == 0.f) throw Error(name + "model preprocess std has a zero");
-    mean[c] = pp.mean[rgb];
-    norm[c] = 1.f / pp.std[rgb];
-  }
+  CheckImageInput(info, where);
 
   if (file_size == 0) throw Error(name + "empty file (0 bytes): not a JPEG, PNG or BMP image");
   const ImageHeader h = ReadHeader(path, file_size);
@@ -180,19 +157,12 @@ Tensor LoadImage(const std::string& path, const ModelInfo& info) {
   if (img.empty() || img.c != 3) {
     throw Error(name + "cannot decode the " + h.format + " data (corrupt or unsupported)");
   }
-
-  const int H = static_cast<int>(in.shape[2]), W = static_cast<int>(in.shape[3]);
-  const int type = bgr ? ncnn::Mat::PIXEL_BGR : ncnn::Mat::PIXEL_BGR2RGB;
-  ncnn::Mat m = ncnn::Mat::from_pixels_resize(img.data, type, img.cols, img.rows, W, H);
-  if (m.empty()) throw Error(name + "resize to " + std::to_string(W) + "x" + std::to_string(H) + " failed");
-  m.substract_mean_normalize(mean, norm);
-
-  // ncnn pads each channel to 16 bytes (cstep); the tensor is dense NCHW, so copy channel by channel.
-  Tensor t({1, 3, H, W}, "float32");
-  for (int c = 0; c < 3; ++c) {
-    std::memcpy(t.f32() + static_cast<size_t>(c) * H * W, m.channel(c).data, sizeof(float) * H * W);
-  }
-  return t;
+  Pixels pixels;
+  pixels.data = img.data;
+  pixels.width = img.cols;
+  pixels.height = img.rows;
+  pixels.format = PixelFormat::kBGR;
+  return PreprocessPixels(pixels, info, transform, where);
 }
 
 }  // namespace tvm_ncnn

@@ -15,6 +15,12 @@ int64_t CheckReadableFile(const std::string& path, const char* what);
 // Throws Error unless threads is 0 (detect) or 1..kMaxThreads (model.cc).
 void CheckThreads(int64_t threads);
 
+// Images (image_preprocess.cc): the model-side checks of PreprocessImage, which LoadImage runs before decoding,
+// and PreprocessImage with `where` ("image 'x.jpg'") starting its messages.
+void CheckImageInput(const ModelInfo& info, const std::string& where);
+Tensor PreprocessPixels(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform,
+                        const std::string& where);
+
 // model.so carries its modules as one blob in its read-only data; once TVM's loader has read them, its pages
 // are handed back to the kernel (library_pages.cc).
 void ReleaseLibraryBlobPages(const std::string& abs_path);

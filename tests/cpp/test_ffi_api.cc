@@ -34,7 +34,7 @@ int main() {
   CHECK(std::string(v.at("sdk")) == tvm_ncnn::SdkVersion());
   CHECK(std::string(v.at("tvm")) == tvm_ncnn::TvmVersion());
   CHECK(std::string(v.at("ncnn")) == tvm_ncnn::NcnnVersion());
-  CHECK(std::string(v.at("metadata_format")) == "1");
+  CHECK(std::string(v.at("metadata_format")) == "2");  // 2: preprocess.resize (FORMAT.md)
   CHECK((*detect)().cast<int64_t>() == detected);
 
   // The limits Python checks against, and the top-k `tvm-ncnn run` prints (ScoreTopK's, as deploy_app's).

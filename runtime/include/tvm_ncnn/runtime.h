@@ -1,7 +1,7 @@
 // tvm-ncnn runtime: load a model.so exported by the tvm-ncnn SDK and run it, no Python needed.
 //
 //   tvm_ncnn::Model model = tvm_ncnn::Model::Load("./model.so");
-//   tvm_ncnn::Tensor x = tvm_ncnn::LoadImage("cat.jpg", model.info());
+//   tvm_ncnn::Tensor x = tvm_ncnn::LoadImage("cat.jpg", model.info());   // or PreprocessImage(camera frame)
 //   std::vector<tvm_ncnn::Tensor> y = model.Run({x});
 //   std::puts(tvm_ncnn::FormatProfile(model.Profile({x}, 50)).c_str());  // where the time goes, call by call
 //
@@ -55,13 +55,24 @@ struct TensorInfo {
   std::string dtype;
 };
 
-// How an image becomes the model's first input: resize to the input's H x W, then (pixel - mean) / std per
-// channel, pixel values in 0..255, channels in `color` order ("RGB" or "BGR"), laid out NCHW.
-// mean and std are always listed R,G,B (as `tvm-ncnn export --mean R,G,B` takes them), whatever `color` is.
+// How an image becomes the model's first input: fit it to the input's H x W as `resize` says, then
+// (pixel - mean) / std per channel, pixel values in 0..255, channels in `color` order ("RGB" or "BGR"), laid out
+// NCHW. mean and std are always listed R,G,B (as `tvm-ncnn export --mean R,G,B` takes them), whatever `color` is.
+// Every resize is bilinear on 8-bit pixels (ncnn's resize_bilinear, as OpenCV's INTER_LINEAR: pixel centres at
+// +0.5, edges clamped, no antialiasing when shrinking), rounded back to 8 bits before mean/std.
 struct Preprocess {
   std::vector<float> mean{0.f, 0.f, 0.f};
   std::vector<float> std{1.f, 1.f, 1.f};
   std::string color = "RGB";
+  // "stretch": resize to H x W, whatever the aspect ratio (the default; what model.so files without the field do).
+  // "crop": keep the aspect ratio, scale so the image covers floor(H / crop_pct) x floor(W / crop_pct) (for a square
+  //     input: the shorter side becomes floor(H / crop_pct)), then cut H x W from the centre -- timm's and
+  //     torchvision's evaluation transform (Resize + CenterCrop), e.g. crop_pct 0.875: 224 from 256.
+  // "letterbox": keep the aspect ratio, scale the whole image to fit inside H x W, centre it and fill the rest with
+  //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False).
+  std::string resize = "stretch";
+  double crop_pct = 0.875;  // "crop": 0.01..1 (a double: floor(224 / 0.8) must be 280, as Python computes it)
+  int pad = 114;            // "letterbox": the border's pixel value, 0..255
 };
 
 // What model.so says about itself (stored by the SDK at export time).
@@ -176,10 +187,44 @@ struct TopK {
 };
 TopK ScoreTopK(const Tensor& output, const std::vector<std::string>& labels, int k);
 
-// Decodes a JPEG/PNG/BMP image and preprocesses it as `info` says into a 1x3xHxW float32 tensor
-// (H x W from info.inputs[0]). Grayscale and RGBA images become 3 channels; images over 100 megapixels
-// are refused before decoding.
-Tensor LoadImage(const std::string& path, const ModelInfo& info);
+// Where the image landed in the model input, so that what a model finds there (a detector's boxes, keypoints) can
+// be mapped back to the image. Coordinates are continuous, pixel i covering [i, i+1):
+//   input x = image x * scale_x + offset_x        image x = (input x - offset_x) / scale_x     (y alike)
+// stretch: offsets 0; letterbox: the offsets are the left and top padding (>= 0); crop: minus the left and top of
+// the cut (<= 0).
+struct ImageTransform {
+  int image_width = 0, image_height = 0;      // the image as given
+  int resized_width = 0, resized_height = 0;  // after the resize, before the crop or the padding
+  double scale_x = 1, scale_y = 1;            // resized / image size
+  double offset_x = 0, offset_y = 0;
+
+  double ToImageX(double input_x) const { return (input_x - offset_x) / scale_x; }
+  double ToImageY(double input_y) const { return (input_y - offset_y) / scale_y; }
+};
+
+// The transform an image of width x height gets from info's preprocess and input size (PreprocessImage uses it).
+ImageTransform PlaceImage(int width, int height, const ModelInfo& info);
+
+// 8-bit pixels in memory, e.g. a camera frame. Channel order per pixel: kRGB R,G,B; kBGR B,G,R (OpenCV, and
+// picamera2's "RGB888"); kRGBA / kBGRA with a fourth byte that is ignored (picamera2's "XRGB8888" is kBGRA);
+// kGray one byte, replicated to three channels.
+enum class PixelFormat { kRGB, kBGR, kRGBA, kBGRA, kGray };
+
+struct Pixels {
+  const uint8_t* data = nullptr;  // the top-left pixel; not owned, read only during the call
+  int width = 0, height = 0;
+  PixelFormat format = PixelFormat::kRGB;
+  size_t stride = 0;              // bytes from one row to the next (>= width * channels); 0: rows are packed
+};
+
+// Preprocesses pixels as `info` says (Preprocess above) into a 1x3xHxW float32 tensor (H x W from
+// info.inputs[0]): the one implementation LoadImage, deploy_app and Python's load_image use, so the same pixels give
+// the same tensor, bit for bit, in whatever format and stride they come. Fills *transform when given.
+Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform = nullptr);
+
+// Decodes a JPEG/PNG/BMP image and preprocesses it with PreprocessImage. Grayscale and RGBA images become 3
+// channels (alpha is dropped); images over 100 megapixels are refused before decoding.
+Tensor LoadImage(const std::string& path, const ModelInfo& info, ImageTransform* transform = nullptr);
 
 // .npy files (little-endian, C order; float32, float64, int32, int64, uint8).
 Tensor LoadNpy(const std::string& path);

@@ -97,6 +97,25 @@ struct MetaReader {
     return out;
   }
 
+  // How the image is fitted to the input (format 2 on); a model.so without the field stretches, as before.
+  void Resize(const ffi::Map<ffi::Any, ffi::Any>& p, Preprocess* pp) const {
+    if (auto r = Find(p, "resize")) pp->resize = Str(*r, "preprocess.resize");
+    if (pp->resize == "crop") {
+      if (auto c = Find(p, "crop_pct")) pp->crop_pct = Number(*c, "preprocess.crop_pct");
+      if (!(pp->crop_pct >= 0.01 && pp->crop_pct <= 1)) {
+        Bad("field 'preprocess.crop_pct' is " + std::to_string(pp->crop_pct) + ", not in 0.01..1");
+      }
+    } else if (pp->resize == "letterbox") {
+      if (auto v = Find(p, "pad")) {
+        const int64_t pad = Int(*v, "preprocess.pad");
+        if (pad < 0 || pad > 255) Bad("field 'preprocess.pad' is " + std::to_string(pad) + ", not 0..255");
+        pp->pad = static_cast<int>(pad);
+      }
+    } else if (pp->resize != "stretch") {
+      Bad("field 'preprocess.resize' is '" + pp->resize + "', not stretch, crop or letterbox");
+    }
+  }
+
   ModelInfo Parse(const std::string& json) const {
     ffi::String err;
     ffi::Any doc = ffi::json::Parse(ffi::String(json), &err);
@@ -105,9 +124,9 @@ struct MetaReader {
 
     // Version checks come first: a newer format may have changed everything below.
     const int64_t format = Int(Need(root, "format_version"), "format_version");
-    if (format != kMetadataFormatVersion) {
-      Bad("format_version " + std::to_string(format) + " is not supported by this runtime (it reads version " +
-          std::to_string(kMetadataFormatVersion) + ")");
+    if (format < kOldestMetadataFormatVersion || format > kMetadataFormatVersion) {
+      Bad("format_version " + std::to_string(format) + " is not supported by this runtime (it reads versions " +
+          std::to_string(kOldestMetadataFormatVersion) + " to " + std::to_string(kMetadataFormatVersion) + ")");
     }
     ModelInfo info;
     info.json = json;
@@ -129,6 +148,7 @@ struct MetaReader {
       if (info.preprocess.color != "RGB" && info.preprocess.color != "BGR") {
         Bad("field 'preprocess.color' is '" + info.preprocess.color + "', not RGB or BGR");
       }
+      Resize(p, &info.preprocess);
     }
     if (auto labels = Find(root, "labels")) {
       for (const ffi::Any& l : List(*labels, "labels")) info.labels.push_back(Str(l, "labels[]"));

@@ -9,9 +9,11 @@
 
 namespace tvm_ncnn {
 
-// The JSON's "format_version" this runtime reads, and the SDK writes (it asks the runtime: tvm_ncnn.versions).
-// Not the module's own format version (format/module_header.h).
-constexpr int64_t kMetadataFormatVersion = 1;
+// The JSON's "format_version" the SDK writes (it asks the runtime: tvm_ncnn.versions), and the oldest this runtime
+// still reads. Not the module's own format version (format/module_header.h). Version 2 added preprocess.resize:
+// a runtime that ignored it would stretch an image the model wants cropped or letterboxed, silently.
+constexpr int64_t kMetadataFormatVersion = 2;
+constexpr int64_t kOldestMetadataFormatVersion = 1;
 
 // The metadata JSON -> ModelInfo (metadata.cc). Errors read "<where>: <field problem>". Does not compare
 // versions with this runtime; VersionMismatch does.

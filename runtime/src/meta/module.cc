@@ -29,7 +29,7 @@ constexpr detail::ModuleFormat kFormat = {"tvm_ncnn_meta module", {'T', 'V', 'M'
                                           "\"TVMNCNNM\""};
 constexpr uint64_t kMaxJsonLen = uint64_t(256) << 20;
 
-// The JSON must be an object; a "format_version" in it must be the one this runtime reads.
+// The JSON must be an object; a "format_version" in it must be one this runtime reads.
 void CheckJson(const std::string& json) {
   ffi::String error;
   ffi::json::Value value = ffi::json::Parse(json, &error);
@@ -41,10 +41,11 @@ void CheckJson(const std::string& json) {
   auto it = obj->find(ffi::String("format_version"));
   if (it != obj->end()) {
     std::optional<int64_t> v = (*it).second.try_cast<int64_t>();
-    if (!v.has_value() || *v != kMetadataFormatVersion) {
+    if (!v.has_value() || *v < kOldestMetadataFormatVersion || *v > kMetadataFormatVersion) {
       TVM_FFI_THROW(ValueError) << kFormat.where << ": unknown metadata format version "
                                 << (v.has_value() ? std::to_string(*v) : std::string("(not an int)"))
-                                << " in the JSON (this runtime reads version " << kMetadataFormatVersion << ")";
+                                << " in the JSON (this runtime reads versions " << kOldestMetadataFormatVersion
+                                << " to " << kMetadataFormatVersion << ")";
     }
   }
 }

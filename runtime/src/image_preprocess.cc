@@ -1,0 +1,251 @@
+// Pixels -> model input: the one implementation of preprocessing (runtime.h Preprocess). LoadImage decodes a
+// file and comes here; Python's load_image hands its arrays here; so one set of pixels gives one tensor.
+//
+// Every source is first brought to packed 8-bit pixels in the model's channel order (skipped when it already is
+// that, at any stride), resized with ncnn's bilinear resize (resize is per channel, so the order it runs in does
+// not change a value), placed on an H x W canvas (crop or letterbox), and normalized by ncnn over the canvas.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "internal.h"
+#include "mat.h"  // ncnn
+#include "tvm_ncnn/runtime.h"
+
+namespace tvm_ncnn {
+namespace {
+
+constexpr int64_t kMaxPixels = 100 * 1000 * 1000;  // per image, per input, per resized image
+constexpr double kMinCropPct = 0.01;                 // keeps floor(H / crop_pct) * width within int64
+
+struct InputGeometry {
+  int height, width;
+  float mean[3], norm[3];  // in the model's channel order
+  bool bgr;
+};
+
+int Channels(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::kRGB:
+    case PixelFormat::kBGR: return 3;
+    case PixelFormat::kRGBA:
+    case PixelFormat::kBGRA: return 4;
+    case PixelFormat::kGray: return 1;
+  }
+  throw Error("pixels: unknown pixel format " + std::to_string(static_cast<int>(f)));
+}
+
+bool RedFirst(PixelFormat f) { return f == PixelFormat::kRGB || f == PixelFormat::kRGBA; }
+
+// Python's round(): half to even. torchvision's CenterCrop uses it for the crop's corner.
+int64_t RoundHalfEven(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
+
+// Packed 3-channel copy of `p` in the model's order. A side of 1 pixel is doubled: ncnn's bilinear resize reads
+// one pixel before the row when the source is 1 wide (it clamps to srcw - 2); a copied pixel resizes to the same
+// constant.
+std::vector<uint8_t> ToModelOrder(const Pixels& p, size_t stride, bool model_bgr, int* w_out, int* h_out) {
+  const int w2 = std::max(p.width, 2), h2 = std::max(p.height, 2);
+  const int ch = Channels(p.format);
+  const bool swap = ch > 1 && RedFirst(p.format) == model_bgr;
+  std::vector<uint8_t> out(static_cast<size_t>(w2) * h2 * 3);
+  for (int y = 0; y < h2; ++y) {
+    const uint8_t* row = p.data + stride * std::min(y, p.height - 1);
+    uint8_t* o = out.data() + static_cast<size_t>(y) * w2 * 3;
+    for (int x = 0; x < w2; ++x, o += 3) {
+      const uint8_t* s = row + static_cast<size_t>(std::min(x, p.width - 1)) * ch;
+      if (ch == 1) {
+        o[0] = o[1] = o[2] = s[0];
+      } else {
+        o[0] = s[swap ? 2 : 0];
+        o[1] = s[1];
+        o[2] = s[swap ? 0 : 2];
+      }
+    }
+  }
+  *w_out = w2;
+  *h_out = h2;
+  return out;
+}
+
+void Resize(const uint8_t* src, int sw, int sh, size_t sstride, uint8_t* dst, int dw, int dh, size_t dstride) {
+  if (sw == dw && sh == dh) {  // bilinear at scale 1 samples every pixel exactly: copy
+    for (int y = 0; y < sh; ++y) std::memcpy(dst + dstride * y, src + sstride * y, static_cast<size_t>(sw) * 3);
+    return;
+  }
+  ncnn::resize_bilinear_c3(src, sw, sh, static_cast<int>(sstride), dst, dw, dh, static_cast<int>(dstride));
+}
+
+// The model-side checks, before any pixel is read (LoadImage runs them before decoding).
+InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
+  const std::string name = where + ": ";
+  if (info.inputs.empty()) throw Error(name + "the model has no inputs");
+  const TensorInfo& in = info.inputs[0];
+  if (in.shape.size() != 4 || in.shape[0] != 1 || in.shape[1] != 3 || in.shape[2] < 1 || in.shape[3] < 1 ||
+      in.dtype != "float32") {
+    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + " " + in.dtype +
+                "; an image needs a [1,3,H,W] float32 input (pass a .npy instead)");
+  }
+  const Preprocess& pp = info.preprocess;
+  if (pp.mean.size() != 3 || pp.std.size() != 3) {
+    throw Error(name + "model preprocess needs 3 mean and 3 std values");
+  }
+  if (pp.color != "RGB" && pp.color != "BGR") {
+    throw Error(name + "model preprocess color '" + pp.color + "' is not RGB or BGR");
+  }
+  if (pp.resize != "stretch" && pp.resize != "crop" && pp.resize != "letterbox") {
+    throw Error(name + "model preprocess resize '" + pp.resize + "' is not stretch, crop or letterbox");
+  }
+  if (pp.resize == "crop" && !(pp.crop_pct >= kMinCropPct && pp.crop_pct <= 1)) {
+    throw Error(name + "model preprocess crop_pct " + std::to_string(pp.crop_pct) + " is not in 0.01..1");
+  }
+  if (pp.resize == "letterbox" && (pp.pad < 0 || pp.pad > 255)) {
+    throw Error(name + "model preprocess pad " + std::to_string(pp.pad) + " is not a pixel value 0..255");
+  }
+  if (in.shape[2] * in.shape[3] > kMaxPixels) {
+    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + ": over 100 megapixels");
+  }
+  InputGeometry g;
+  g.height = static_cast<int>(in.shape[2]);
+  g.width = static_cast<int>(in.shape[3]);
+  // mean/std are listed R,G,B; input channel c holds R,G,B or B,G,R as `color` says.
+  g.bgr = pp.color == "BGR";
+  for (int c = 0; c < 3; ++c) {
+    const int rgb = g.bgr ? 2 - c : c;
+    if (pp.std[rgb] == 0.f) throw Error(name + "model preprocess std has a zero");
+    g.mean[c] = pp.mean[rgb];
+    g.norm[c] = 1.f / pp.std[rgb];
+  }
+  return g;
+}
+
+}  // namespace
+
+void CheckImageInput(const ModelInfo& info, const std::string& where) { ImageInput(info, where); }
+
+ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
+  const InputGeometry in = ImageInput(info, "image");
+  const std::string size = std::to_string(width) + "x" + std::to_string(height);
+  if (width < 1 || height < 1) throw Error("image: " + size + " pixels is empty");
+  if (static_cast<int64_t>(width) * height > kMaxPixels) {
+    throw Error("image: " + size + " pixels is over the 100 megapixel limit");
+  }
+  const Preprocess& pp = info.preprocess;
+  const int64_t w = width, h = height, W = in.width, H = in.height;
+  int64_t rw = W, rh = H, left = 0, top = 0;  // resized size; the resized image's corner on the input
+  if (pp.resize == "crop") {
+    // Cover th x tw keeping the aspect ratio; the side that needs the larger scale gets its target exactly and
+    // the other floor(target * side / this side), as torchvision's Resize(int) does for the longer side.
+    const int64_t th = static_cast<int64_t>(std::floor(H / pp.crop_pct));
+    const int64_t tw = static_cast<int64_t>(std::floor(W / pp.crop_pct));
+    if (th * w >= tw * h) {
+      rh = th;
+      rw = th * w / h;
+    } else {
+      rw = tw;
+      rh = tw * h / w;
+    }
+    left = -RoundHalfEven((rw - W) / 2.0);
+    top = -RoundHalfEven((rh - H) / 2.0);
+  } else if (pp.resize == "letterbox") {
+    // ultralytics LetterBox: r = min(H/h, W/w), sizes rounded (half to even), the padding split with the odd pixel
+    // at the bottom / right.
+    const double r = std::min(static_cast<double>(H) / h, static_cast<double>(W) / w);
+    rw = std::clamp<int64_t>(RoundHalfEven(w * r), 1, W);
+    rh = std::clamp<int64_t>(RoundHalfEven(h * r), 1, H);
+    left = (W - rw) / 2;
+    top = (H - rh) / 2;
+  }
+  if (rw > kMaxPixels || rh > kMaxPixels || rw * rh > kMaxPixels) {
+    throw Error("image: resizing " + std::to_string(w) + "x" + std::to_string(h) + " to " + std::to_string(rw) + "x" +
+                std::to_string(rh) + " for the crop is over the 100 megapixel limit");
+  }
+  ImageTransform t;
+  t.image_width = width;
+  t.image_height = height;
+  t.resized_width = static_cast<int>(rw);
+  t.resized_height = static_cast<int>(rh);
+  t.scale_x = static_cast<double>(rw) / w;
+  t.scale_y = static_cast<double>(rh) / h;
+  t.offset_x = static_cast<double>(left);
+  t.offset_y = static_cast<double>(top);
+  return t;
+}
+
+Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* transform, const std::string& where) {
+  const InputGeometry in = ImageInput(info, where);
+  const std::string name = where + ": ";
+  const int ch = Channels(p.format);
+  if (p.width < 1 || p.height < 1) {
+    throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) + " pixels is empty");
+  }
+  if (static_cast<int64_t>(p.width) * p.height > kMaxPixels) {
+    throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) +
+                " pixels is over the 100 megapixel limit");
+  }
+  if (p.data == nullptr) throw Error(name + "no pixel data (null pointer)");
+  const size_t packed = static_cast<size_t>(p.width) * ch;
+  const size_t stride = p.stride == 0 ? packed : p.stride;
+  if (stride < packed) {
+    throw Error(name + "row stride " + std::to_string(stride) + " bytes is less than width x channels (" +
+                std::to_string(p.width) + " x " + std::to_string(ch) + ")");
+  }
+  if (stride > static_cast<size_t>(INT32_MAX)) {
+    throw Error(name + "row stride " + std::to_string(stride) + " bytes is too large");
+  }
+
+  const ImageTransform t = PlaceImage(p.width, p.height, info);
+  const int W = in.width, H = in.height;
+
+  // Source in the model's order: the caller's own rows when they already are (3 channels, right order, resizable).
+  const uint8_t* src = p.data;
+  int sw = p.width, sh = p.height;
+  size_t sstride = stride;
+  std::vector<uint8_t> copy;
+  const bool direct = ch == 3 && RedFirst(p.format) != in.bgr && p.width > 1 && p.height > 1;
+  if (!direct) {
+    copy = ToModelOrder(p, stride, in.bgr, &sw, &sh);
+    src = copy.data();
+    sstride = static_cast<size_t>(sw) * 3;
+  }
+
+  // The H x W canvas of 8-bit pixels the model sees, before mean/std.
+  std::vector<uint8_t> canvas(static_cast<size_t>(W) * H * 3);
+  const size_t cstride = static_cast<size_t>(W) * 3;
+  const Preprocess& pp = info.preprocess;
+  if (pp.resize == "crop") {
+    // Resize the whole image, then cut: cutting first would move the sample points (not torchvision's result).
+    const int rw = t.resized_width, rh = t.resized_height;
+    std::vector<uint8_t> resized(static_cast<size_t>(rw) * rh * 3);
+    Resize(src, sw, sh, sstride, resized.data(), rw, rh, static_cast<size_t>(rw) * 3);
+    const int left = static_cast<int>(-t.offset_x), top = static_cast<int>(-t.offset_y);
+    for (int y = 0; y < H; ++y) {
+      const uint8_t* row = resized.data() + (static_cast<size_t>(top + y) * rw + left) * 3;
+      std::memcpy(canvas.data() + cstride * y, row, cstride);
+    }
+  } else if (pp.resize == "letterbox") {
+    std::fill(canvas.begin(), canvas.end(), static_cast<uint8_t>(pp.pad));
+    const size_t corner = static_cast<size_t>(t.offset_y) * cstride + static_cast<size_t>(t.offset_x) * 3;
+    Resize(src, sw, sh, sstride, canvas.data() + corner, t.resized_width, t.resized_height, cstride);
+  } else {
+    Resize(src, sw, sh, sstride, canvas.data(), W, H, cstride);
+  }
+
+  ncnn::Mat m = ncnn::Mat::from_pixels(canvas.data(), ncnn::Mat::PIXEL_RGB, W, H);
+  if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
+  m.substract_mean_normalize(in.mean, in.norm);
+
+  // ncnn pads each channel to 16 bytes (cstep); the tensor is dense NCHW, so copy channel by channel.
+  Tensor out({1, 3, H, W}, "float32");
+  for (int c = 0; c < 3; ++c) {
+    std::memcpy(out.f32() + static_cast<size_t>(c) * H * W, m.channel(c).data, sizeof(float) * H * W);
+  }
+  if (transform) *transform = t;
+  return out;
+}
+
+Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform) {
+  return PreprocessPixels(pixels, info, transform, "pixels");
+}
+
+}  // namespace tvm_ncnn
