@@ -39,7 +39,7 @@ REG_TILE = 8
 # Below this many loop iterations a parallel launch (a few microseconds on TVM's pool) costs more than it saves.
 MIN_PARALLEL_WORK = 8192
 # A reduction block is a contraction worth tiling from this many output elements x reduction steps.
-MIN_CONTRACTION_WORK = 1 << 16
+MIN_CONTRACTION_WORK = 4096
 
 
 def enabled() -> bool:
@@ -168,12 +168,13 @@ def _lanes(sch, block, vector_bits: int) -> int:
 
 
 def _vector_factor(extent: int | None, lanes: int) -> int | None:
-    """How many iterations of a loop of `extent` to run as one vector: the whole loop when it fits in a
-    vector, else the largest divisor that fills at least half a vector (7, 14, 28 and 56 wide conv rows run
-    as 7- or 14-lane vectors, no remainder), else None (a remainder would keep the vectorizer from working)."""
+    """How many iterations of a loop of `extent` to run as one vector: the whole loop when it fits in two
+    vectors (LLVM splits a 17-lane vector into legal ones), else the largest divisor that fills at least half a
+    vector (56-wide conv rows run as 14-lane vectors, no remainder), else None: a remainder puts a predicate
+    in the loop, and TVM's vectorizer then emits scalar code."""
     if extent is None or extent < 2 or lanes < 2:
         return None
-    if extent <= lanes:
+    if extent <= 2 * lanes:
         return extent
     for factor in range(lanes, lanes // 2 - 1, -1):
         if extent % factor == 0:
@@ -261,9 +262,18 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
     vec = _vector_factor(extents[spatial - 1], lanes)
     if vec is None or vec < min(4, lanes):
         return None
+    for index in _strided_reads(sch, block, loops[spatial - 1]):
+        trial = sch.copy()
+        try:
+            _split_phases(trial, block, index)
+        except Exception:  # noqa: BLE001 -- the read stays strided: gathered lane by lane, but right
+            continue
+        sch = trial
     # The register tile's other axis: the largest other spatial axis (conv: output channels, matmul: rows).
     row_axis = max(range(spatial - 1), key=lambda i: extents[i])
-    rows = next((f for f in range(REG_TILE, 0, -1) if extents[row_axis] % f == 0), 1)
+    # as many rows as keep REG_TILE vector accumulators (a 17-wide row takes two vectors: half the rows)
+    max_rows = max(REG_TILE // -(-vec // lanes), 1)
+    rows = next((f for f in range(max_rows, 0, -1) if extents[row_axis] % f == 0), 1)
 
     # Accumulate in a local buffer (registers, once the tile is unrolled and vectorized), written back once.
     writeback = sch.cache_write(block, 0, "local")
@@ -312,6 +322,40 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
         except Exception:  # noqa: BLE001
             continue
     return sch
+
+
+def _strided_reads(sch, block, loop) -> list[tuple[int, int]]:
+    """(read index, stride) of the block's reads whose last index steps by stride > 1 with `loop` (a strided
+    conv's input): a vector along `loop` would be assembled lane by lane from them."""
+    from tvm.sym.pattern import detect_linear_equation
+
+    var = sch.get(loop).loop_var
+    block_stmt = sch.get(block)
+    bound = [iv.var for iv, value in zip(block_stmt.iter_vars, _realize(sch, block).iter_values)
+             if value.same_as(var)]
+    if len(bound) != 1:
+        return []
+    found = []
+    for index, region in enumerate(block_stmt.reads):
+        coeffs = detect_linear_equation(region.region[-1].min, [bound[0]])
+        if len(coeffs) == 2 and isinstance(coeffs[0], tirx.IntImm) and int(coeffs[0]) > 1:
+            found.append((index, int(coeffs[0])))
+    return found
+
+
+def _split_phases(sch, block, read: tuple[int, int]) -> None:
+    """Store a stride-s read's last axis as (w % s, w // s): the vector of outputs x..x+n then reads one
+    contiguous run (phase r % s, from x + r // s). A function argument is first copied (cache_read): its layout
+    is the caller's."""
+    index, stride = read
+    buffer = sch.get(block).reads[index].source
+    root = sch.get(sch.get_sblock(sch.mod["main"].body.block.name_hint))
+    if not any(buffer.same_as(b) for b in root.alloc_buffers):
+        sch.cache_read(block, index, "global")
+    width = int(sch.get(block).reads[index].source.shape[-1])
+    if width % stride:
+        raise ValueError(f"width {width} is not a multiple of the stride {stride}")
+    sch.transform_layout(block, ("read", index), lambda *axes: (*axes[:-1], axes[-1] % stride, axes[-1] // stride))
 
 
 RULES = [
