@@ -9,14 +9,18 @@ For each model of the suite and each thread count, in one run:
                   runtime, with the runtime's ncnn options and deploy_app's timing loop. The ratio to it is
                   tvm-ncnn's own overhead (ratio_to_native_ncnn).
   native-ncnn-py  the pnnx network in the ncnn PyPI wheel (a second reference: another build of ncnn)
-  tvm-alone       model.so exported with --no-offload (everything compiled by TVM), run by deploy_app
+  tvm-alone       model.so exported with --no-offload (everything compiled by TVM, with the default schedules of
+                  tvm_ncnn/tvm_schedules.py), run by deploy_app
+  tvm-alone-unscheduled  the same exported with TVM_NCNN_SCHEDULES=0 (TVM's unscheduled code): only when named
+                  in --systems; slow, so it runs --tvm-repeat times per round
   onnxruntime     the ONNX model in onnxruntime (CPU provider)
 
 Every system runs in its own process (no two OpenMP runtimes in one process; the RSS is the system's own) and
 gets the same threading environment (--wait-policy). The repeats are split into --rounds; each round runs every
 system once, in a new random order, so machine load that comes and goes hits all of them alike. p50/p90 are
 over all timed runs of all rounds; the first run after loading is reported apart (first_ms), as is load_ms.
-ratio_to_native_ncnn is the median over rounds of (p50 of the system / p50 of native ncnn in that round).
+ratio_to_native_ncnn is the median over rounds of (p50 of the system / p50 of native ncnn in that round);
+ratio_to_onnxruntime likewise against onnxruntime (the "x ort" column).
 Absolute times drift on a shared machine: compare the ratios, and repeat a run before believing a small one.
 
 The parts: bench_systems.py (the systems, how one measurement of each starts; bench_worker.py runs the Python
@@ -46,7 +50,7 @@ from pathlib import Path
 from bench_measure import leak_check, machine_load, measure
 from bench_models import prepare
 from bench_report import plot, print_table
-from bench_systems import ROOT, SYSTEMS, check_built
+from bench_systems import DEFAULT_SYSTEMS, ROOT, SYSTEMS, check_built
 from bench_threads import threads_study
 
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
@@ -79,9 +83,11 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeat", type=int, default=100, help="timed runs per system, split over the rounds")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
-    parser.add_argument("--tvm-repeat", type=int, default=1, help="timed runs of tvm-alone per round (slow)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (untuned TVM is slow)")
+    parser.add_argument("--tvm-repeat", type=int, default=1,
+                        help="timed runs of tvm-alone-unscheduled per round (slow)")
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                        help=f"comma-separated, of {','.join(SYSTEMS)}")
+    parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (TVM compiling the whole model)")
     parser.add_argument("--wait-policy", choices=sorted(WAIT_POLICIES), default="deploy_app",
                         help="threading environment for every system (default: what deploy_app sets by itself)")
     parser.add_argument("--leak-runs", type=int, default=0, help="also measure RSS growth over this many runs")
@@ -121,8 +127,8 @@ def main() -> int:
 
 def suite(args, env: dict, workdir: Path) -> int:
     systems = [s for s in args.systems.split(",") if s]
-    if args.no_tvm and "tvm-alone" in systems:
-        systems.remove("tvm-alone")
+    if args.no_tvm:
+        systems = [s for s in systems if not s.startswith("tvm-alone")]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise SystemExit(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
@@ -131,10 +137,11 @@ def suite(args, env: dict, workdir: Path) -> int:
     rows = []
     models = args.models.replace("modern", ",".join(MODERN)).split(",")
     for name in models:
-        m = prepare(name, workdir, "tvm-alone" in systems)
+        m = prepare(name, workdir, "tvm-alone" in systems, "tvm-alone-unscheduled" in systems)
         print(f"{name}: export {m['export_s']:.1f} s ({m['so_mb']:.0f} MB; {100 * m['ncnn_flops_share']:.1f}% of "
               f"FLOPs in {m['regions']} ncnn region(s)), --no-offload export {m.get('tvm_export_s', 0):.1f} s, "
-              f"pnnx {m['pnnx_s']:.1f} s", flush=True)
+              f"pnnx {m['pnnx_s']:.1f} s" + (f", unscheduled --no-offload export {m['tvm_unscheduled_export_s']:.1f} s"
+                                             if "tvm_unscheduled_export_s" in m else ""), flush=True)
         leaks = leak_check(m, args.leak_runs, env, workdir) if args.leak_runs else {}
         for threads in [int(t) for t in args.threads.split(",")]:
             stats = measure(m, threads, systems, args.repeat, args.rounds, env, workdir, args.tvm_repeat)
@@ -157,6 +164,9 @@ def suite(args, env: dict, workdir: Path) -> int:
                     row["native_reference"] = reference
                 if wheel:
                     row["ratio_to_ncnn_wheel"] = s["p50_ms"] / wheel
+                if stats.get("onnxruntime", {}).get("p50_ms"):
+                    row["ratio_to_onnxruntime"] = statistics.median(
+                        a / b for a, b in zip(s["round_p50_ms"], stats["onnxruntime"]["round_p50_ms"]))
                 if system == reference and stats.get("tvm-ncnn", {}).get("steady_rss_mb"):
                     row["tvm_ncnn_steady_rss_ratio"] = stats["tvm-ncnn"]["steady_rss_mb"] / s["steady_rss_mb"]
                 if system == "tvm-ncnn":
@@ -164,6 +174,8 @@ def suite(args, env: dict, workdir: Path) -> int:
                                ncnn_flops_share=m["ncnn_flops_share"])
                 if system == "tvm-alone":
                     row["export_s"] = m["tvm_export_s"]
+                if system == "tvm-alone-unscheduled":
+                    row["export_s"] = m["tvm_unscheduled_export_s"]
                 if system == "native-ncnn":
                     row["export_s"] = m["pnnx_s"]  # pnnx conversion
                 if threads == 1 and system in leaks:

@@ -28,7 +28,7 @@ def measure(m: dict, threads: int, systems: list[str], repeat: int, rounds: int,
         order = [s for s in systems if s not in failed]
         random.shuffle(order)
         for system in order:
-            n = tvm_repeat if system == "tvm-alone" else max(1, repeat // rounds)
+            n = tvm_repeat if system == "tvm-alone-unscheduled" else max(1, repeat // rounds)
             out = str(workdir / f"out_{system}.npy")
             try:
                 report = run_one(command(system, m, threads, n, out), env)

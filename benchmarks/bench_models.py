@@ -31,8 +31,9 @@ def quiet(*streams):
                 os.close(fd)
 
 
-def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
-    """ONNX, model.so (+ the --no-offload one), the pnnx ncnn graph, the input; export times."""
+def prepare(name: str, workdir: Path, tvm_alone: bool, tvm_unscheduled: bool = False) -> dict:
+    """ONNX, model.so (+ the --no-offload one, + the same without schedules), the pnnx ncnn graph, the input;
+    export times."""
     import torch
 
     import tvm_ncnn
@@ -67,6 +68,21 @@ def prepare(name: str, workdir: Path, tvm_alone: bool) -> dict:
         start = time.perf_counter()
         m["tvm_so"] = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}_tvm.so"), offload=False).path
         m["tvm_export_s"] = time.perf_counter() - start
+    if tvm_unscheduled:
+        from tvm_ncnn import tvm_schedules
+
+        start = time.perf_counter()
+        saved = os.environ.get(tvm_schedules.ENV)
+        os.environ[tvm_schedules.ENV] = "0"  # compile as tvm.compile does, unfused and unscheduled
+        try:
+            m["tvm_unscheduled_so"] = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}_tvm_unscheduled.so"),
+                                                      offload=False).path
+        finally:
+            if saved is None:
+                del os.environ[tvm_schedules.ENV]
+            else:
+                os.environ[tvm_schedules.ENV] = saved
+        m["tvm_unscheduled_export_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     if name in zoo.MODELS:

@@ -6,20 +6,22 @@ from bench_systems import SYSTEMS
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'model':18s} {'thr':>3s} {'system':15s} {'p50 ms':>9s} {'p90 ms':>9s} {'x native':>8s} "
-              f"{'x wheel':>7s} {'peak MB':>8s} {'steady MB':>9s} {'load ms':>8s} {'first ms':>8s} {'rel err':>8s}")
+    header = (f"{'model':18s} {'thr':>3s} {'system':21s} {'p50 ms':>9s} {'p90 ms':>9s} {'x native':>8s} "
+              f"{'x wheel':>7s} {'x ort':>7s} {'peak MB':>8s} {'steady MB':>9s} {'load ms':>8s} {'first ms':>8s} "
+              f"{'rel err':>8s}")
     print(header)
     print("-" * len(header))
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:18s} {r['threads']:3d} {r['system']:15s} cannot run: {r['error'][:80]}")
+            print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} cannot run: {r['error'][:80]}")
             continue
 
         def f(key, fmt):
             v = r.get(key)
             return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-".rjust(len(format(0, fmt)))
-        print(f"{r['model']:18s} {r['threads']:3d} {r['system']:15s} {f('p50_ms', '9.2f')} {f('p90_ms', '9.2f')} "
-              f"{f('ratio_to_native_ncnn', '8.3f')} {f('ratio_to_ncnn_wheel', '7.3f')} {f('rss_mb', '8.1f')} "
+        print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} {f('p50_ms', '9.2f')} {f('p90_ms', '9.2f')} "
+              f"{f('ratio_to_native_ncnn', '8.3f')} {f('ratio_to_ncnn_wheel', '7.3f')} "
+              f"{f('ratio_to_onnxruntime', '7.2f')} {f('rss_mb', '8.1f')} "
               f"{f('steady_rss_mb', '9.1f')} {f('load_ms', '8.1f')} {f('first_ms', '8.1f')} "
               f"{f('max_rel_err', '8.1e')}")
 
@@ -35,7 +37,7 @@ def plot(rows: list[dict], path: str) -> None:
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
     panels = [("p50_ms", "p50 latency (ms)", systems, True),
               ("ratio_to_native_ncnn", "p50 / native ncnn (C++; the wheel where C++ cannot run it)",
-               [s for s in systems if s != "tvm-alone"], False),
+               [s for s in systems if not s.startswith("tvm-alone")], False),
               ("steady_rss_mb", "steady RSS (MB)", systems, True)]
     fig, axes = plt.subplots(len(panels), len(threads), figsize=(6.5 * len(threads), 12), squeeze=False)
     colors = {s: f"C{i}" for i, s in enumerate(SYSTEMS)}

@@ -5,7 +5,9 @@
   native-ncnn     the pnnx graph of the same network, run by ncnn_bench (C++, the build's `ncnn_bench` target,
                   linked against the same vendored ncnn as the runtime)
   native-ncnn-py  the pnnx graph in the ncnn PyPI wheel (bench_worker.py)
-  tvm-alone       model.so exported with --no-offload, run by deploy_app
+  tvm-alone       model.so exported with --no-offload, run by deploy_app (TVM's code with the default schedules)
+  tvm-alone-unscheduled  the same with TVM_NCNN_SCHEDULES=0: TVM's code as tvm.compile makes it (unfused serial
+                  loops), to measure what the schedules buy; not run unless named in --systems (slow)
   onnxruntime     the ONNX model in onnxruntime, CPU provider (bench_worker.py)
 
 Each measurement is a process of its own that prints one JSON object (load_ms, first_ms, times_ms, cpu_ms,
@@ -26,7 +28,9 @@ DEPLOY_APP = Path(os.environ.get("TVM_NCNN_DEPLOY_APP", BUILD / "deploy_app"))
 NCNN_BENCH = BUILD / "benchmarks" / "ncnn_bench"  # benchmarks/CMakeLists.txt puts it there
 WORKER = Path(__file__).resolve().with_name("bench_worker.py")
 
-SYSTEMS = ["tvm-ncnn", "tvm-ncnn-py", "native-ncnn", "native-ncnn-py", "tvm-alone", "onnxruntime"]
+SYSTEMS = ["tvm-ncnn", "tvm-ncnn-py", "native-ncnn", "native-ncnn-py", "tvm-alone", "onnxruntime",
+           "tvm-alone-unscheduled"]
+DEFAULT_SYSTEMS = SYSTEMS[:-1]
 
 
 def check_built() -> None:
@@ -42,8 +46,9 @@ def check_built() -> None:
 
 
 def command(system: str, m: dict, threads: int, repeat: int, output: str) -> list[str]:
-    if system in ("tvm-ncnn", "tvm-alone"):
-        so = m["so"] if system == "tvm-ncnn" else m["tvm_so"]
+    if system in ("tvm-ncnn", "tvm-alone", "tvm-alone-unscheduled"):
+        so = {"tvm-ncnn": m["so"], "tvm-alone": m.get("tvm_so"),
+              "tvm-alone-unscheduled": m.get("tvm_unscheduled_so")}[system]
         return [str(DEPLOY_APP), so, m["input"], "--threads", str(threads), "--repeat", str(repeat), "--json",
                 "--output", output]
     if system == "native-ncnn":
