@@ -5,11 +5,17 @@
 
 The package: lib/libtvm_ncnn_runtime.so (ncnn built in, from the pinned PyPI sdist), lib/libtvm_runtime.so
 and lib/libtvm_ffi.so (from the apache-tvm / apache-tvm-ffi wheels of exactly the versions the SDK pins in
-sdk_python/requirements-dev.txt), include/ (tvm_ncnn/runtime.h, the tvm-ffi headers), bin/deploy_app, and
-lib/cmake/tvm_ncnn/ (the same CMake package files as `cmake --install`). Consumers:
+sdk_python/requirements-dev.txt), lib/libgomp.so.1 (the compiler's OpenMP runtime, which ncnn uses),
+include/ (tvm_ncnn/runtime.h, the tvm-ffi headers), bin/deploy_app, and lib/cmake/tvm_ncnn/ (the same CMake
+package files as `cmake --install`). Consumers:
 
     find_package(tvm_ncnn REQUIRED)
     target_link_libraries(app PRIVATE tvm_ncnn::runtime)
+
+To ship an app (e.g. to a Pi): `conan install ... --deployer=runtime_deploy --deployer-folder=DIR` copies
+the package's shared libraries and deploy_app flat into DIR; every one of them finds the others through
+RUNPATH $ORIGIN. The app, installed into DIR with INSTALL_RPATH $ORIGIN, then runs with DIR alone
+(README, "Ship the app to a Pi"; tests/conan/check_deploy.py).
 
 Where the inputs come from (nothing from a Conan remote):
   * The version: sdk_python/pyproject.toml's, the SDK's (CMakeLists.txt reads it there too).
@@ -182,6 +188,30 @@ class TvmNcnnConan(ConanFile):
             for path in json.load(f):
                 dist = os.path.basename(os.path.dirname(os.path.dirname(path))).split("-")[0]
                 shutil.copy(path, os.path.join(licenses, f"{dist}-{os.path.basename(path)}"))
+        self._package_openmp(licenses)
+
+    def _package_openmp(self, licenses):
+        """lib/libgomp.so.1: the OpenMP runtime ncnn was linked with, beside libtvm_ncnn_runtime.so (whose
+        RUNPATH is $ORIGIN), so that a folder made from the package (Conan's runtime_deploy) runs on a system
+        without libgomp1 (minimal Raspberry Pi OS images, containers); a system's own libgomp.so.1, already
+        loaded, is used instead (same soname). Exactly the file the build linked (CMake's FindOpenMP result),
+        not one looked up again."""
+        cache = load(self, os.path.join(self.build_folder, "CMakeCache.txt"))
+        m = re.search(r"^OpenMP_gomp_LIBRARY:FILEPATH=(.+)$", cache, re.M)
+        if not m:  # built without GCC's OpenMP: nothing to ship
+            return
+        real = os.path.realpath(m.group(1).strip())
+        if not os.path.isfile(real):
+            raise ConanException(f"libgomp: {m.group(1).strip()} (from the build's CMakeCache.txt) is missing")
+        shutil.copy(real, os.path.join(self.package_folder, "lib", "libgomp.so.1"))
+        # GCC's runtime library exception allows shipping it; keep its copyright with the other licenses
+        # (Debian names the file by the package that owns the library).
+        proc = subprocess.run(["dpkg-query", "-S", real], capture_output=True, text=True, check=False) \
+            if shutil.which("dpkg-query") else None
+        owner = proc.stdout.split(":")[0].strip() if proc and proc.returncode == 0 else ""
+        copyright_file = os.path.join("/usr/share/doc", owner, "copyright")
+        if owner and os.path.isfile(copyright_file):
+            shutil.copy(copyright_file, os.path.join(licenses, "libgomp-copyright.txt"))
 
     # ---------------------------------------------------------------------------------------------
     def package_info(self):
