@@ -48,6 +48,7 @@ def _runs(text: str) -> int:
 
 def cmd_export(args) -> int:
     from .exporter import Preprocess, TvmFallbackWarning, export
+    from .frontend import DefaultBatchWarning
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
     with warnings.catch_warnings(record=True) as caught:
@@ -57,6 +58,8 @@ def cmd_export(args) -> int:
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
+        elif issubclass(warning.category, DefaultBatchWarning):
+            print(f"tvm-ncnn: note: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     r = result.report

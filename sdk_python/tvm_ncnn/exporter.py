@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from . import __version__, codegen, native, runtime_functions, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
+from . import __version__, batch, codegen, native, runtime_functions, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -57,8 +57,7 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     _check_writable(path)
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
-    mod = partition(imported.mod) if offload else imported.mod
-    placement = report(mod)
+    mod, placement = _partition(imported) if offload else (imported.mod, report(imported.mod))
     fallback = placement.tvm_warning() if offload else None
     if fallback:
         warnings.warn(fallback, TvmFallbackWarning, stacklevel=2)
@@ -72,6 +71,24 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     _write_library(executable, path, device)
     return ExportResult(path, target, placement, time.perf_counter() - start, schedules)
+
+
+def _partition(imported: Imported) -> tuple[tvm.IRModule, PartitionReport]:
+    """ncnn regions run one image: a batch N model whose images stay apart is partitioned at batch 1 and run
+    once per image (batch.py); any other keeps its batch, in TVM, and export says why."""
+    n = batch.batch_of([s.shape for s in imported.inputs])
+    if n > 1:
+        at_1 = batch.at_batch_one(imported.mod, n)
+        mixed = batch.why_images_mix(imported.mod, at_1, n) if at_1 else "it does not compile at batch 1"
+        if mixed is None:
+            partitioned = partition(at_1)
+            placement = report(partitioned)
+            placement.batch_loop = n
+            return batch.run_per_image(partitioned, n), placement
+        warnings.warn(f"batch {n} runs in TVM, not once per image in ncnn: {mixed}", TvmFallbackWarning,
+                      stacklevel=3)
+    partitioned = partition(imported.mod)
+    return partitioned, report(partitioned)
 
 
 def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import tvm
@@ -12,6 +13,10 @@ from tvm import relax
 
 from .errors import ModelError
 from .relax_util import scalar_constant, static_shape
+
+
+class DefaultBatchWarning(UserWarning):
+    """An input's only dynamic dimension was its batch, and export chose 1."""
 
 
 @dataclass
@@ -116,11 +121,21 @@ def _fix_input_shapes(model, input_shapes: dict, source: str):
             shown = [d.dim_value for d in dims]
             raise ModelError(f"{source}: input {inp.name} has a zero-sized dimension {shown}; tensors need every "
                              "dimension >= 1")
-        elif any(not d.HasField("dim_value") or d.dim_value <= 0 for d in dims):
+        elif len(dims) > 1 and _dynamic(dims[0]) and not any(_dynamic(d) for d in dims[1:]):
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+            warnings.warn(f"{source}: input {inp.name} has a dynamic batch; exporting batch 1 (--input "
+                          f"{inp.name}:N,{','.join(str(d.dim_value) for d in dims[1:])} for batch N)",
+                          DefaultBatchWarning, stacklevel=2)
+        elif any(_dynamic(d) for d in dims):
             shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
             raise ModelError(f"{source}: input {inp.name} has dynamic shape {shown}; give a static one "
                              f"with --input {inp.name}:1,3,224,224 (or input_shapes=...)")
     return model
+
+
+def _dynamic(dim) -> bool:
+    return not dim.HasField("dim_value") or dim.dim_value <= 0
 
 
 def _simplify_onnx(model, source: str):
@@ -131,8 +146,6 @@ def _simplify_onnx(model, source: str):
 
         return onnxslim.slim(model)
     except Exception as err:  # a model onnxslim cannot handle may still import as it is
-        import warnings
-
         warnings.warn(f"{source}: onnxslim could not simplify the model ({err}); importing it unsimplified")
         return model
 

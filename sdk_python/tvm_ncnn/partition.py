@@ -93,6 +93,7 @@ class OpPlacement:
 class PartitionReport:
     ops: list[OpPlacement] = field(default_factory=list)
     regions: int = 0
+    batch_loop: int = 0  # main runs these ops once per image of a batch this large (batch.py); 0: at once
 
     @property
     def ncnn_flops_share(self) -> float:
@@ -120,12 +121,13 @@ class PartitionReport:
                 "`tvm-ncnn inspect` says why")
 
     def to_json(self) -> dict:
-        return {"regions": self.regions, "ncnn_flops_share": self.ncnn_flops_share,
+        return {"regions": self.regions, "ncnn_flops_share": self.ncnn_flops_share, "batch_loop": self.batch_loop,
                 "ops": [o.__dict__ for o in self.ops]}
 
     @staticmethod
     def from_json(data: dict) -> "PartitionReport":
-        return PartitionReport([OpPlacement(**o) for o in data.get("ops", [])], int(data.get("regions", 0)))
+        return PartitionReport([OpPlacement(**o) for o in data.get("ops", [])], int(data.get("regions", 0)),
+                               int(data.get("batch_loop", 0)))
 
     def table(self) -> str:
         rows = [("#", "op", "output shape", "runs in", "why not ncnn")]
@@ -135,7 +137,8 @@ class PartitionReport:
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4] for r in rows]
         lines.append(f"{self.ncnn_ops}/{len(self.ops)} ops in {self.regions} ncnn region(s); "
-                     f"{100 * self.ncnn_flops_share:.1f}% of FLOPs in ncnn")
+                     f"{100 * self.ncnn_flops_share:.1f}% of FLOPs in ncnn"
+                     + (f"; run once per image of the batch of {self.batch_loop}" if self.batch_loop else ""))
         return "\n".join(line.rstrip() for line in lines)
 
 
