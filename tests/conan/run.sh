@@ -76,13 +76,13 @@ pi_deploy() {
   (
     cd "$dir" &&
     "$CONAN" install --requires="tvm_ncnn/$version" -nr -pr:h "$ROOT/cmake/conan/armv8" -pr:b "$ROOT/cmake/conan/host" \
-        -g CMakeDeps -g CMakeToolchain -of build --deployer=runtime_deploy --deployer-folder=pi &&
+        -g CMakeDeps -g CMakeToolchain -of build --deployer=runtime_deploy --deployer-folder=deploy &&
     cmake -S . -B build -G Ninja -DCMAKE_TOOLCHAIN_FILE=build/conan_toolchain.cmake -DCMAKE_BUILD_TYPE=Release &&
     cmake --build build &&
-    cmake --install build --prefix pi
+    cmake --install build --prefix deploy
   ) || return 1
   "$PY" tests/conan/test_package/tiny_model.py make "$dir/model" --target rpi4 || return 1
-  "$PY" tests/conan/check_deploy.py "$dir/pi" --app hello_tvm_ncnn --model "$dir/model" \
+  "$PY" tests/conan/check_deploy.py "$dir/deploy" --app hello_tvm_ncnn --model "$dir/model" \
       --sysroot /usr/aarch64-linux-gnu --emulator "qemu-aarch64 -cpu cortex-a72"
 }
 
