@@ -39,7 +39,7 @@ std::string Usage() {
     "                  or a .npy tensor of exactly the model input's shape and dtype\n"
     "  --threads N     threads for ncnn (1.." + std::to_string(tvm_ncnn::kMaxThreads) +
     "; default: the big cores of this machine)\n"
-    "  --repeat N      steady-state runs after the first (1..100000; default 10)\n"
+    "  --repeat N      steady-state runs after the first (0..100000; default 10; 0: the first run only)\n"
     "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
     "  --topk K        how many top classes to print (default 5)\n"
     "  --json          print one JSON object instead of text\n"
@@ -97,7 +97,7 @@ Args ParseArgs(int argc, char** argv) {
     } else if (arg == "--threads") {
       a.threads = ParseInt(arg, next(), 1, tvm_ncnn::kMaxThreads);
     } else if (arg == "--repeat") {
-      a.repeat = ParseInt(arg, next(), 1, 100000);
+      a.repeat = ParseInt(arg, next(), 0, 100000);
     } else if (arg == "--topk") {
       a.topk = ParseInt(arg, next(), 1, 1000000);
     } else if (arg == "--output") {
@@ -119,6 +119,7 @@ Args ParseArgs(int argc, char** argv) {
   }
   a.model = positional[0];
   a.input = positional[1];
+  if (a.profile && a.repeat == 0) throw UsageError{"--profile times --repeat runs: give --repeat 1 or more"};
   return a;
 }
 
@@ -243,9 +244,14 @@ int Run(const Args& a) {
     times.push_back(MsSince(t0));
     if (i + 1 == std::min(10, a.repeat)) warm_rss_mb = CurrentRssMb();
   }
-  // CPU time per steady run, all threads: above the latency x 1 when threads work or spin in parallel.
-  const double cpu_ms = (CpuMs() - cpu0) / a.repeat;
-  const double p50 = Percentile(times, 0.5), p90 = Percentile(times, 0.9);
+  // CPU time per steady run, all threads: above the latency x 1 when threads work or spin in parallel. With
+  // --repeat 0 there are no steady runs: these are NaN, printed as null in JSON.
+  const bool steady = a.repeat > 0;
+  const double none = std::nan("");
+  const double cpu_ms = steady ? (CpuMs() - cpu0) / a.repeat : none;
+  const double p50 = steady ? Percentile(times, 0.5) : none;
+  const double p90 = steady ? Percentile(times, 0.9) : none;
+  if (!steady) warm_rss_mb = none;
   // Memory: the peak (load included), what stays resident after the first run, after 10 runs and after all
   // runs (a leak shows as steady > warm with many --repeat).
   const double steady_rss_mb = CurrentRssMb(), peak_rss_mb = PeakRssMb();
@@ -323,8 +329,12 @@ int Run(const Args& a) {
     std::printf("  %2zu. %9.6f  [%lld] %s\n", i + 1, top[i].score, static_cast<long long>(top[i].index),
                 top[i].label.c_str());
   }
-  std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
-              first_ms, p50, p90, a.repeat);
+  if (steady) {
+    std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
+                first_ms, p50, p90, a.repeat);
+  } else {
+    std::printf("timing   load %.2f ms, first run %.2f ms (no steady runs: --repeat 0)\n", load_ms, first_ms);
+  }
   std::printf("memory   peak RSS %.1f MB, steady RSS %.1f MB\n", peak_rss_mb, steady_rss_mb);
   if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
   if (a.profile) std::fputs(tvm_ncnn::FormatProfile(profile).c_str(), stdout);

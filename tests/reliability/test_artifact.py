@@ -201,11 +201,24 @@ def test_thread_counts_refused(models):
     x, so = models["x"], models["two_regions"]["so"]
     for value in ("0", "-1", "257", "100000", "two", ""):
         assert_one_line_error(deploy_app(so, x, "--threads", value), "--threads", "1 to 256", exit_code=2)
-    for value in ("0", "-1", "100001"):
-        assert_one_line_error(deploy_app(so, x, "--repeat", value), "--repeat", exit_code=2)
+    for value in ("-1", "100001", "one"):
+        assert_one_line_error(deploy_app(so, x, "--repeat", value), "--repeat", "0 to 100000", exit_code=2)
+    assert_one_line_error(deploy_app(so, x, "--repeat", "0", "--profile"), "--profile", "--repeat 1", exit_code=2)
     results = python_cases([{"op": "load", "path": str(so), "threads": t} for t in (0, -1, 257, 100000, 2.5, True)])
     for value, result in zip(("0", "-1", "257", "100000", "2.5", "True"), results):
         assert_model_error(result, "threads must be a whole number from 1 to 256", value)
+
+
+def test_repeat_0_is_the_first_run_only(models):
+    """Issue 16.7: --repeat 0 was refused; it is one run, with no steady figures (null in JSON)."""
+    done = deploy_app(models["classifier"]["so"], models["x"], "--repeat", "0", "--json")
+    assert done.returncode == 0, done.describe()
+    report = json.loads(done.stdout)
+    assert report["repeat"] == 0 and report["times_ms"] == [] and report["first_ms"] > 0
+    assert report["p50_ms"] is None and report["p90_ms"] is None and report["cpu_ms"] is None
+    assert report["topk"][0]["label"].startswith("class-")
+    text = deploy_app(models["classifier"]["so"], models["x"], "--repeat", "0")
+    assert text.returncode == 0 and "no steady runs: --repeat 0" in text.stdout, text.describe()
 
 
 def test_ncnn_region_source_is_its_graph(models):
