@@ -60,7 +60,10 @@ class Profile:
 
 
 class LoadedModel:
-    """Callable on numpy arrays; returns one array, or a list when the model has several outputs."""
+    """model(*inputs) -> a list of numpy arrays, one per output in the order of model.outputs, whatever their
+    number; model.single(*inputs) -> the array of a one-output model. Inputs must have the dtype the model takes:
+    a float64 array for a float32 input is refused with the fix (x.astype(np.float32)), never converted
+    silently, as deploy_app refuses a float64 .npy."""
 
     def __init__(self, path: str, threads: int | None = None, fp16: bool = False):
         path = os.fspath(path)
@@ -108,15 +111,38 @@ class LoadedModel:
             raise ModelError(last_line(err)) from None
         return np.from_dlpack(tensor).copy()
 
-    def __call__(self, *arrays):
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        tensors = self._tensors(arrays)
         try:
-            # The runtime checks the count, shapes and dtypes (runtime.h CheckInput), as for deploy_app.
-            tensors = [tvm_ffi.from_dlpack(np.require(array, requirements="C")) for array in arrays]
             results = self._run(*tensors)
         except Exception as err:
             raise ModelError(last_line(err)) from None
-        arrays_out = [np.from_dlpack(r).copy() for r in results]
-        return arrays_out[0] if len(arrays_out) == 1 else arrays_out
+        return [np.from_dlpack(r).copy() for r in results]
+
+    def single(self, *arrays) -> np.ndarray:
+        """The output of a model that has one (model(...)[0]); refused for a model with several."""
+        if len(self.outputs) != 1:
+            names = ", ".join(f"'{o['name']}'" for o in self.outputs)
+            raise ModelError(f"{self.path} has {len(self.outputs)} outputs ({names}); call model(x) for the list")
+        return self(*arrays)[0]
+
+    def _tensors(self, arrays) -> list:
+        """The inputs as tensors. The runtime checks count and shapes (runtime.h CheckInput, as for deploy_app);
+        the dtype is checked here first, so that the refusal can say how to convert."""
+        tensors = []
+        for i, array in enumerate(arrays):
+            array = np.asarray(array)
+            spec = self.inputs[i] if i < len(self.inputs) else None
+            if spec is not None and array.dtype != np.dtype(spec["dtype"]):
+                shape = lambda dims: "[" + ",".join(map(str, dims)) + "]"  # noqa: E731  (runtime ShapeString)
+                raise ModelError(f"input '{spec['name']}' expects {shape(spec['shape'])} {spec['dtype']}, got "
+                                 f"{shape(array.shape)} {array.dtype}: pass x.astype(np.{spec['dtype']}) (arrays "
+                                 f"are not converted silently)")
+            try:
+                tensors.append(tvm_ffi.from_dlpack(np.require(array, requirements="C")))
+            except Exception as err:
+                raise ModelError(last_line(err)) from None
+        return tensors
 
     def profile(self, *arrays, repeat: int = 10) -> Profile:
         """Run once to warm up, then `repeat` times timing every call: see Profile. Plain calls are not slowed
@@ -124,8 +150,8 @@ class LoadedModel:
         if (isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral)
                 or not 1 <= repeat <= MAX_PROFILE_RUNS):
             raise ModelError(f"repeat must be a whole number from 1 to {MAX_PROFILE_RUNS}, got {repeat!r}")
+        tensors = self._tensors(arrays)
         try:
-            tensors = [tvm_ffi.from_dlpack(np.require(array, requirements="C")) for array in arrays]
             result = self._module["profile"](int(repeat), *tensors)
         except Exception as err:
             raise ModelError(last_line(err)) from None

@@ -47,7 +47,7 @@ def test_spelled_activation_is_one_layer(tmp_path, activation, opset, layer):
     assert layers == ["Input", "Convolution", layer, "Convolution"]
     result = tvm_ncnn.export(onnx_path, tmp_path / "act.so")
     x = np.random.default_rng(1).standard_normal((1, 3, 12, 12)).astype("float32") * 3
-    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
+    assert max_rel_error(tvm_ncnn.load(result.path).single(x), onnxruntime_run(onnx_path, x)) <= 1e-5
 
 
 def test_look_alikes_stay_elementwise(tmp_path):
@@ -64,4 +64,4 @@ def test_look_alikes_stay_elementwise(tmp_path):
     assert "Swish" not in params and "GELU" not in params
     result = tvm_ncnn.export(onnx_path, tmp_path / "alike.so")
     x = np.random.default_rng(2).standard_normal((1, 4, 6, 6)).astype("float32")
-    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
+    assert max_rel_error(tvm_ncnn.load(result.path).single(x), onnxruntime_run(onnx_path, x)) <= 1e-5

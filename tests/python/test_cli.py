@@ -71,7 +71,7 @@ def test_export_torch_export_program(tmp_path):
     assert done.returncode == 0, done.stderr
     with torch.no_grad():
         ref = module(x).numpy()
-    assert max_rel_error(tvm_ncnn.load(tmp_path / "tiny.so")(x.numpy()), ref) <= 1e-4
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "tiny.so").single(x.numpy()), ref) <= 1e-4
 
 
 def test_reexport_to_the_same_path_loads_the_new_model(tmp_path):
@@ -81,7 +81,7 @@ def test_reexport_to_the_same_path_loads_the_new_model(tmp_path):
         torch.manual_seed(seed)
         tvm_ncnn.export(zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / f"m{seed}.onnx"), x.shape),
                         tmp_path / "same.so")
-        outputs.append(tvm_ncnn.load(tmp_path / "same.so")(x))
+        outputs.append(tvm_ncnn.load(tmp_path / "same.so").single(x))
     assert not np.allclose(outputs[0], outputs[1])
 
 

@@ -48,7 +48,7 @@ def test_model_matches_references(name, exported, tmp_path, deploy_app):
 
     ort_out = onnxruntime_run(onnx_path, x)
     tvm_out = tvm_reference(onnx_path, x)
-    loaded = tvm_ncnn.load(model_so)(x)
+    loaded = tvm_ncnn.load(model_so).single(x)
     app_out, timing = deploy_app_output(model_so, x, tmp_path)
 
     for got, via in ((loaded, "tvm_ncnn.load"), (app_out, "deploy_app")):

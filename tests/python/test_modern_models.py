@@ -41,7 +41,7 @@ def model(request, tmp_path_factory):
 def test_matches_onnxruntime(model):
     name, onnx_path, shape, result = model
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")
-    got = tvm_ncnn.load(result.path)(x)
+    got = tvm_ncnn.load(result.path).single(x)
     got = got if isinstance(got, list) else [got]
     import onnxruntime as ort
 

@@ -114,8 +114,7 @@ def test_node(case, tmp_path):
         tvm_ncnn.export(model, tmp_path / "node.so")
     except ModelError as err:
         pytest.fail(f"export failed: {err}")
-    got = tvm_ncnn.load(tmp_path / "node.so")(*inputs)
-    got = got if isinstance(got, list) else [got]
+    got = tvm_ncnn.load(tmp_path / "node.so")(*inputs)  # one array per output
     assert len(got) == len(expected)
     for out, ref in zip(got, expected):
         assert out.shape == ref.shape

@@ -56,7 +56,7 @@ def test_relax_module_exports_and_matches_tvm(tmp_path):
     ref_exec = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
     ref = relax.VirtualMachine(ref_exec, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     tvm_ncnn.export(mod, tmp_path / "chain.so")
-    assert max_rel_error(tvm_ncnn.load(tmp_path / "chain.so")(x), ref) <= 1e-4
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "chain.so").single(x), ref) <= 1e-4
 
 
 def test_unsupported_op_falls_back_to_tvm(tmp_path):
@@ -67,7 +67,7 @@ def test_unsupported_op_falls_back_to_tvm(tmp_path):
     assert erf and erf[0].place == "tvm" and "no ncnn layer" in erf[0].reason
     assert placement.regions == 2
     x = np.random.default_rng(3).standard_normal((1, 3, 20, 20)).astype("float32")
-    assert max_rel_error(tvm_ncnn.load(tmp_path / "split.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "split.so").single(x), onnxruntime_run(onnx_path, x)) <= 1e-4
 
 
 def test_batch_above_one_stays_in_tvm(tmp_path):
@@ -77,7 +77,7 @@ def test_batch_above_one_stays_in_tvm(tmp_path):
     assert result.report.regions == 0
     assert all("batch 2" in op.reason for op in result.report.ops if op.op == "relax.nn.conv2d")
     x = np.random.default_rng(4).standard_normal((2, 3, 12, 12)).astype("float32")
-    assert max_rel_error(tvm_ncnn.load(tmp_path / "b2.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "b2.so").single(x), onnxruntime_run(onnx_path, x)) <= 1e-4
 
 
 def test_no_offload_exports_pure_tvm(tmp_path):
@@ -98,7 +98,7 @@ def test_shufflenet_unit_becomes_pnnx_layers(tmp_path):
     assert "0=2" in next(line for line in param.splitlines() if line.startswith("ShuffleChannel"))
     tvm_ncnn.export(onnx_path, tmp_path / "shuffle.so")
     x = np.random.default_rng(5).standard_normal((1, 16, 10, 10)).astype("float32")
-    assert max_rel_error(tvm_ncnn.load(tmp_path / "shuffle.so")(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "shuffle.so").single(x), onnxruntime_run(onnx_path, x)) <= 1e-4
 
 
 def test_weights_are_stored_once(tmp_path):
@@ -128,7 +128,7 @@ def test_lrn_is_one_ncnn_layer(tmp_path):
     mod = partition(tvm_ncnn.import_model(onnx_path).mod)
     param = convert_region(mod[region_vars(mod)[0]]).param
     assert [line.split()[0] for line in param.splitlines()[2:]] == ["Input", "LRN"]
-    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
+    assert max_rel_error(tvm_ncnn.load(result.path).single(x), onnxruntime_run(onnx_path, x)) <= 1e-5
 
 
 def test_torch_lrn_and_zero_pad_run_in_ncnn(tmp_path):
@@ -144,7 +144,7 @@ def test_torch_lrn_and_zero_pad_run_in_ncnn(tmp_path):
     layers = [line.split()[0] for line in convert_region(mod[region_vars(mod)[0]]).param.splitlines()[2:]]
     assert layers.count("LRN") == 1 and layers.count("Padding") == 1
     x = np.random.default_rng(7).standard_normal((1, 3, 12, 12)).astype("float32")
-    assert max_rel_error(tvm_ncnn.load(result.path)(x), onnxruntime_run(onnx_path, x)) <= 1e-5
+    assert max_rel_error(tvm_ncnn.load(result.path).single(x), onnxruntime_run(onnx_path, x)) <= 1e-5
 
 
 def _conv_op_conv(op) -> tvm.IRModule:
@@ -184,4 +184,4 @@ def test_power_of_a_negative_base(tmp_path):
         assert power.place == place, power
         ref = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
         expected = relax.VirtualMachine(ref, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
-        assert max_rel_error(tvm_ncnn.load(result.path)(x), expected) <= 1e-5
+        assert max_rel_error(tvm_ncnn.load(result.path).single(x), expected) <= 1e-5

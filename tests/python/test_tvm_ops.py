@@ -150,7 +150,7 @@ def test_op_stays_in_tvm_and_runs(name, work, deploy_app):
     ref = reference(x)
     got, _ = deploy_app_output(so, x, work)  # deploy_app: the runtime library alone, as on a device
     assert max_rel_error(got, ref) <= TOLERANCE
-    assert max_rel_error(tvm_ncnn.load(so)(x), ref) <= TOLERANCE
+    assert max_rel_error(tvm_ncnn.load(so).single(x), ref) <= TOLERANCE
 
 
 def test_runtime_carries_the_sort_functions():

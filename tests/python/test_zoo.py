@@ -82,7 +82,7 @@ def test_cnn_matches_reference(name, route, zoo_export):
     source, result = zoo_export(name, route)
     x = np.random.default_rng(7).standard_normal(SHAPE).astype(np.float32)
     ref = reference(source, x)
-    got = tvm_ncnn.load(result.path)(x)
+    got = tvm_ncnn.load(result.path).single(x)
     assert max_rel_error(got, ref) <= TOLERANCE
     assert list(np.argsort(-got[0])[:5]) == list(np.argsort(-ref[0])[:5])
     report = result.report
@@ -103,7 +103,7 @@ def test_pretrained_top5_on_photos(photo, zoo_export, workdir):
     model = tvm_ncnn.load(model_so)
     x = model.load_image(zoo.sample_image(photo))
     ref = onnxruntime_run(onnx_path, x)
-    got = model(x)
+    got = model.single(x)
     assert max_rel_error(got, ref) <= TOLERANCE
     assert list(np.argsort(-got[0])[:5]) == list(np.argsort(-ref[0])[:5])
 
@@ -141,7 +141,7 @@ def test_packaged_onnx_models(package, name, shape, min_share, workdir):
     image = Image.open(zoo.sample_image()).convert("RGB").resize((shape[3], shape[2]))
     x = ((np.asarray(image, dtype=np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None].copy()
     ref = onnxruntime_run(path, x)
-    got = tvm_ncnn.load(result.path)(x)
+    got = tvm_ncnn.load(result.path).single(x)
     got = got[0] if isinstance(got, list) else got
     assert max_rel_error(got, ref) <= TOLERANCE
     assert result.report.ncnn_flops_share >= min_share, result.report.table()

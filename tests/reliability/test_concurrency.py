@@ -28,16 +28,16 @@ def test_python_model_shared_by_threads(models):
     other = tvm_ncnn.load(models["classifier"]["so"], threads=1)
     rng = np.random.default_rng(5)
     inputs = [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(4)]
-    expected = [model(x) for x in inputs]
-    expected_other = [other(x) for x in inputs]
+    expected = [model.single(x) for x in inputs]
+    expected_other = [other.single(x) for x in inputs]
     wrong, errors = [], []
 
     def work(k):
         try:
             for _ in range(50):
-                if not np.array_equal(model(inputs[k]), expected[k]):
+                if not np.array_equal(model.single(inputs[k]), expected[k]):
                     wrong.append(("shared", k))
-                if not np.array_equal(other(inputs[k]), expected_other[k]):
+                if not np.array_equal(other.single(inputs[k]), expected_other[k]):
                     wrong.append(("other", k))
         except Exception as err:  # reported below: a thread's exception would otherwise vanish
             errors.append(repr(err))

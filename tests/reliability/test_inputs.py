@@ -222,5 +222,5 @@ def test_python_call_errors(classifier):
     ])
     # The runtime's check (runtime.h CheckInput), in the words deploy_app uses too.
     assert_model_error(results[0], "input", "expects [1,3,16,16] float32", "got [1,3,8,8] float32")
-    assert_model_error(results[1], "expects [1,3,16,16] float32", "got [1,3,16,16] float64")
+    assert_model_error(results[1], "expects [1,3,16,16] float32", "got [1,3,16,16] float64", "x.astype(np.float32)")
     assert_model_error(results[2], "expects [1,3,16,16] float32", "got [] float32")

@@ -34,17 +34,17 @@ def test_python_calls_and_loads_keep_memory_flat_and_outputs_identical(models):
 
     x = np.load(models["x"])
     model = tvm_ncnn.load(models["two_regions"]["so"], threads=1)
-    first = model(x)
+    first = model.single(x)
     for _ in range(200):
         model(x)
     before = rss_mb()
     for _ in range(3000):
-        assert np.array_equal(model(x), first)
+        assert np.array_equal(model.single(x), first)
     assert rss_mb() - before < 2.0
 
     for _ in range(20):  # let allocators settle: the first loads create pools that stay
-        tvm_ncnn.load(models["two_regions"]["so"], threads=1)(x)
+        tvm_ncnn.load(models["two_regions"]["so"], threads=1).single(x)
     before = rss_mb()
     for _ in range(200):
-        assert np.array_equal(tvm_ncnn.load(models["two_regions"]["so"], threads=1)(x), first)
+        assert np.array_equal(tvm_ncnn.load(models["two_regions"]["so"], threads=1).single(x), first)
     assert rss_mb() - before < 4.0, "loading and dropping a model leaks"
