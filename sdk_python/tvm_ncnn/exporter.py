@@ -57,6 +57,7 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     _check_writable(path)
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
+    _check_labels(labels, imported.outputs)
     mod, placement = _partition(imported) if offload else (imported.mod, report(imported.mod))
     fallback = placement.tvm_warning() if offload else None
     if fallback:
@@ -143,6 +144,22 @@ def _read_labels(labels) -> list[str]:
         except OSError as err:
             raise ModelError(f"{labels}: cannot read labels ({err.strerror})") from None
     return [str(label) for label in labels]
+
+
+def _check_labels(labels: list[str], outputs) -> None:
+    """Labels name the classes of the first output, the one deploy_app and `tvm-ncnn run` score: a count that
+    differs would print blank names for every class. Checked where that output is a vector of classes ([1, N],
+    [1, N, 1, 1]); other outputs (a detector's boxes and scores) keep their labels for the application."""
+    if not labels or not outputs:
+        return
+    shape = list(outputs[0].shape)
+    dims = shape[1:] if len(shape) > 1 else shape
+    if sum(d != 1 for d in dims) > 1:
+        return
+    classes = int(max(dims, default=1))
+    if len(labels) != classes:
+        raise ModelError(f"{len(labels)} labels, but output '{outputs[0].name}' "
+                         f"[{','.join(map(str, shape))}] has {classes} classes: give one label per class, one a line")
 
 
 def _metadata(imported: Imported, device: DeviceTarget, labels: list[str], pre: Preprocess,

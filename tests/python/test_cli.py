@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import tvm_ncnn
@@ -100,3 +101,15 @@ def test_errors_are_one_line(tmp_path):
         assert len(lines) == 1 and message in lines[0], (args, done.stderr)
     bad_shape = tvm_ncnn_cli("export", tmp_path / "m.onnx", "--input", "input:1,x")
     assert bad_shape.returncode == 2 and "NAME:D1,D2" in bad_shape.stderr
+
+
+def test_labels_that_do_not_fit_the_output_are_refused(tmp_path):
+    """Issue 16.3: 3 labels for a 10-class output exported silently, then printed blank names."""
+    onnx_path = zoo.to_onnx(TinyConvNet().eval(), str(tmp_path / "t.onnx"), (1, 3, 32, 32))
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    done = tvm_ncnn_cli("export", onnx_path, "-o", tmp_path / "t.so", "--labels", tmp_path / "three.txt")
+    assert done.returncode == 1 and not (tmp_path / "t.so").exists(), done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "3 labels" in lines[0] and "10 classes" in lines[0], done.stderr
+    with pytest.raises(tvm_ncnn.ModelError, match="11 labels, but output 'output' \\[1,10\\] has 10 classes"):
+        tvm_ncnn.export(onnx_path, tmp_path / "t.so", labels=[f"c{i}" for i in range(11)])
