@@ -27,7 +27,7 @@ from .model import LoadedModel, load  # noqa: E402
 # Exporting needs TVM's compiler (hundreds of MB once imported); running a model.so needs only the runtime. The
 # export side is imported on first use, so `tvm_ncnn.load` in an application stays small.
 _LAZY = {"export": "exporter", "ExportResult": "exporter", "Preprocess": "exporter", "import_model": "frontend",
-         "PartitionReport": "partition", "inspect": "inspection"}
+         "PartitionReport": "partition", "inspect": "inspection", "read_metadata": "inspection"}
 
 
 def __getattr__(name: str):
@@ -38,5 +38,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tvm_ncnn' has no attribute {name!r}")
 
 
-__all__ = ["export", "load", "inspect", "import_model", "Preprocess", "ExportResult", "LoadedModel",
+__all__ = ["export", "load", "inspect", "read_metadata", "import_model", "Preprocess", "ExportResult", "LoadedModel",
            "PartitionReport", "ModelError", "__version__"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -11,6 +12,34 @@ import warnings
 import numpy as np
 
 from .errors import ModelError
+
+
+class UsageError(Exception):
+    """A wrong combination of arguments: one line, exit code 2 (as argparse's own errors)."""
+
+
+class _Version(argparse.Action):
+    """--version: the SDK, the TVM it compiles with and the ncnn of its runtime library, asked only when wanted
+    (the runtime library is loaded for it)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        from . import __version__, native
+
+        try:
+            tvm = version("apache-tvm")
+        except PackageNotFoundError:
+            tvm = "not installed"
+        try:
+            ncnn = native.versions()["ncnn"]
+        except ModelError:
+            ncnn = "unknown (the runtime library is not built)"
+        print(f"tvm-ncnn {__version__}, TVM {tvm}, ncnn {ncnn}")
+        parser.exit()
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -71,9 +100,24 @@ def cmd_export(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspection import inspect
+    from .inspection import describe, describe_text, inspect, is_model_so
 
-    print(inspect(args.model, input_shapes=dict(args.input or [])).table())
+    if is_model_so(args.model):
+        # Read from the file's bytes, never loaded: a model.so for a Pi inspects here too (model_file.py).
+        if args.input:
+            raise UsageError(f"--input sets the shapes of a model to export; {args.model} is exported, its shapes "
+                             f"are fixed (they are listed without --input)")
+        info = describe(args.model)
+        if args.json:
+            print(json.dumps(info))
+            return 0
+        print(describe_text(info))
+        if info.get("partition", {}).get("ops"):
+            print("\n" + inspect(args.model).table())
+        return 0
+    report = inspect(args.model, input_shapes=dict(args.input or []))
+    print(json.dumps({"source": args.model, "partition": report.to_json()}) if args.json
+          else report.table())
     return 0
 
 
@@ -123,6 +167,7 @@ def _read_input(path: str, model) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tvm-ncnn", description=__doc__)
+    parser.add_argument("--version", action=_Version, help="print the SDK, TVM and ncnn versions")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a model (.onnx, .pt2) to one model.so")
@@ -138,9 +183,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("inspect", help="where each op runs (ncnn / TVM) and why")
+    p = sub.add_parser("inspect", help="what a model.so holds (any target), or where each op of a model "
+                                       "would run (ncnn / TVM) and why")
     p.add_argument("model", help="a model file or an exported model.so")
-    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224")
+    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224",
+                   help="static shape for an input of a model file (not of a model.so)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("run", help="run model.so on an image or a .npy tensor on this machine")
@@ -162,6 +210,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as err:
+        print(f"tvm-ncnn: error: {err}", file=sys.stderr)
+        return 2
     except ModelError as err:
         print(f"tvm-ncnn: error: {err}", file=sys.stderr)
         return 1

@@ -1,37 +1,77 @@
-"""inspect(): where each op of a model runs (ncnn region or TVM) and why, for a model file or a model.so."""
+"""inspect(): where each op of a model runs (ncnn region or TVM) and why, for a model file or a model.so; and
+describe(): what a model.so holds, read from its bytes (model_file.py), for whatever CPU it was exported for."""
 
 from __future__ import annotations
 
-import json
 import os
 
-from . import native
-from .errors import ModelError, last_line
-from .frontend import import_model
-from .partition import PartitionReport, partition, report
+from . import model_file
 
 
-def inspect(model, input_shapes: dict | None = None, example_inputs=None) -> PartitionReport:
-    """The partition report: of an exported model.so (stored at export), or computed for a model to export."""
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".so"):
-        return PartitionReport.from_json(read_metadata(os.fspath(model)).get("partition", {}))
+def is_model_so(model) -> bool:
+    return isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".so")
+
+
+def inspect(model, input_shapes: dict | None = None, example_inputs=None):
+    """The partition report (a PartitionReport): of an exported model.so (stored at export), or computed for a
+    model to export."""
+    from .partition import PartitionReport
+
+    if is_model_so(model):
+        return PartitionReport.from_json(read_metadata(model).get("partition", {}))
+    from .frontend import import_model
+    from .partition import partition, report
+
     imported = import_model(model, input_shapes, example_inputs)
     return report(partition(imported.mod))
 
 
-def read_metadata(path: str) -> dict:
-    """The metadata stored in a model.so, without preparing it to run."""
-    import tvm
+def read_metadata(path) -> dict:
+    """The metadata JSON stored in a model.so (runtime/FORMAT.md), read from the file's bytes: the file is not
+    loaded, so this works for a model exported for another CPU."""
+    return model_file.read(path).metadata
 
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such file")
-    native.library_path()
-    try:
-        module = tvm.runtime.load_module(os.path.abspath(path))
-    except Exception as err:
-        raise ModelError(f"{path}: not a loadable model.so ({last_line(err)})") from None
-    func = module.get_function("tvm_ncnn.metadata", query_imports=True) if hasattr(module, "get_function") \
-        else None
-    if func is None:
-        raise ModelError(f"{path}: not a tvm-ncnn model (no metadata)")
-    return json.loads(str(func()))
+
+def describe(path) -> dict:
+    """`tvm-ncnn inspect model.so --json`: the metadata, plus "file" (path, size, ELF machine, sealed) and
+    "labels_count"."""
+    found = model_file.read(path)
+    info = {"file": {"path": found.path, "size_bytes": found.size, "machine": found.machine, "sealed": found.sealed}}
+    info.update(found.metadata)
+    info["labels_count"] = len(found.metadata.get("labels", []))
+    return info
+
+
+def _tensors(specs: list[dict]) -> str:
+    return "; ".join(f"'{s.get('name')}' [{','.join(map(str, s.get('shape', [])))}] {s.get('dtype')}" for s in specs)
+
+
+def describe_text(info: dict) -> str:
+    """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
+    from .partition import PartitionReport
+
+    f = info["file"]
+    pre = info.get("preprocess", {})
+    numbers = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
+    # fp16 is chosen when the model is loaded (deploy_app --fp16, load(fp16=True)), unless export records it
+    precision = info.get("precision", "fp32 (ncnn fp16 only when asked at load: --fp16)")
+    lines = [
+        ("model.so", f"{f['path']} ({f['size_bytes'] / 1e6:.1f} MB, ELF {f['machine']}, "
+                     f"{'sealed' if f['sealed'] else 'no seal'})"),
+        ("target", f"{info.get('target', '?')} ({info.get('triple', '?')})"),
+        ("inputs", _tensors(info.get("inputs", []))),
+        ("outputs", _tensors(info.get("outputs", []))),
+        ("preprocess", f"{pre.get('color', 'RGB')}, mean {numbers(pre.get('mean', []))}, "
+                       f"std {numbers(pre.get('std', []))} (pixel units)"),
+        ("labels", str(info["labels_count"])),
+        ("precision", str(precision)),
+        ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "
+                     f"ncnn {info.get('ncnn_version', '?')}"),
+    ]
+    if "partition" in info:
+        report = PartitionReport.from_json(info["partition"])
+        lines.append(("partition", f"{report.regions} ncnn region(s), {report.ncnn_ops}/{len(report.ops)} ops, "
+                                   f"{100 * report.ncnn_flops_share:.1f}% of FLOPs in ncnn"))
+    else:
+        lines.append(("partition", "not recorded (exported before model.so stored it)"))
+    return "\n".join(f"{key:<11}{value}" for key, value in lines)
