@@ -63,6 +63,20 @@ def _input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def _threads(text: str) -> int:
+    from . import native
+
+    most = native.limits()["max_threads"]
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to {most} (leave --threads out "
+                                         f"for the big cores of this machine)")
+    return value
+
+
 def _runs(text: str) -> int:
     from .model import MAX_PROFILE_RUNS
 
@@ -128,21 +142,46 @@ def cmd_run(args) -> int:
     model = load(args.model, threads=args.threads)
     x = _read_input(args.input, model)
     start = time.perf_counter()
-    y = model(x)
+    outputs = model(x)
     elapsed = (time.perf_counter() - start) * 1e3
-    outputs = y if isinstance(y, list) else [y]
     if args.output:
         np.save(args.output, outputs[0])
     # The runtime's scoring, so that this prints what deploy_app prints for the same output.
     scored = native.top_k(outputs[0], model.labels, args.topk)
+    profile = model.profile(x, repeat=args.repeat) if args.profile else None
+    if args.json:
+        print(json.dumps(_run_json(args, model, x, outputs, scored, elapsed, profile)))
+        return 0
     print(f"output   {outputs[0].dtype}{list(outputs[0].shape)}")
     print(f"top-{len(scored['classes'])}    {scored['description']}")
     for rank, (index, label, score) in enumerate(scored["classes"], 1):
         print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
     print(f"{elapsed:.1f} ms, {model.threads} thread(s)")
-    if args.profile:
-        print(model.profile(x, repeat=args.repeat), end="")
+    if profile is not None:
+        print(profile, end="")
     return 0
+
+
+def _run_json(args, model, x, outputs, scored, elapsed, profile) -> dict:
+    """`tvm-ncnn run --json`: deploy_app --json's names where they mean the same."""
+    spec = model.inputs[0]
+    doc = {
+        "model": args.model,
+        "input": {"path": args.input, "kind": "npy" if args.input.lower().endswith(".npy") else "image",
+                  "name": spec["name"], "shape": list(x.shape), "dtype": str(x.dtype)},
+        "outputs": [{"name": o["name"], "shape": list(y.shape), "dtype": str(y.dtype)}
+                    for o, y in zip(model.outputs, outputs)],
+        "threads": model.threads,
+        "run_ms": round(elapsed, 3),
+        "scores": scored["kind"],
+        "topk": [{"index": i, "label": label, "score": score} for i, label, score in scored["classes"]],
+    }
+    if args.output:
+        doc["output_file"] = args.output
+    if profile is not None:
+        doc["profile_run_ms"] = profile.run_ms
+        doc["profile"] = profile.rows
+    return doc
 
 
 def cmd_zoo(args) -> int:
@@ -195,8 +234,9 @@ def main(argv=None) -> int:
     p.add_argument("model")
     p.add_argument("input")
     p.add_argument("--output", help="save the first output as .npy")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=_threads, help="threads (default: the big cores of this machine)")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--profile", action="store_true",
                    help="then time each ncnn region and TVM function over --repeat runs (as deploy_app --profile)")
     p.add_argument("--repeat", type=_runs, default=10, help="profiled runs (default 10)")

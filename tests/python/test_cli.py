@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -113,3 +114,28 @@ def test_labels_that_do_not_fit_the_output_are_refused(tmp_path):
     assert len(lines) == 1 and "3 labels" in lines[0] and "10 classes" in lines[0], done.stderr
     with pytest.raises(tvm_ncnn.ModelError, match="11 labels, but output 'output' \\[1,10\\] has 10 classes"):
         tvm_ncnn.export(onnx_path, tmp_path / "t.so", labels=[f"c{i}" for i in range(11)])
+
+
+def test_run_json_and_threads_message(tmp_path):
+    """Issue 16.7: `tvm-ncnn run --json` is one JSON object with deploy_app's names; --threads 0 is refused in
+    the CLI's words (not Python's None)."""
+    onnx_path = zoo.to_onnx(TinyConvNet().eval(), str(tmp_path / "t.onnx"), (1, 3, 32, 32))
+    (tmp_path / "labels.txt").write_text("".join(f"class-{i}\n" for i in range(10)))
+    assert tvm_ncnn_cli("export", onnx_path, "-o", tmp_path / "t.so", "--labels", tmp_path / "labels.txt"
+                        ).returncode == 0
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    done = tvm_ncnn_cli("run", tmp_path / "t.so", tmp_path / "x.npy", "--json", "--topk", "3", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["input"] == {"path": str(tmp_path / "x.npy"), "kind": "npy", "name": "input",
+                            "shape": [1, 3, 32, 32], "dtype": "float32"}
+    assert doc["outputs"] == [{"name": "output", "shape": [1, 10], "dtype": "float32"}]
+    assert doc["threads"] == 1 and doc["run_ms"] > 0 and doc["scores"] == "probabilities"
+    best = int(np.argmax(onnxruntime_run(onnx_path, x)))
+    assert len(doc["topk"]) == 3 and doc["topk"][0]["index"] == best and doc["topk"][0]["label"] == f"class-{best}"
+
+    for value in ("0", "257", "two"):
+        bad = tvm_ncnn_cli("run", tmp_path / "t.so", tmp_path / "x.npy", "--threads", value)
+        assert bad.returncode == 2 and "None" not in bad.stderr, bad.stderr
+        assert f"'{value}' is not a whole number from 1 to 256" in bad.stderr and "leave --threads out" in bad.stderr
