@@ -16,26 +16,12 @@ from . import __version__, batch, codegen, native, runtime_functions, tvm_schedu
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
+from .preprocess import Preprocess  # noqa: F401  (tvm_ncnn.Preprocess: export's preprocess= argument)
 from .targets import DeviceTarget, get_target
 
 
 class TvmFallbackWarning(UserWarning):
     """Export put real work in TVM (PartitionReport.tvm_warning says which ops)."""
-
-
-@dataclass
-class Preprocess:
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    color: str = "RGB"
-
-    def __post_init__(self):
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ModelError(f"mean and std take 3 values (R,G,B), got {list(self.mean)} and {list(self.std)}")
-        if any(s == 0 for s in self.std):
-            raise ModelError(f"std {list(self.std)} has a zero")
-        if self.color not in ("RGB", "BGR"):
-            raise ModelError(f"color order '{self.color}' is not RGB or BGR")
 
 
 @dataclass
@@ -174,7 +160,7 @@ def _metadata(imported: Imported, device: DeviceTarget, labels: list[str], pre: 
         "triple": device.triple,
         "inputs": [s.to_json() for s in imported.inputs],
         "outputs": [s.to_json() for s in imported.outputs],
-        "preprocess": {"mean": list(map(float, pre.mean)), "std": list(map(float, pre.std)), "color": pre.color},
+        "preprocess": pre.to_json(),  # mean, std, color, resize (and crop_pct or pad)
         "labels": labels,
         "ncnn_regions": placement.regions,
         "partition": placement.to_json(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import tvm_ffi
 
-from . import native
+from . import images, native
 from .errors import ModelError, last_line
 
 MAX_PROFILE_RUNS = 100_000  # runtime.h kMaxProfileRuns
@@ -101,15 +101,37 @@ class LoadedModel:
     def labels(self) -> list[str]:
         return self.info.get("labels", [])
 
-    def load_image(self, path) -> np.ndarray:
-        """Decode and preprocess an image exactly as deploy_app does (resize, mean/std, channel order)."""
+    def load_image(self, image, pixel_format: str | None = None) -> np.ndarray:
+        """The model's input for an image, preprocessed by the runtime exactly as deploy_app does (resize mode,
+        mean/std, channel order: the model.so's metadata): a path (JPEG/PNG/BMP), a numpy uint8 array of pixels
+        (H x W x 3 RGB, x 4 RGBA, H x W gray; pixel_format "BGR" for OpenCV frames, "BGRA" for picamera2's
+        XRGB8888, "RGB", "RGBA", "GRAY"), at any row stride, or a PIL image. The same pixels give the same tensor,
+        bit for bit, from a file or from memory, here and in C++ (PreprocessImage)."""
         try:
-            tensor = native.get_function("tvm_ncnn.load_image")(os.path.abspath(os.fspath(path)), self.info_json)
+            if isinstance(image, (str, bytes, os.PathLike)):
+                if pixel_format is not None:
+                    raise ModelError("pixel_format is for arrays of pixels; a file says its own format")
+                path = os.path.abspath(os.fsdecode(image))
+                tensor = native.get_function("tvm_ncnn.load_image")(path, self.info_json)
+            else:
+                pixels, fmt = images.pixels_of(image, pixel_format)
+                tensor = self._module["preprocess_image"](tvm_ffi.from_dlpack(pixels), fmt)
         except ModelError:
             raise
         except Exception as err:
             raise ModelError(last_line(err)) from None
         return np.from_dlpack(tensor).copy()
+
+    def image_transform(self, image) -> images.ImageTransform:
+        """Where an image of this size lands in the input (scale and offsets; letterbox padding), to map what the
+        model finds back to the image: image is (width, height), a numpy array of pixels or a PIL image."""
+        width, height = images.size_of(image)
+        try:
+            t = self._module["image_transform"](int(width), int(height))
+        except Exception as err:
+            raise ModelError(last_line(err)) from None
+        return images.ImageTransform(**{key: (float(v) if key.startswith(("scale", "offset")) else int(v))
+                                        for key, v in t.items()})
 
     def __call__(self, *arrays) -> list[np.ndarray]:
         tensors = self._tensors(arrays)
