@@ -93,7 +93,7 @@ def cmd_export(args) -> int:
     from .exporter import Preprocess, TvmFallbackWarning, export
     from .frontend import DefaultBatchWarning
 
-    pre = Preprocess(mean=args.mean, std=args.std, color=args.color)
+    pre = Preprocess(mean=args.mean, std=args.std, color=args.color, resize=args.resize)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
@@ -216,9 +216,15 @@ def main(argv=None) -> int:
     p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224",
                    help="static shape for an input (repeat for several)")
     p.add_argument("--labels", help="text file, one class label per line")
-    p.add_argument("--mean", type=_floats3, default=(0.0, 0.0, 0.0), help="R,G,B in pixel units (0..255)")
-    p.add_argument("--std", type=_floats3, default=(1.0, 1.0, 1.0), help="R,G,B in pixel units (0..255)")
+    p.add_argument("--mean", type=_floats3, default=(0.0, 0.0, 0.0),
+                   help="R,G,B in pixel units (0..255), e.g. ImageNet 123.675,116.28,103.53 (0..1 units are refused)")
+    p.add_argument("--std", type=_floats3, default=(1.0, 1.0, 1.0),
+                   help="R,G,B in pixel units (0..255), e.g. ImageNet 58.395,57.12,57.375")
     p.add_argument("--color", choices=["RGB", "BGR"], default="RGB", help="channel order the model expects")
+    p.add_argument("--resize", default="stretch", metavar="MODE",
+                   help="how an image is fitted to the input (bilinear): stretch (default); crop[:PCT]: shorter side "
+                        "to H/PCT, centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD]: fit "
+                        "whole, border of pixel value PAD, as YOLO (114)")
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
     p.set_defaults(func=cmd_export)
 
