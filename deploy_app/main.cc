@@ -316,9 +316,17 @@ int Run(const Args& a) {
   std::printf("threads  %d%s\n", model.threads(), model.fp16() ? " (fp16 on)" : "");
   if (image) {
     const tvm_ncnn::Preprocess& pp = info.preprocess;
-    std::printf("input    %s -> '%s' %s %s (%s, mean %g,%g,%g, std %g,%g,%g)\n", a.input.c_str(), want.name.c_str(),
-                tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str(), pp.color.c_str(), pp.mean[0], pp.mean[1],
-                pp.mean[2], pp.std[0], pp.std[1], pp.std[2]);
+    char resize[64];  // as export's --resize spells it
+    if (pp.resize == "crop") {
+      std::snprintf(resize, sizeof(resize), "crop:%g", pp.crop_pct);
+    } else if (pp.resize == "letterbox") {
+      std::snprintf(resize, sizeof(resize), "letterbox:%d", pp.pad);
+    } else {
+      std::snprintf(resize, sizeof(resize), "%s", pp.resize.c_str());
+    }
+    std::printf("input    %s -> '%s' %s %s (%s, mean %g,%g,%g, std %g,%g,%g, resize %s)\n", a.input.c_str(),
+                want.name.c_str(), tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str(), pp.color.c_str(),
+                pp.mean[0], pp.mean[1], pp.mean[2], pp.std[0], pp.std[1], pp.std[2], resize);
   } else {
     std::printf("input    %s -> '%s' %s %s\n", a.input.c_str(), want.name.c_str(),
                 tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());

@@ -49,6 +49,7 @@ def _tensors(specs: list[dict]) -> str:
 def describe_text(info: dict) -> str:
     """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
     from .partition import PartitionReport
+    from .preprocess import resize_text
 
     f = info["file"]
     pre = info.get("preprocess", {})
@@ -63,6 +64,7 @@ def describe_text(info: dict) -> str:
         ("outputs", _tensors(info.get("outputs", []))),
         ("preprocess", f"{pre.get('color', 'RGB')}, mean {numbers(pre.get('mean', []))}, "
                        f"std {numbers(pre.get('std', []))} (pixel units)"),
+        ("resize", resize_text(pre)),
         ("labels", str(info["labels_count"])),
         ("precision", str(precision)),
         ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "

@@ -48,7 +48,8 @@ def resize_text(pre: dict) -> str:
     """The resize fields of a metadata 'preprocess' as a person reads them (inspect, errors)."""
     mode = pre.get("resize", "stretch")
     if mode == "crop":
-        return f"crop:{pre.get('crop_pct', DEFAULT_CROP_PCT):g} (shorter side to input/crop, centre cut; bilinear)"
+        pct = pre.get("crop_pct", DEFAULT_CROP_PCT)
+        return f"crop:{pct:g} (shorter side to the input size / {pct:g}, centre cut; bilinear)"
     if mode == "letterbox":
         pad = pre.get("pad", DEFAULT_PAD)
         return f"letterbox:{pad} (fit whole, border value {pad}; bilinear)"

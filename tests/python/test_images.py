@@ -104,7 +104,8 @@ def test_deploy_app_preprocesses_as_python(models, tmp_path):
     """deploy_app, Python and C++ apps share one implementation: the same image, the same output."""
     model = models["crop"]
     Image.fromarray(photo(203, 131, seed=4)).save(tmp_path / "p.bmp")
-    run_deploy_app(model.path, str(tmp_path / "p.bmp"), "--output", str(tmp_path / "y.npy"), "--repeat", "1")
+    done = run_deploy_app(model.path, str(tmp_path / "p.bmp"), "--output", str(tmp_path / "y.npy"), "--repeat", "1")
+    assert "std 58.395,57.12,57.375, resize crop:0.875)" in done.stdout, done.stdout
     assert np.array_equal(np.load(tmp_path / "y.npy"), model(model.load_image(tmp_path / "p.bmp"))[0])
 
 
@@ -178,15 +179,21 @@ def test_letterbox_is_ultralytics_letterbox(models, size):
     assert np.allclose(got[0, :, border], (114 - np.float32(MEAN)) / np.float32(STD), rtol=1e-6, atol=0)
 
 
-def test_stretch_and_old_model_files(models, tmp_path):
-    """stretch is what every model.so did before the field existed: metadata format 1 without "resize" still
-    loads and stretches, bit for bit as today's stretch."""
+def test_metadata_inspect_and_old_model_files(models, tmp_path):
+    """Export records the mode (metadata format 2), inspect shows it; stretch is what every model.so did before
+    the field existed: metadata format 1 without "resize" still loads and stretches, bit for bit as today's."""
     model = models["stretch"]
     meta = model.info
     assert meta["format_version"] == 2 and meta["preprocess"]["resize"] == "stretch"
     assert models["crop"].info["preprocess"] == {"mean": list(MEAN), "std": list(STD), "color": "RGB",
                                                  "resize": "crop", "crop_pct": 0.875}
+    assert models["bgr_crop"].info["preprocess"]["crop_pct"] == 0.9
     assert models["letterbox"].info["preprocess"]["pad"] == 114
+    for name, needle in [("crop", "resize     crop:0.875 (shorter side"), ("letterbox", "resize     letterbox:114"),
+                         ("stretch", "resize     stretch")]:
+        shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", models[name].path],
+                               capture_output=True, text=True, timeout=300)
+        assert shown.returncode == 0 and needle in shown.stdout, shown.stdout + shown.stderr
     Image.fromarray(photo()).save(tmp_path / "p.png")
     old = dict(meta, format_version=1)
     old["preprocess"] = {k: v for k, v in meta["preprocess"].items() if k != "resize"}
