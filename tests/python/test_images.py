@@ -249,3 +249,38 @@ def test_mean_std_in_unit_range_refused(tmp_path):
 def test_bad_resize_refused(spec, needle):
     with pytest.raises(tvm_ncnn.ModelError, match=needle):
         tvm_ncnn.Preprocess(resize=spec)
+
+
+def test_readme_camera_loop_runs(models, tmp_path, monkeypatch, capsys):
+    """The README's picamera2 loop, word for word, on a stand-in camera that gives three B,G,R frames (picamera2's
+    RGB888) and then stops the loop."""
+    from test_readme import readme_block
+
+    frames = [np.ascontiguousarray(photo(640, 480, seed=i)[:, :, ::-1]) for i in range(3)]
+
+    class CameraStopped(Exception):
+        pass
+
+    class StandInCamera:
+        def create_preview_configuration(self, main):
+            assert main == {"size": (640, 480), "format": "RGB888"}
+            return main
+
+        def configure(self, config):
+            pass
+
+        def start(self):
+            pass
+
+        def capture_array(self):
+            if not frames:
+                raise CameraStopped
+            return frames.pop(0)
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=StandInCamera))
+    (tmp_path / "model.so").symlink_to(models["crop"].path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CameraStopped):
+        exec(compile(readme_block("camera.py"), "README.md camera.py", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and all(len(line.split()) == 2 for line in printed), printed
