@@ -168,18 +168,18 @@ def _lanes(sch, block, vector_bits: int) -> int:
 
 
 def _vector_factor(extent: int | None, lanes: int) -> int | None:
-    """How many iterations of a loop of `extent` to run as one vector: the whole loop when it fits in two
-    vectors (LLVM splits a 17-lane vector into legal ones), else the largest divisor that fills at least half a
-    vector (56-wide conv rows run as 14-lane vectors, no remainder), else None: a remainder puts a predicate
-    in the loop, and TVM's vectorizer then emits scalar code."""
+    """How many iterations of a loop of `extent` to run as one vector: the largest power of two up to the
+    target's lanes that divides it (LLVM turns a 28-lane vector carried across a loop into shuffles and stack
+    traffic: 5x slower than seven 4-lane ones), else the whole loop when it fits in one vector (a 7-wide row),
+    else None: a remainder puts a predicate in the loop, and TVM's vectorizer then emits scalar code."""
     if extent is None or extent < 2 or lanes < 2:
         return None
-    if extent <= 2 * lanes:
-        return extent
-    for factor in range(lanes, lanes // 2 - 1, -1):
+    factor = lanes
+    while factor >= 4:
         if extent % factor == 0:
             return factor
-    return None
+        factor //= 2
+    return extent if extent <= lanes else None
 
 
 def _work(sch, loops) -> int:
@@ -260,6 +260,16 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
         return None
     lanes = _lanes(sch, block, vector_bits)
     vec = _vector_factor(extents[spatial - 1], lanes)
+    if vec is None and extents[spatial - 1] > lanes:
+        # A matmul with an odd width (N = 17): computed padded to whole vectors (pad_einsum adds the copies
+        # in and out), else it would run scalar. Convs are not einsums: pad_einsum refuses them.
+        sch.pad_einsum(block, [1] * (spatial - 1) + [lanes] + [1] * (len(loops) - spatial))
+        loops = sch.get_loops(block)
+        extents = [_extent(sch, loop) for loop in loops]
+        vec = lanes
+        padded = True
+    else:
+        padded = False
     if vec is None or vec < min(4, lanes):
         return None
     for index in _strided_reads(sch, block, loops[spatial - 1]):
@@ -277,8 +287,9 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
 
     # Accumulate in a local buffer (registers, once the tile is unrolled and vectorized), written back once.
     writeback = sch.cache_write(block, 0, "local")
-    # Elementwise consumers (bias, residual add, activation) fold into the write-back.
-    while True:
+    # Elementwise consumers (bias, residual add, activation) fold into the write-back. Not after pad_einsum:
+    # folding its unpadding copy in drops the copy's bound, and the write-back would store past the output.
+    while not padded:
         consumers = sch.get_consumers(writeback)
         if len(consumers) != 1:
             break
