@@ -29,8 +29,8 @@ using measure::Percentile;
 
 std::string Usage() {
   return
-    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json] [--fp16]\n"
-    "                  [--profile]\n"
+    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json]\n"
+    "                  [--precision fp32|fp16] [--profile]\n"
     "\n"
     "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
     "with labels, and the load, first-run and steady (p50/p90) latency.\n"
@@ -43,7 +43,9 @@ std::string Usage() {
     "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
     "  --topk K        how many top classes to print (default 5)\n"
     "  --json          print one JSON object instead of text\n"
-    "  --fp16          let ncnn use fp16 arithmetic where the CPU has it (faster, less exact)\n"
+    "  --precision P   fp32 or fp16 for the layers that are not int8, instead of what the model was exported\n"
+    "                  with; fp16 runs only where the CPU has fp16 arithmetic (Pi 5), fp32 elsewhere\n"
+    "  --fp16          the same as --precision fp16\n"
     "  --profile       then run --repeat more times timing each call: every ncnn region and TVM function,\n"
     "                  ms per run and share of the run, slowest first (with --json: a \"profile\" list)\n"
     "  -h, --help      print this help\n"
@@ -61,7 +63,8 @@ struct UsageError {
 struct Args {
   std::string model, input, output;
   int threads = 0, repeat = 10, topk = 5;
-  bool json = false, fp16 = false, profile = false;
+  std::string precision;  // "": as exported
+  bool json = false, profile = false;
 };
 
 int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {
@@ -105,8 +108,13 @@ Args ParseArgs(int argc, char** argv) {
       if (a.output.empty()) throw UsageError{"--output needs a file name"};
     } else if (arg == "--json" && !inline_value) {
       a.json = true;
+    } else if (arg == "--precision") {
+      a.precision = next();
+      if (a.precision != "fp32" && a.precision != "fp16" && a.precision != "int8") {
+        throw UsageError{"--precision needs fp32, fp16 or int8, got '" + a.precision + "'"};
+      }
     } else if (arg == "--fp16" && !inline_value) {
-      a.fp16 = true;
+      a.precision = "fp16";
     } else if (arg == "--profile" && !inline_value) {
       a.profile = true;
     } else {
@@ -121,6 +129,16 @@ Args ParseArgs(int argc, char** argv) {
   a.input = positional[1];
   if (a.profile && a.repeat == 0) throw UsageError{"--profile times --repeat runs: give --repeat 1 or more"};
   return a;
+}
+
+// Why the header's precision is what it is: the export's choice, a --precision override, or a CPU without fp16
+// arithmetic (where fp16 runs as fp32).
+std::string PrecisionNote(const tvm_ncnn::Model& model, const std::string& asked) {
+  const std::string& exported = model.info().precision;
+  std::string note = asked.empty() || asked == exported ? "as exported" : "exported " + exported + ", asked " + asked;
+  const bool wanted_fp16 = asked == "fp16" || ((asked.empty() || asked == "int8") && exported != "fp32");
+  if (wanted_fp16 && !model.fp16()) note += "; this CPU has no fp16 arithmetic";
+  return note;
 }
 
 std::string LowerExtension(const std::string& path) {
@@ -205,7 +223,7 @@ int Run(const Args& a) {
 
   tvm_ncnn::Options options;
   options.threads = a.threads;
-  options.fp16 = a.fp16;
+  options.precision = a.precision;
   auto t0 = std::chrono::steady_clock::now();
   tvm_ncnn::Model model = tvm_ncnn::Model::Load(a.model, options);
   const double load_ms = MsSince(t0);
@@ -282,6 +300,8 @@ int Run(const Args& a) {
          ", \"dtype\": " + JsonString(y.dtype) + "}";
     j += ", \"threads\": " + std::to_string(model.threads());
     j += std::string(", \"fp16\": ") + (model.fp16() ? "true" : "false");
+    j += ", \"precision\": " + JsonString(model.precision()) + ", \"exported_precision\": " +
+         JsonString(info.precision);
     j += ", \"repeat\": " + std::to_string(a.repeat);
     j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
          ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
@@ -313,7 +333,8 @@ int Run(const Args& a) {
   std::printf("built by sdk %s, tvm %s, ncnn %s; runtime sdk %s, tvm %s, ncnn %s\n", info.sdk_version.c_str(),
               info.tvm_version.c_str(), info.ncnn_version.c_str(), tvm_ncnn::SdkVersion(),
               tvm_ncnn::TvmVersion(), tvm_ncnn::NcnnVersion());
-  std::printf("threads  %d%s\n", model.threads(), model.fp16() ? " (fp16 on)" : "");
+  std::printf("threads  %d; precision %s (%s)\n", model.threads(), model.precision().c_str(),
+              PrecisionNote(model, a.precision).c_str());
   if (image) {
     const tvm_ncnn::Preprocess& pp = info.preprocess;
     char resize[64];  // as export's --resize spells it

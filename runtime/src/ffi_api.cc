@@ -1,6 +1,7 @@
 // The runtime as tvm-ffi global functions, for the Python SDK (tvm_ncnn.load) after it dlopens this library:
 //
-//   tvm_ncnn.model_load(path: str, threads: int, fp16: bool) -> Module   (threads 0: detect big cores)
+//   tvm_ncnn.model_load(path: str, threads: int, precision: str) -> Module   (threads 0: detect big cores;
+//                                                                             precision "": as exported)
 //       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int,
 //       profile(runs: int, *tensors) -> Map {"runs", "run_ms", "table" (FormatProfile), "rows": Array[Map
 //       {"name", "kind", "calls", "ms", "share", "ncnn_layers"}]} (Model::Profile),
@@ -180,18 +181,19 @@ class ModelModuleObj : public ffi::ModuleObj {
     ffi::Map<ffi::Any, ffi::Any> doc = ffi::json::Parse(model_.info().json).cast<ffi::Map<ffi::Any, ffi::Any>>();
     doc.Set(ffi::String("threads"), static_cast<int64_t>(model_.threads()));
     doc.Set(ffi::String("fp16"), model_.fp16());
+    doc.Set(ffi::String("run_precision"), ffi::String(model_.precision()));  // "precision" is the exported one
     return ffi::json::Stringify(doc);
   }
 
   Model model_;
 };
 
-ffi::Module ModelLoad(const ffi::String& path, int64_t threads, bool fp16) {
+ffi::Module ModelLoad(const ffi::String& path, int64_t threads, const ffi::String& precision) {
   try {
     CheckThreads(threads);
     Options options;
     options.threads = static_cast<int>(threads);
-    options.fp16 = fp16;
+    options.precision = std::string(precision);
     return ffi::Module(ffi::make_object<ModelModuleObj>(Model::Load(std::string(path), options)));
   } catch (const Error& e) {
     TVM_FFI_THROW(RuntimeError) << e.what();

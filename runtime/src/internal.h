@@ -15,6 +15,14 @@ int64_t CheckReadableFile(const std::string& path, const char* what);
 // Throws Error unless threads is 0 (detect) or 1..kMaxThreads (model.cc).
 void CheckThreads(int64_t threads);
 
+// The precision a model runs at (precision.cc): `name` as Model::precision() reports it, and whether ncnn's fp16
+// storage/arithmetic options are on. Throws Error for a precision the model cannot run at.
+struct RunPrecision {
+  std::string name = "fp32";
+  bool fp16 = false;
+};
+RunPrecision ResolvePrecision(const std::string& exported, const Options& options);
+
 // Images (image_preprocess.cc): the model-side checks of PreprocessImage, which LoadImage runs before decoding,
 // and PreprocessImage with `where` ("image 'x.jpg'") starting its messages.
 void CheckImageInput(const ModelInfo& info, const std::string& where);

@@ -62,7 +62,7 @@ struct Model::Impl {
   std::string path;
   ModelInfo info;
   int threads = 1;
-  bool fp16 = false;
+  RunPrecision precision;
   // Members die in reverse order: main and the VM before the loaded library their code lives in.
   ffi::Module exec{ffi::UnsafeInit()};
   ffi::Module vm{ffi::UnsafeInit()};
@@ -79,7 +79,8 @@ Model::~Model() = default;
 
 const ModelInfo& Model::info() const { return impl_->info; }
 int Model::threads() const { return impl_->threads; }
-bool Model::fp16() const { return impl_->fp16; }
+const std::string& Model::precision() const { return impl_->precision.name; }
+bool Model::fp16() const { return impl_->precision.fp16; }
 
 Model Model::Load(const std::string& path, const Options& options) {
   const std::string name = "model '" + path + "'";
@@ -90,7 +91,6 @@ Model Model::Load(const std::string& path, const Options& options) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->threads = options.threads == 0 ? DetectThreads() : options.threads;
-  impl->fp16 = options.fp16;
 
   // dlopen wants a path with a slash (else it searches the library path): make it absolute.
   char* resolved = realpath(path.c_str(), nullptr);
@@ -131,6 +131,11 @@ Model Model::Load(const std::string& path, const Options& options) {
   const std::string mismatch = VersionMismatch(info);
   if (!mismatch.empty()) throw Error(name + mismatch);
   if (info.inputs.empty()) throw Error(name + ": metadata lists no inputs");
+  try {
+    impl->precision = ResolvePrecision(info.precision, options);
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());
+  }
 
   try {
     // Configure every region before anything runs: the net is built on the first configure (or call),
@@ -145,7 +150,7 @@ Model Model::Load(const std::string& path, const Options& options) {
     for (ffi::Module& region : regions) {
       ffi::Optional<ffi::Function> configure = region->GetFunction("tvm_ncnn.configure");
       if (!configure.has_value()) throw Error(name + ": an ncnn region has no tvm_ncnn.configure function");
-      (*configure)(impl->threads, impl->fp16);
+      (*configure)(impl->threads, impl->precision.fp16);
     }
 
     ffi::Optional<ffi::Function> load_exec = impl->exec->GetFunction("vm_load_executable");

@@ -97,7 +97,7 @@ def cmd_export(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
-                        labels=args.labels, preprocess=pre, offload=not args.no_offload)
+                        labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision)
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -139,7 +139,7 @@ def cmd_run(args) -> int:
     from . import native
     from .model import load
 
-    model = load(args.model, threads=args.threads)
+    model = load(args.model, threads=args.threads, precision=args.precision)
     x = _read_input(args.input, model)
     start = time.perf_counter()
     outputs = model(x)
@@ -156,7 +156,7 @@ def cmd_run(args) -> int:
     print(f"top-{len(scored['classes'])}    {scored['description']}")
     for rank, (index, label, score) in enumerate(scored["classes"], 1):
         print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
-    print(f"{elapsed:.1f} ms, {model.threads} thread(s)")
+    print(f"{elapsed:.1f} ms, {model.threads} thread(s), precision {model.precision}")
     if profile is not None:
         print(profile, end="")
     return 0
@@ -172,6 +172,7 @@ def _run_json(args, model, x, outputs, scored, elapsed, profile) -> dict:
         "outputs": [{"name": o["name"], "shape": list(y.shape), "dtype": str(y.dtype)}
                     for o, y in zip(model.outputs, outputs)],
         "threads": model.threads,
+        "precision": model.precision,
         "run_ms": round(elapsed, 3),
         "scores": scored["kind"],
         "topk": [{"index": i, "label": label, "score": score} for i, label, score in scored["classes"]],
@@ -226,6 +227,9 @@ def main(argv=None) -> int:
                         "to H/PCT, centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD]: fit "
                         "whole, border of pixel value PAD, as YOLO (114)")
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+                   help="fp16 (default): ncnn's fp16 kernels where the CPU has fp16 arithmetic (Pi 5), fp32 "
+                        "elsewhere; fp32 everywhere; int8 with --calibration")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", help="what a model.so holds (any target), or where each op of a model "
@@ -246,6 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="then time each ncnn region and TVM function over --repeat runs (as deploy_app --profile)")
     p.add_argument("--repeat", type=_runs, default=10, help="profiled runs (default 10)")
+    p.add_argument("--precision", choices=["fp32", "fp16"],
+                   help="run the layers that are not int8 at this precision instead of the exported one")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("zoo", help="write an example model (ONNX), ImageNet labels and a photo")

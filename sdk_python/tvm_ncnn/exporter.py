@@ -16,6 +16,7 @@ from . import __version__, batch, codegen, native, runtime_functions, tvm_schedu
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
+from .precision import check_export
 from .preprocess import Preprocess  # noqa: F401  (tvm_ncnn.Preprocess: export's preprocess= argument)
 from .targets import DeviceTarget, get_target
 
@@ -34,13 +35,17 @@ class ExportResult:
 
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
-           preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None) -> ExportResult:
-    """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`."""
+           preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
+           precision: str | None = None) -> ExportResult:
+    """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`.
+    precision (precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16 arithmetic,
+    fp32 elsewhere), "fp32", or "int8"."""
     start = time.perf_counter()
     native.library_path()  # fail before the slow steps when the runtime library is missing
     device = get_target(target)
     path = os.fspath(path)
     _check_writable(path)
+    precision = check_export(precision)
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
     _check_labels(labels, imported.outputs)
@@ -55,6 +60,7 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     executable, schedules = _compile(mod, device, imported.source)
     runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
+    metadata["precision"] = precision  # the runtime applies it (runtime/src/precision.cc)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     _write_library(executable, path, device)
     return ExportResult(path, target, placement, time.perf_counter() - start, schedules)

@@ -54,8 +54,10 @@ def describe_text(info: dict) -> str:
     f = info["file"]
     pre = info.get("preprocess", {})
     numbers = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
-    # fp16 is chosen when the model is loaded (deploy_app --fp16, load(fp16=True)), unless export records it
-    precision = info.get("precision", "fp32 (ncnn fp16 only when asked at load: --fp16)")
+    # Files exported before precision was recorded run fp32 unless asked at load (--precision fp16).
+    precision = {"fp16": "fp16 (ncnn's fp16 kernels where the CPU has fp16 arithmetic, fp32 elsewhere)",
+                 "int8": "int8 (calibrated layers; the rest fp16 where the CPU has fp16 arithmetic)",
+                 }.get(info.get("precision", "fp32"), info.get("precision", "fp32"))
     lines = [
         ("model.so", f"{f['path']} ({f['size_bytes'] / 1e6:.1f} MB, ELF {f['machine']}, "
                      f"{'sealed' if f['sealed'] else 'no seal'})"),

@@ -14,6 +14,7 @@ import tvm_ffi
 
 from . import images, native
 from .errors import ModelError, last_line
+from .precision import load_request
 
 MAX_PROFILE_RUNS = 100_000  # runtime.h kMaxProfileRuns
 
@@ -65,8 +66,10 @@ class LoadedModel:
     a float64 array for a float32 input is refused with the fix (x.astype(np.float32)), never converted
     silently, as deploy_app refuses a float64 .npy."""
 
-    def __init__(self, path: str, threads: int | None = None, fp16: bool = False):
+    def __init__(self, path: str, threads: int | None = None, precision: str | None = None,
+                 fp16: bool | None = None):
         path = os.fspath(path)
+        asked = load_request(precision, fp16)
         load = native.get_function("tvm_ncnn.model_load")
         # Refused, not rounded or clamped: 2.5 or 1000 threads is a mistake worth hearing about. (0 is the
         # runtime's "detect", which Python spells None.)
@@ -76,7 +79,7 @@ class LoadedModel:
             raise ModelError(f"threads must be a whole number from 1 to {max_threads} (or None for the big cores "
                              f"of this machine), got {threads!r}")
         try:
-            self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), bool(fp16))
+            self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), asked)
         except Exception as err:
             raise ModelError(last_line(err)) from None
         self._run = self._module["run"]
@@ -88,6 +91,12 @@ class LoadedModel:
     @property
     def threads(self) -> int:
         return int(self.info.get("threads", 0))
+
+    @property
+    def precision(self) -> str:
+        """What runs: "fp32", "fp16" (only on a CPU with fp16 arithmetic), "int8" or "int8+fp16";
+        info["precision"] is what export recorded."""
+        return str(self.info.get("run_precision", "fp32"))
 
     @property
     def inputs(self) -> list[dict]:
@@ -183,6 +192,8 @@ class LoadedModel:
         return Profile(runs=int(result["runs"]), run_ms=float(result["run_ms"]), rows=rows, table=str(result["table"]))
 
 
-def load(path, threads: int | None = None, fp16: bool = False) -> LoadedModel:
-    """Load model.so. threads=None uses the big cores found on this machine."""
-    return LoadedModel(path, threads, fp16)
+def load(path, threads: int | None = None, precision: str | None = None, fp16: bool | None = None) -> LoadedModel:
+    """Load model.so. threads=None uses the big cores found on this machine. precision=None runs it as exported;
+    "fp32" or "fp16" overrides that (fp16 runs only where the CPU has fp16 arithmetic; model.precision says what
+    runs). fp16=True/False is the older spelling of precision="fp16"/"fp32"."""
+    return LoadedModel(path, threads, precision, fp16)

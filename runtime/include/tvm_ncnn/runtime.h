@@ -85,6 +85,8 @@ struct ModelInfo {
   std::string triple;               // e.g. "aarch64-linux-gnu"
   std::string sdk_version, tvm_version, ncnn_version;
   int ncnn_regions = 0;             // how many subgraphs run in ncnn
+  std::string precision = "fp32";   // as exported: "fp32", "fp16" (ncnn's fp16 kernels where the CPU has fp16
+                                    // arithmetic), "int8"; "fp32" for files exported before it was recorded
   std::string json;                 // the metadata document exactly as stored in model.so
 };
 
@@ -119,7 +121,11 @@ std::string FormatProfile(const ProfileReport& report);
 
 struct Options {
   int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most kMaxThreads
-  bool fp16 = false;   // let ncnn use fp16 storage/arithmetic where the CPU has it (faster, less exact)
+  // "": the precision model.so was exported with (ModelInfo::precision); "fp32" or "fp16" overrides it for the
+  // layers that are not int8. fp16 runs only where the CPU has fp16 arithmetic (CpuHasFp16Arithmetic), fp32
+  // elsewhere: Model::precision() says which ran.
+  std::string precision;
+  bool fp16 = false;   // older spelling of precision = "fp16" (used when precision is "")
 };
 
 class Model {
@@ -133,7 +139,11 @@ class Model {
 
   const ModelInfo& info() const;
   int threads() const;  // the thread count in use (never 0)
-  bool fp16() const;
+  // What runs: "fp32", "fp16" (ncnn's fp16 storage and arithmetic), "int8" (int8 layers, the rest fp32) or
+  // "int8+fp16" (int8 layers, the rest fp16). Differs from info().precision when Options overrode it or when
+  // the CPU has no fp16 arithmetic (then fp16 is fp32).
+  const std::string& precision() const;
+  bool fp16() const;    // precision() runs ncnn's fp16 kernels
 
   // Runs the model once. Inputs must match info().inputs in count, shape and dtype.
   // A Model runs one call at a time: calls from several threads are serialized.
@@ -157,6 +167,10 @@ void CheckInput(const TensorInfo& want, const Tensor& got);
 
 // The number of big (performance) cores of this machine, at least 1 and at most kMaxThreads.
 int DetectThreads();
+
+// Whether this CPU has fp16 arithmetic (armv8.2 asimdhp: Cortex-A76 / Pi 5 yes, Cortex-A72 / Pi 4 and x86 no),
+// the condition under which ncnn runs its fp16 kernels and a model's "fp16" precision is fp16.
+bool CpuHasFp16Arithmetic();
 
 // Threads (README "Threads"): ncnn runs its layers on OpenMP threads (libgomp), TVM its parallel ops on its own
 // pool, and by default both keep idle threads spinning long after each parallel loop, so whichever runs next

@@ -154,6 +154,11 @@ struct MetaReader {
       for (const ffi::Any& l : List(*labels, "labels")) info.labels.push_back(Str(l, "labels[]"));
     }
     if (auto n = Find(root, "ncnn_regions")) info.ncnn_regions = static_cast<int>(Int(*n, "ncnn_regions"));
+    // Absent before export recorded it: those files ran fp32 unless asked at load, and still do.
+    if (auto p = Find(root, "precision")) info.precision = Str(*p, "precision");
+    if (info.precision != "fp32" && info.precision != "fp16" && info.precision != "int8") {
+      Bad("field 'precision' is '" + info.precision + "', not fp32, fp16 or int8");
+    }
     return info;
   }
 };
