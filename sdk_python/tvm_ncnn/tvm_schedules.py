@@ -27,7 +27,7 @@ import math
 import os
 
 import tvm
-from tvm import s_tir, tirx
+from tvm import relax, s_tir, tirx, topi
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # its stages; the package exports only some
 from tvm.s_tir import dlight
 from tvm.target.codegen import llvm_get_vector_width
@@ -64,14 +64,41 @@ def pipeline(target: tvm.target.Target, report: dict | None = None) -> tvm.trans
     @tvm.transform.module_pass(opt_level=0, name="TvmNcnnCpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
-            mod = tvm.transform.Sequential(cpu_generic.library_dispatch_passes(target)
-                                           + cpu_generic.legalize_passes(target))(mod)
+            # cpu_generic's legalization stage, with float32 erf/exp/tanh/sigmoid legalized to polynomials
+            legalize = cpu_generic.legalize_passes(target)
+            if legalize and legalize[0].info.name == "LegalizeOps":
+                legalize = [relax.transform.LegalizeOps(_fast_math())] + legalize[1:]
+            mod = tvm.transform.Sequential(cpu_generic.library_dispatch_passes(target) + legalize)(mod)
             mod = schedule_module(mod, target, report)
             mod = tvm.transform.Sequential(cpu_generic.dataflow_lower_passes(target)
                                            + cpu_generic.finalize_passes(target))(mod)
         return mod
 
     return _pipeline
+
+
+def _fast_math() -> dict:
+    """Legalizations of float32 erf, exp, tanh and sigmoid to TVM's polynomial versions (topi.fast_*): LLVM has
+    no vector erff/expf/tanhf, so in a vectorized loop libm is called lane by lane (ConvNeXt's GELU took 2/3 of
+    its 1x1 conv's time); the polynomials vectorize. Measured over [-12, 12] against exact values: erf 3.3e-7,
+    exp 1.0e-7, tanh 2.7e-7 relative error (float32 libm: 0.6-1.9e-7). Other types keep TVM's legalization."""
+
+    def sigmoid(x):
+        one = tvm.tirx.const(1.0, "float32")
+        return topi.divide(one, topi.add(one, topi.fast_exp(topi.negative(x))))
+
+    def rule(op_name: str, fast):
+        default = tvm.ir.Op.get(op_name).get_attr("FLegalize")
+
+        def legalize(bb, call):
+            if getattr(call.args[0].ty, "dtype", None) != "float32":
+                return default(bb, call)
+            return bb.call_te(fast, call.args[0], primfunc_name_hint=op_name.split(".")[-1])
+
+        return legalize
+
+    return {name: rule(name, fast) for name, fast in [("relax.erf", topi.fast_erf), ("relax.exp", topi.fast_exp),
+                                                     ("relax.tanh", topi.fast_tanh), ("relax.sigmoid", sigmoid)]}
 
 
 def schedule_module(mod: tvm.IRModule, target: tvm.target.Target, report: dict | None = None) -> tvm.IRModule:
