@@ -82,15 +82,11 @@ def _onnx(net: nn.Module, path, shape, dynamic_batch: bool = False) -> str:
     return str(path)
 
 
-def _outputs(got) -> list[np.ndarray]:
-    return got if isinstance(got, (list, tuple)) else [got]
-
-
 def _check_against_onnxruntime(onnx_path: str, so_path: str, x: np.ndarray) -> None:
     import onnxruntime as ort
 
     refs = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": x})
-    got = _outputs(tvm_ncnn.load(so_path)(x))
+    got = tvm_ncnn.load(so_path)(x)
     assert len(got) == len(refs)
     for out, ref in zip(got, refs):
         assert max_rel_error(out, ref) <= 1e-4
