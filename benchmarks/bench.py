@@ -56,7 +56,7 @@ from bench_threads import threads_study
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
 # the modern families (tvm_ncnn/zoo_modern.py): --models modern, or any of their names
 MODERN = ["vit_tiny_patch16_224", "mobilevit_xs", "efficientformerv2_s0", "convnext_femto", "edgenext_x_small",
-          "fastvit_t8", "yolov8n", "yolo11n"]
+          "fastvit_t8", "levit_128s", "efficientvit_m0", "yolov8n", "yolo11n"]
 QUICK = ["squeezenet", "mobilenetv2"]
 # Every row of results.json has these; tvm-ncnn rows also ratio_to_native_ncnn (all rows do, when the
 # native-ncnn reference ran).
