@@ -234,6 +234,10 @@ def _parallel_vectorize(sch, block, vector_bits: int) -> bool:
                 outer[-1] = head
             sch.vectorize(inner)
             changed = True
+        elif len(outer) > 1:
+            # No vector width divides it: the innermost loop stays a plain loop, outside the parallel one, so
+            # LLVM vectorizes it with a remainder and its index needs no division by the fused extents.
+            outer.pop()
     if outer and work >= MIN_PARALLEL_WORK:
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
@@ -299,7 +303,10 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
         padded = False
     if vec is None or vec < min(4, lanes):
         return None
-    for index in _strided_reads(sch, block, loops[spatial - 1]):
+    # Phase-splitting costs a strided pass over the input: worth it where each input element feeds many
+    # multiply-adds (a stem conv: 3x7x7), not in a depthwise 3x3 (9).
+    strided = _strided_reads(sch, block, loops[spatial - 1]) if math.prod(extents[spatial:]) >= 16 else []
+    for index in strided:
         trial = sch.copy()
         try:
             _split_phases(trial, block, index)
