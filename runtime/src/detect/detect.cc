@@ -1,0 +1,78 @@
+// Detect(): decode (decode.cc) -> class-aware NMS (nms.cc) -> boxes, keypoints and masks (masks.cc) in the
+// original image's pixels through the ImageTransform the preprocessing reported (letterbox scale and padding).
+#include <algorithm>
+#include <cmath>
+
+#include "detect/detect_internal.h"
+
+namespace tvm_ncnn {
+
+std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
+                              const ImageTransform& transform, const DetectOptions& options) {
+  const Postprocess p = ReadPostprocess(info);
+  if (p.task != "detect" && p.task != "segment" && p.task != "pose") {
+    throw Error(p.task.empty() ? "detect: the model is not a detector (model.so records no task; export it with "
+                                 "--task detect|segment|pose)"
+                               : "detect: the model is a " + p.task + " model, not a detector");
+  }
+  const double score = options.score >= 0 ? options.score : p.score;
+  const double iou = options.iou >= 0 ? options.iou : p.iou;
+  if (score > 1 || iou > 1) throw Error("detect: score and iou thresholds must be in 0..1");
+  const int max_det = options.max_detections >= 0 ? options.max_detections : p.max_detections;
+  if (transform.scale_x <= 0 || transform.scale_y <= 0) throw Error("detect: the image transform has no scale");
+
+  detect::NmsRule rule;
+  std::vector<detect::Candidate> kept = detect::Nms(
+      detect::Decode(outputs, info, p, static_cast<float>(score), &rule), static_cast<float>(iou), rule, max_det);
+
+  const float w = static_cast<float>(transform.image_width), h = static_cast<float>(transform.image_height);
+  auto image_x = [&](float x) { return std::clamp(static_cast<float>(transform.ToImageX(x)), 0.f, w); };
+  auto image_y = [&](float y) { return std::clamp(static_cast<float>(transform.ToImageY(y)), 0.f, h); };
+
+  // Extra channels of yolov8 outputs (segment coefficients, pose keypoints) follow the classes, per anchor.
+  const Tensor* y0 = p.layout == "yolov8" ? &outputs[0] : nullptr;
+  const int64_t anchors = y0 ? y0->shape[2] : 0, extra = y0 ? y0->shape[1] - 4 - p.classes : 0;
+  const Tensor* protos = nullptr;
+  if (p.task == "segment") {
+    if (outputs.size() < 2 || outputs[1].shape.size() != 4 || outputs[1].shape[1] != extra ||
+        outputs[1].dtype != "float32") {
+      throw Error("detect: a segment model needs prototypes [1, " + std::to_string(extra) +
+                  ", H/4, W/4] float32 as output 1");
+    }
+    protos = &outputs[1];
+  }
+  if (p.task == "pose" && extra != static_cast<int64_t>(p.keypoints) * p.keypoint_dims) {
+    throw Error("detect: output 0 has " + std::to_string(extra) + " channels after the classes, not " +
+                std::to_string(p.keypoints) + " keypoints x " + std::to_string(p.keypoint_dims));
+  }
+  const int in_h = static_cast<int>(info.inputs[0].shape[2]), in_w = static_cast<int>(info.inputs[0].shape[3]);
+
+  std::vector<Detection> found;
+  found.reserve(kept.size());
+  for (const detect::Candidate& c : kept) {
+    Detection d;
+    d.x1 = image_x(c.x1);
+    d.y1 = image_y(c.y1);
+    d.x2 = image_x(c.x2);
+    d.y2 = image_y(c.y2);
+    d.score = c.score;
+    d.class_id = c.cls;
+    if (c.cls >= 0 && static_cast<size_t>(c.cls) < info.labels.size()) d.label = info.labels[c.cls];
+    const float* extras = y0 ? y0->f32() + (4 + p.classes) * anchors + c.anchor : nullptr;
+    if (p.task == "pose") {
+      for (int k = 0; k < p.keypoints; ++k) {
+        const float* kp = extras + static_cast<int64_t>(k) * p.keypoint_dims * anchors;
+        Keypoint point;
+        point.x = image_x(kp[0]);
+        point.y = image_y(kp[anchors]);
+        if (p.keypoint_dims == 3) point.visibility = kp[2 * anchors];
+        d.keypoints.push_back(point);
+      }
+    }
+    if (protos) d.mask = detect::InstanceMask(*protos, extras, anchors, d, transform, in_w, in_h);
+    found.push_back(std::move(d));
+  }
+  return found;
+}
+
+}  // namespace tvm_ncnn

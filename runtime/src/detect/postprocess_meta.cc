@@ -1,0 +1,97 @@
+// The metadata's "postprocess" object -> Postprocess (runtime/FORMAT.md). Read from ModelInfo::json here rather
+// than in meta/metadata.cc: only post-processing needs it, and a model.so without it still loads and runs.
+#include <tvm/ffi/any.h>
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/extra/json.h>
+#include <tvm/ffi/string.h>
+
+#include <optional>
+#include <string>
+
+#include "tvm_ncnn/detect.h"
+
+namespace tvm_ncnn {
+namespace {
+
+namespace ffi = tvm::ffi;
+using Obj = ffi::Map<ffi::Any, ffi::Any>;
+
+[[noreturn]] void Bad(const std::string& what) { throw Error("metadata: postprocess." + what); }
+
+std::optional<ffi::Any> Find(const Obj& obj, const char* key) {
+  auto it = obj.find(ffi::String(key));
+  if (it == obj.end()) return std::nullopt;
+  return (*it).second;
+}
+
+double Number(const ffi::Any& v, const char* key) {
+  if (auto i = v.as<int64_t>()) return static_cast<double>(*i);
+  if (auto d = v.as<double>()) return *d;
+  Bad(std::string(key) + " is not a number");
+}
+
+int SmallInt(const ffi::Any& v, const char* key, int lo, int hi) {
+  auto i = v.as<int64_t>();
+  if (!i.has_value() || *i < lo || *i > hi) {
+    Bad(std::string(key) + " is not a whole number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return static_cast<int>(*i);
+}
+
+}  // namespace
+
+Postprocess ReadPostprocess(const ModelInfo& info) {
+  Postprocess p;
+  ffi::String err;
+  ffi::Any doc = ffi::json::Parse(ffi::String(info.json), &err);
+  auto root = doc.as<Obj>();
+  if (!err.empty() || !root.has_value()) return p;  // ParseMetadata accepted this JSON; nothing to add
+  auto pp = Find(*root, "postprocess");
+  if (!pp.has_value()) return p;
+  auto obj = (*pp).as<Obj>();
+  if (!obj.has_value()) throw Error("metadata: postprocess is not an object");
+  if (auto v = Find(*obj, "task")) {
+    auto s = (*v).as<ffi::String>();
+    if (!s.has_value()) Bad("task is not a string");
+    p.task = std::string(*s);
+  }
+  if (p.task != "" && p.task != "classify" && p.task != "detect" && p.task != "segment" && p.task != "pose") {
+    Bad("task is '" + p.task + "', not classify, detect, segment or pose");
+  }
+  if (auto v = Find(*obj, "layout")) {
+    auto s = (*v).as<ffi::String>();
+    if (!s.has_value()) Bad("layout is not a string");
+    p.layout = std::string(*s);
+  }
+  const bool boxes = p.task == "detect" || p.task == "segment" || p.task == "pose";
+  if (boxes && p.layout != "yolov8" && p.layout != "yolov5" && p.layout != "yolox" && p.layout != "picodet") {
+    Bad("layout is '" + p.layout + "', not yolov8, yolov5, yolox or picodet");
+  }
+  if ((p.task == "segment" || p.task == "pose") && p.layout != "yolov8") {
+    Bad("layout " + p.layout + " has no " + p.task + " outputs (only yolov8 does)");
+  }
+  if (auto v = Find(*obj, "classes")) p.classes = SmallInt(*v, "classes", 1, 1 << 20);
+  if (auto v = Find(*obj, "score")) p.score = Number(*v, "score");
+  if (auto v = Find(*obj, "iou")) p.iou = Number(*v, "iou");
+  if (!(p.score >= 0 && p.score <= 1)) Bad("score is not in 0..1");
+  if (!(p.iou >= 0 && p.iou <= 1)) Bad("iou is not in 0..1");
+  if (auto v = Find(*obj, "max_detections")) p.max_detections = SmallInt(*v, "max_detections", 1, 1 << 20);
+  if (auto v = Find(*obj, "strides")) {
+    auto list = (*v).as<ffi::Array<ffi::Any>>();
+    if (!list.has_value()) Bad("strides is not a list");
+    for (const ffi::Any& s : *list) p.strides.push_back(SmallInt(s, "strides[]", 1, 4096));
+  }
+  if ((p.layout == "yolox" || p.layout == "picodet") && p.strides.empty()) Bad("strides is missing");
+  if (auto v = Find(*obj, "keypoints")) {
+    auto list = (*v).as<ffi::Array<ffi::Any>>();
+    if (!list.has_value() || list->size() != 2) Bad("keypoints is not [count, dims]");
+    p.keypoints = SmallInt((*list)[0], "keypoints[0]", 1, 100000);
+    p.keypoint_dims = SmallInt((*list)[1], "keypoints[1]", 2, 3);
+  }
+  if (p.task == "pose" && p.keypoints == 0) Bad("keypoints is missing for a pose model");
+  if (boxes && p.classes == 0) Bad("classes is missing");
+  return p;
+}
+
+}  // namespace tvm_ncnn
