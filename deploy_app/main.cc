@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "detections.h"
 #include "measure.h"
+#include "tvm_ncnn/detect.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace {
@@ -42,6 +44,9 @@ std::string Usage() {
     "  --repeat N      steady-state runs after the first (0..100000; default 10; 0: the first run only)\n"
     "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
     "  --topk K        how many top classes to print (default 5)\n"
+    "  --score S       detectors: the score threshold, 0..1 (default: the one model.so records)\n"
+    "  --iou T         detectors: the NMS IoU threshold, 0..1 (default: the one model.so records)\n"
+    "  --draw FILE     detectors: write the image with boxes, labels, masks and keypoints to FILE (.jpg/.png)\n"
     "  --json          print one JSON object instead of text\n"
     "  --precision P   fp32 or fp16 for the layers that are not int8, instead of what the model was exported\n"
     "                  with; fp16 runs only where the CPU has fp16 arithmetic (Pi 5), fp32 elsewhere\n"
@@ -63,6 +68,8 @@ struct UsageError {
 struct Args {
   std::string model, input, output;
   int threads = 0, repeat = 10, topk = 5;
+  double score = -1, iou = -1;  // detectors: < 0 the model's defaults
+  std::string draw;
   std::string precision;  // "": as exported
   bool json = false, profile = false;
 };
@@ -77,6 +84,8 @@ int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {
   }
   return static_cast<int>(v);
 }
+
+std::string LowerExtension(const std::string& path);
 
 Args ParseArgs(int argc, char** argv) {
   Args a;
@@ -106,6 +115,16 @@ Args ParseArgs(int argc, char** argv) {
     } else if (arg == "--output") {
       a.output = next();
       if (a.output.empty()) throw UsageError{"--output needs a file name"};
+    } else if (arg == "--score" || arg == "--iou") {
+      const std::string text = next();
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || !(v >= 0 && v <= 1)) throw UsageError{arg + " needs a number from 0 to 1, got '" + text + "'"};
+      (arg == "--score" ? a.score : a.iou) = v;
+    } else if (arg == "--draw") {
+      a.draw = next();
+      const std::string ext = LowerExtension(a.draw);
+      if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") throw UsageError{"--draw needs a .jpg or .png file name"};
     } else if (arg == "--json" && !inline_value) {
       a.json = true;
     } else if (arg == "--precision") {
@@ -234,9 +253,23 @@ int Run(const Args& a) {
                           " inputs; deploy_app feeds exactly one (use the C++ or Python API)");
   }
   const tvm_ncnn::TensorInfo& want = info.inputs[0];
+  // Detectors: decode + NMS + mapping back through the letterbox (tvm_ncnn/detect.h), timed apart from inference.
+  const tvm_ncnn::Postprocess post = tvm_ncnn::ReadPostprocess(info);
+  const bool detector = post.task == "detect" || post.task == "segment" || post.task == "pose";
+  if (!detector && (a.score >= 0 || a.iou >= 0 || !a.draw.empty())) {
+    throw UsageError{"--score, --iou and --draw are for detectors; model.so records task '" + post.task +
+                     "' (export with --task detect|segment|pose)"};
+  }
+  if (!a.draw.empty() && !image) throw UsageError{"--draw needs an image INPUT, not a .npy"};
+  tvm_ncnn::ImageTransform where;  // a .npy is the input itself: image = input pixels
+  if (want.shape.size() == 4) where.image_width = where.resized_width = static_cast<int>(want.shape[3]);
+  if (want.shape.size() == 4) where.image_height = where.resized_height = static_cast<int>(want.shape[2]);
+  double pre_ms = std::nan("");
   tvm_ncnn::Tensor x;
   if (image) {
-    x = tvm_ncnn::LoadImage(a.input, info);
+    const auto tp = std::chrono::steady_clock::now();
+    x = tvm_ncnn::LoadImage(a.input, info, &where);
+    pre_ms = MsSince(tp);  // decoding the file included
   } else {
     x = tvm_ncnn::LoadNpy(a.input);
     try {
@@ -280,6 +313,21 @@ int Run(const Args& a) {
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
   const tvm_ncnn::Tensor& y = outputs[0];
   if (!a.output.empty()) tvm_ncnn::SaveNpy(a.output, y);
+  std::vector<tvm_ncnn::Detection> found;
+  double post_ms = std::nan("");
+  if (detector) {
+    tvm_ncnn::DetectOptions opts;
+    opts.score = a.score;
+    opts.iou = a.iou;
+    std::vector<double> post_times;  // the median of a few calls: one call is too short to time alone
+    for (int i = 0; i < 1 + std::min(a.repeat, 20); ++i) {
+      const auto tp = std::chrono::steady_clock::now();
+      found = tvm_ncnn::Detect(outputs, info, where, opts);
+      post_times.push_back(MsSince(tp));
+    }
+    post_ms = Percentile(post_times, 0.5);
+    if (!a.draw.empty()) tvm_ncnn::DrawDetections(a.input, found, a.draw);
+  }
   const tvm_ncnn::TopK scored = tvm_ncnn::ScoreTopK(y, info.labels, a.topk);
   const std::vector<tvm_ncnn::ScoredClass>& top = scored.classes;
   const std::string out_name = info.outputs.empty() ? "output 0" : info.outputs[0].name;
@@ -312,6 +360,10 @@ int Run(const Args& a) {
     j += ", \"times_ms\": [";
     for (size_t i = 0; i < times.size(); ++i) j += (i ? ", " : "") + JsonNumber(times[i], "%.3f");
     j += "]";
+    j += ", \"task\": " + JsonString(post.task) + ", \"preprocess_ms\": " + JsonNumber(pre_ms, "%.3f") +
+         ", \"postprocess_ms\": " + JsonNumber(post_ms, "%.3f");
+    if (detector) j += ", \"detections\": " + deploy_app::DetectionsJson(found, post.task);
+    if (!a.draw.empty()) j += ", \"drawn\": " + JsonString(a.draw);
     j += ", \"scores\": " + JsonString(scored.kind);
     j += ", \"topk\": [";
     for (size_t i = 0; i < top.size(); ++i) {
@@ -353,10 +405,16 @@ int Run(const Args& a) {
                 tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());
   }
   std::printf("output   '%s' %s %s\n", out_name.c_str(), tvm_ncnn::ShapeString(y.shape).c_str(), y.dtype.c_str());
-  std::printf("top-%zu    %s\n", top.size(), scored.description.c_str());
-  for (size_t i = 0; i < top.size(); ++i) {
-    std::printf("  %2zu. %9.6f  [%lld] %s\n", i + 1, top[i].score, static_cast<long long>(top[i].index),
-                top[i].label.c_str());
+  if (detector) {
+    std::printf("%s   %zu found (%s, score > %g, iou %g; boxes in image pixels)\n", post.task.c_str(), found.size(),
+                post.layout.c_str(), a.score >= 0 ? a.score : post.score, a.iou >= 0 ? a.iou : post.iou);
+    std::fputs(deploy_app::DetectionsText(found, post.task).c_str(), stdout);
+  } else {
+    std::printf("top-%zu    %s\n", top.size(), scored.description.c_str());
+    for (size_t i = 0; i < top.size(); ++i) {
+      std::printf("  %2zu. %9.6f  [%lld] %s\n", i + 1, top[i].score, static_cast<long long>(top[i].index),
+                  top[i].label.c_str());
+    }
   }
   if (steady) {
     std::printf("timing   load %.2f ms, first run %.2f ms, steady p50 %.2f ms, p90 %.2f ms (%d runs)\n", load_ms,
@@ -364,6 +422,12 @@ int Run(const Args& a) {
   } else {
     std::printf("timing   load %.2f ms, first run %.2f ms (no steady runs: --repeat 0)\n", load_ms, first_ms);
   }
+  if (image || detector) {
+    std::printf("pre/post preprocess %.2f ms (decode + resize)%s\n", pre_ms,
+                detector ? (", postprocess " + JsonNumber(post_ms, "%.2f") + " ms (decode + NMS + mapping)").c_str()
+                         : "");
+  }
+  if (!a.draw.empty()) std::printf("drawn    %s\n", a.draw.c_str());
   std::printf("memory   peak RSS %.1f MB, steady RSS %.1f MB\n", peak_rss_mb, steady_rss_mb);
   if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
   if (a.profile) std::fputs(tvm_ncnn::FormatProfile(profile).c_str(), stdout);
