@@ -94,10 +94,12 @@ def cmd_export(args) -> int:
     from .frontend import DefaultBatchWarning
 
     pre = Preprocess(mean=args.mean, std=args.std, color=args.color, resize=args.resize)
+    task = _task(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
-                        labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision)
+                        labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision,
+                        task=task)
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -111,6 +113,24 @@ def cmd_export(args) -> int:
           f"{r.ncnn_ops}/{len(r.ops)} ops in {r.regions} ncnn region(s), "
           f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn")
     return 0
+
+
+def _task(args):
+    """--task and its options -> tasks.Task, or None to let export recognise the model."""
+    from .tasks import Task, parse_strides
+
+    detail = [args.layout, args.score, args.iou, args.strides, args.keypoints]
+    if args.task is None and all(v is None for v in detail):
+        return None
+    keypoints = None
+    if args.keypoints is not None:
+        try:
+            count, dims = (int(v) for v in args.keypoints.split(","))
+        except ValueError:
+            raise ModelError(f"--keypoints '{args.keypoints}' is not COUNT,DIMS (e.g. 17,3)") from None
+        keypoints = (count, dims)
+    return Task(task=args.task or "detect", layout=args.layout, score=args.score, iou=args.iou,
+                strides=parse_strides(args.strides) if args.strides else None, keypoints=keypoints)
 
 
 def cmd_inspect(args) -> int:
@@ -227,6 +247,15 @@ def main(argv=None) -> int:
                         "to H/PCT, centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD]: fit "
                         "whole, border of pixel value PAD, as YOLO (114)")
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
+    p.add_argument("--task", choices=["classify", "detect", "segment", "pose"],
+                   help="what the outputs are, for deploy_app and detect() (default: recognised for ultralytics "
+                        "YOLOv8/11 and PicoDet graphs, else none)")
+    p.add_argument("--layout", choices=["yolov8", "yolov5", "yolox", "picodet"],
+                   help="detector output layout (default: recognised, see --task)")
+    p.add_argument("--score", type=float, help="default score threshold, 0..1 (the layout's own by default)")
+    p.add_argument("--iou", type=float, help="default NMS IoU threshold, 0..1 (the layout's own by default)")
+    p.add_argument("--strides", help="yolox/picodet feature strides, e.g. 8,16,32")
+    p.add_argument("--keypoints", help="pose: keypoints per detection and values per keypoint, e.g. 17,3")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                    help="fp16 (default): ncnn's fp16 kernels where the CPU has fp16 arithmetic (Pi 5), fp32 "
                         "elsewhere; fp32 everywhere; int8 with --calibration")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from . import __version__, batch, codegen, native, runtime_functions, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
+from . import __version__, batch, codegen, native, runtime_functions, tasks, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -36,10 +36,11 @@ class ExportResult:
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
            preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
-           precision: str | None = None) -> ExportResult:
+           precision: str | None = None, task: tasks.Task | str | None = None) -> ExportResult:
     """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`.
     precision (precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16 arithmetic,
-    fp32 elsewhere), "fp32", or "int8"."""
+    fp32 elsewhere), "fp32", or "int8".
+    task (tasks.py): what the outputs mean ("detect", tasks.Task(...)); None: recognised where certain."""
     start = time.perf_counter()
     native.library_path()  # fail before the slow steps when the runtime library is missing
     device = get_target(target)
@@ -48,6 +49,7 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     precision = check_export(precision)
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
+    postprocess, labels = tasks.resolve(model, imported, task, labels)  # a detector's labels may come with it
     _check_labels(labels, imported.outputs)
     mod, placement = _partition(imported) if offload else (imported.mod, report(imported.mod))
     fallback = placement.tvm_warning() if offload else None
@@ -61,6 +63,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     metadata["precision"] = precision  # the runtime applies it (runtime/src/precision.cc)
+    if postprocess:
+        metadata["postprocess"] = postprocess  # how Detect reads the outputs (runtime/src/detect/)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     _write_library(executable, path, device)
     return ExportResult(path, target, placement, time.perf_counter() - start, schedules)

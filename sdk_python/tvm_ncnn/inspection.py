@@ -46,6 +46,21 @@ def _tensors(specs: list[dict]) -> str:
     return "; ".join(f"'{s.get('name')}' [{','.join(map(str, s.get('shape', [])))}] {s.get('dtype')}" for s in specs)
 
 
+def _task_text(post: dict | None) -> str:
+    """The metadata's postprocess as one line: task, layout, thresholds (and strides, keypoints)."""
+    if not post:
+        return "none recorded (deploy_app prints the top-k of output 0)"
+    if post.get("task") != "detect" and "layout" not in post:
+        return post.get("task", "?")
+    text = (f"{post['task']} ({post['layout']}, {post.get('classes', '?')} classes; score > {post['score']:g}, "
+            f"NMS iou {post['iou']:g}, at most {post.get('max_detections', 300)}")
+    if "strides" in post:
+        text += f"; strides {','.join(map(str, post['strides']))}"
+    if "keypoints" in post:
+        text += f"; keypoints {post['keypoints'][0]}x{post['keypoints'][1]}"
+    return text + ")"
+
+
 def describe_text(info: dict) -> str:
     """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
     from .partition import PartitionReport
@@ -68,6 +83,7 @@ def describe_text(info: dict) -> str:
                        f"std {numbers(pre.get('std', []))} (pixel units)"),
         ("resize", resize_text(pre)),
         ("labels", str(info["labels_count"])),
+        ("task", _task_text(info.get("postprocess"))),
         ("precision", str(precision)),
         ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "
                      f"ncnn {info.get('ncnn_version', '?')}"),

