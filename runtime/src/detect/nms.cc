@@ -2,6 +2,7 @@
 // YOLOX (batched_nms) and PicoDet (hard_nms per class) do it; the offset trick of the first two is the same
 // thing computed on shifted coordinates, which here would only lose float precision.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <unordered_map>
 
@@ -36,6 +37,9 @@ std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const N
   // Classes apart: a box never suppresses one of another class.
   std::unordered_map<int, std::vector<Candidate>> by_class;
   for (const Candidate& c : candidates) by_class[c.cls].push_back(c);
+  // A class never needs more than max_detections boxes: any further one is outranked by that many of its own.
+  int limit = rule.per_class_keep > 0 ? rule.per_class_keep : INT32_MAX;
+  if (max_detections > 0) limit = std::min(limit, max_detections);
   std::vector<Candidate> kept;
   for (auto& entry : by_class) {
     std::vector<Candidate>& group = entry.second;  // still best first
@@ -53,7 +57,7 @@ std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const N
       }
       if (!keep) continue;
       mine.push_back(c);
-      if (rule.per_class_keep > 0 && static_cast<int>(mine.size()) >= rule.per_class_keep) break;
+      if (static_cast<int>(mine.size()) >= limit) break;
     }
     kept.insert(kept.end(), mine.begin(), mine.end());
   }
