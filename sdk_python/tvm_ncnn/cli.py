@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     p.add_argument("--keypoints", help="pose: keypoints per detection and values per keypoint, e.g. 17,3")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                    help="fp16 (default): ncnn's fp16 kernels where the CPU has fp16 arithmetic (Pi 5), fp32 "
-                        "elsewhere; fp32 everywhere; int8 with --calibration")
+                        "elsewhere; fp32 everywhere; int8: not available yet (issue 14.2)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", help="what a model.so holds (any target), or where each op of a model "

@@ -19,6 +19,10 @@ def check_export(precision: str | None) -> str:
     value = DEFAULT if precision is None else str(precision)
     if value not in PRECISIONS:
         raise ModelError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+    if value == "int8":
+        # The runtime reads "int8" already (precision.cc); what writes int8 layers is not there yet: calibration
+        # and the int8 weight format (issue 14.2). Refused rather than recorded over fp32 weights.
+        raise ModelError("precision int8 is not available yet (it needs calibration, issue 14.2): export fp16 or fp32")
     return value
 
 

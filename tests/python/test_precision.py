@@ -92,6 +92,8 @@ def test_cli_export_run_and_inspect(tiny, tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'fp64'" in bad.stderr
     with pytest.raises(ModelError, match="precision 'half' is not one of fp32, fp16, int8"):
         tvm_ncnn.export(tiny["onnx"], str(so), precision="half")
+    with pytest.raises(ModelError, match="precision int8 is not available yet"):
+        tvm_ncnn.export(tiny["onnx"], str(so), precision="int8")
 
 
 def test_a_file_without_precision_runs_fp32(tiny, tmp_path, monkeypatch):
