@@ -22,7 +22,7 @@ Where the inputs come from (nothing from a Conan remote):
   * ncnn: the sdist ncnn==<cmake/ncnn_sdist.cmake's pin>, fetched by name from the package locations pip is
     configured with and checked against the pinned sha256 (cmake/ncnn_sdist.cmake, cached in build/_downloads/
     of the checkout), then exported with the recipe's sources: once exported, building the package needs no
-    network.
+    network. Monocypher (Ed25519 for signed model.so files) the same way, by cmake/monocypher.cmake.
   * TVM runtime libraries for the package's arch, found, fetched and checked by cmake/tvm_wheels.py, by conf
     (the profiles in cmake/conan/ set them):
       user.tvm_ncnn:tvm_root   a folder with the unpacked wheels (tvm/, tvm_ffi/, *.dist-info/)
@@ -61,9 +61,9 @@ class TvmNcnnConan(ConanFile):
     name = "tvm_ncnn"
     description = ("tvm-ncnn C++ runtime: loads a model.so exported by the tvm-ncnn SDK (ncnn regions + "
                    "TVM-compiled code, Relax VM) and runs it, no Python")
-    # The package bundles the TVM runtime libraries (Apache-2.0) and ncnn (BSD-3-Clause); their license
-    # texts are in licenses/. (tvm-ncnn itself declares no license yet.)
-    license = "Apache-2.0", "BSD-3-Clause"
+    # The package bundles the TVM runtime libraries (Apache-2.0), ncnn (BSD-3-Clause) and Monocypher (BSD-2-Clause
+    # or CC0-1.0, compiled in); their license texts are in licenses/. (tvm-ncnn itself declares no license yet.)
+    license = "Apache-2.0", "BSD-3-Clause", "BSD-2-Clause"
     topics = ("tvm", "ncnn", "inference", "raspberry-pi")
     package_type = "library"
     settings = "os", "arch", "compiler", "build_type"
@@ -93,19 +93,21 @@ class TvmNcnnConan(ConanFile):
         src, dst = self.recipe_folder, self.export_sources_folder
         for pattern in ("CMakeLists.txt", "sdk_python/pyproject.toml", "cmake/tvm.cmake", "cmake/ncnn.cmake",
                         "cmake/ncnn_sdist.cmake", "cmake/pip_file_urls.py", "cmake/tvm_ncnnConfig.cmake.in",
+                        "cmake/pypi_file.cmake", "cmake/monocypher.cmake",
                         "runtime/CMakeLists.txt", "runtime/include/*", "runtime/src/*", "deploy_app/CMakeLists.txt",
                         "deploy_app/*.cc", "deploy_app/*.h"):
             copy(self, pattern, src, dst)
-        # The ncnn sdist: by cmake/ncnn_sdist.cmake into build/_downloads (the cache the CMake build uses too);
-        # never committed, carried here with the sources.
+        # The ncnn and Monocypher sdists: by cmake/ncnn_sdist.cmake and cmake/monocypher.cmake into
+        # build/_downloads (the cache the CMake build uses too); never committed, carried here with the sources.
         cache = os.path.join(src, "build", "_downloads")
-        proc = subprocess.run(["cmake", f"-DTVM_NCNN_DOWNLOAD_DIR={cache}", f"-DTVM_NCNN_PYTHON={self._tool_python()}",
-                               "-P", os.path.join(src, "cmake", "ncnn_sdist.cmake")],
-                              capture_output=True, text=True, check=False)
-        sdist = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-        if proc.returncode != 0 or not os.path.isfile(sdist):
-            raise ConanException(f"could not fetch the ncnn sdist:\n{proc.stderr}")
-        copy(self, os.path.basename(sdist), os.path.dirname(sdist), os.path.join(dst, "_downloads"))
+        for what, script in (("ncnn", "ncnn_sdist.cmake"), ("Monocypher", "monocypher.cmake")):
+            proc = subprocess.run(["cmake", f"-DTVM_NCNN_DOWNLOAD_DIR={cache}",
+                                   f"-DTVM_NCNN_PYTHON={self._tool_python()}", "-P", os.path.join(src, "cmake", script)],
+                                  capture_output=True, text=True, check=False)
+            sdist = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+            if proc.returncode != 0 or not os.path.isfile(sdist):
+                raise ConanException(f"could not fetch the {what} sdist:\n{proc.stderr}")
+            copy(self, os.path.basename(sdist), os.path.dirname(sdist), os.path.join(dst, "_downloads"))
 
     # ---------------------------------------------------------------------------------------------
     def validate(self):
@@ -183,7 +185,8 @@ class TvmNcnnConan(ConanFile):
     def package(self):
         CMake(self).install()
         licenses = os.path.join(self.package_folder, "licenses")
-        copy(self, "ncnn-LICENSE.txt", os.path.join(self.package_folder, "share", "doc", "tvm_ncnn"), licenses)
+        for name in ("ncnn-LICENSE.txt", "monocypher-LICENSE.txt"):
+            copy(self, name, os.path.join(self.package_folder, "share", "doc", "tvm_ncnn"), licenses)
         with open(os.path.join(self.build_folder, "tvm_licenses.json"), encoding="utf-8") as f:
             for path in json.load(f):
                 dist = os.path.basename(os.path.dirname(os.path.dirname(path))).split("-")[0]

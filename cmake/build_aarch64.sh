@@ -84,8 +84,9 @@ TARBALL=$BUILD/$BUNDLE_NAME.tar.gz
 GOMP=$(${PREFIX}g++ -print-file-name=libgomp.so.1)
 [ -f "$GOMP" ] || die "libgomp.so.1 of the cross toolchain not found"
 NCNN_LICENSE=$BUILD/_deps/ncnn-src/LICENSE.txt
+MONOCYPHER_LICENSE=$BUILD/_deps/monocypher-src/LICENSE.txt  # cmake/monocypher.cmake: compiled into the runtime
 INPUTS=("$BUILD/deploy_app" "$BUILD/lib/libtvm_ncnn_runtime.so" "$TVM_ROOT/tvm/lib/libtvm_runtime.so"
-        "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so" "$GOMP" "$NCNN_LICENSE" "$ROOT/cmake/build_aarch64.sh"
+        "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so" "$GOMP" "$NCNN_LICENSE" "$MONOCYPHER_LICENSE" "$ROOT/cmake/build_aarch64.sh"
         "$ROOT/sdk_python/pyproject.toml")
 
 up_to_date=1
@@ -112,6 +113,7 @@ chmod 755 "$stage"/deploy_app "$stage"/*.so*
 
 # Licenses of what is in the bundle.
 cp "$NCNN_LICENSE" "$stage/licenses/ncnn-LICENSE.txt"
+cp "$MONOCYPHER_LICENSE" "$stage/licenses/monocypher-LICENSE.txt"
 for dist in apache_tvm apache_tvm_ffi; do
   for f in "$TVM_ROOT/$dist"-*.dist-info/licenses/*; do
     [ -f "$f" ] && cp "$f" "$stage/licenses/${dist//_/-}-$(basename "$f")"
