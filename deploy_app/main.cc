@@ -32,7 +32,7 @@ using measure::Percentile;
 std::string Usage() {
   return
     "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json]\n"
-    "                  [--precision fp32|fp16] [--profile]\n"
+    "                  [--precision fp32|fp16] [--profile] [--trust KEY.pub]\n"
     "\n"
     "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
     "with labels, and the load, first-run and steady (p50/p90) latency.\n"
@@ -51,6 +51,7 @@ std::string Usage() {
     "  --precision P   fp32 or fp16 for the layers that are not int8, instead of what the model was exported\n"
     "                  with; fp16 runs only where the CPU has fp16 arithmetic (Pi 5), fp32 elsewhere\n"
     "  --fp16          the same as --precision fp16\n"
+    "  --trust KEY.pub refuse model.so, before loading it, unless KEY signed it (tvm-ncnn export --sign KEY)\n"
     "  --profile       then run --repeat more times timing each call: every ncnn region and TVM function,\n"
     "                  ms per run and share of the run, slowest first (with --json: a \"profile\" list)\n"
     "  -h, --help      print this help\n"
@@ -71,6 +72,7 @@ struct Args {
   double score = -1, iou = -1;  // detectors: < 0 the model's defaults
   std::string draw;
   std::string precision;  // "": as exported
+  std::string trust;      // a public key file: only models it signed load
   bool json = false, profile = false;
 };
 
@@ -132,6 +134,9 @@ Args ParseArgs(int argc, char** argv) {
       if (a.precision != "fp32" && a.precision != "fp16" && a.precision != "int8") {
         throw UsageError{"--precision needs fp32, fp16 or int8, got '" + a.precision + "'"};
       }
+    } else if (arg == "--trust") {
+      a.trust = next();
+      if (a.trust.empty()) throw UsageError{"--trust needs a public key file (KEY.pub)"};
     } else if (arg == "--fp16" && !inline_value) {
       a.precision = "fp16";
     } else if (arg == "--profile" && !inline_value) {
@@ -243,6 +248,7 @@ int Run(const Args& a) {
   tvm_ncnn::Options options;
   options.threads = a.threads;
   options.precision = a.precision;
+  options.trust = a.trust;
   auto t0 = std::chrono::steady_clock::now();
   tvm_ncnn::Model model = tvm_ncnn::Model::Load(a.model, options);
   const double load_ms = MsSince(t0);
@@ -350,6 +356,7 @@ int Run(const Args& a) {
     j += std::string(", \"fp16\": ") + (model.fp16() ? "true" : "false");
     j += ", \"precision\": " + JsonString(model.precision()) + ", \"exported_precision\": " +
          JsonString(info.precision);
+    j += ", \"signer\": " + JsonString(model.signer());
     j += ", \"repeat\": " + std::to_string(a.repeat);
     j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
          ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
@@ -387,6 +394,7 @@ int Run(const Args& a) {
               tvm_ncnn::TvmVersion(), tvm_ncnn::NcnnVersion());
   std::printf("threads  %d; precision %s (%s)\n", model.threads(), model.precision().c_str(),
               PrecisionNote(model, a.precision).c_str());
+  if (!model.signer().empty()) std::printf("signed by %s (--trust)\n", model.signer().c_str());
   if (image) {
     const tvm_ncnn::Preprocess& pp = info.preprocess;
     char resize[64];  // as export's --resize spells it

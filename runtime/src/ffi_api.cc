@@ -1,7 +1,7 @@
 // The runtime as tvm-ffi global functions, for the Python SDK (tvm_ncnn.load) after it dlopens this library:
 //
-//   tvm_ncnn.model_load(path: str, threads: int, precision: str) -> Module   (threads 0: detect big cores;
-//                                                                             precision "": as exported)
+//   tvm_ncnn.model_load(path: str, threads: int, precision: str, trust: str) -> Module   (threads 0: detect big
+//       cores; precision "": as exported; trust: Options::trust, "" for none)
 //       module functions: run(*tensors) -> Array[Tensor], info_json() -> str, threads() -> int,
 //       profile(runs: int, *tensors) -> Map {"runs", "run_ms", "table" (FormatProfile), "rows": Array[Map
 //       {"name", "kind", "calls", "ms", "share", "ncnn_layers"}]} (Model::Profile),
@@ -182,18 +182,21 @@ class ModelModuleObj : public ffi::ModuleObj {
     doc.Set(ffi::String("threads"), static_cast<int64_t>(model_.threads()));
     doc.Set(ffi::String("fp16"), model_.fp16());
     doc.Set(ffi::String("run_precision"), ffi::String(model_.precision()));  // "precision" is the exported one
+    doc.Set(ffi::String("signer"), ffi::String(model_.signer()));  // the trusted key that verified it, or ""
     return ffi::json::Stringify(doc);
   }
 
   Model model_;
 };
 
-ffi::Module ModelLoad(const ffi::String& path, int64_t threads, const ffi::String& precision) {
+ffi::Module ModelLoad(const ffi::String& path, int64_t threads, const ffi::String& precision,
+                      const ffi::String& trust) {
   try {
     CheckThreads(threads);
     Options options;
     options.threads = static_cast<int>(threads);
     options.precision = std::string(precision);
+    options.trust = std::string(trust);
     return ffi::Module(ffi::make_object<ModelModuleObj>(Model::Load(std::string(path), options)));
   } catch (const Error& e) {
     TVM_FFI_THROW(RuntimeError) << e.what();

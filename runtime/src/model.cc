@@ -16,6 +16,7 @@
 
 #include "ffi_util.h"
 #include "format/seal.h"
+#include "format/signature.h"
 #include "internal.h"
 #include "meta/metadata.h"
 #include "profile.h"
@@ -60,6 +61,7 @@ void CheckThreads(int64_t threads) {
 
 struct Model::Impl {
   std::string path;
+  std::string signer;  // fingerprint of the trusted key that verified the file ("" when none was given)
   ModelInfo info;
   int threads = 1;
   RunPrecision precision;
@@ -81,15 +83,19 @@ const ModelInfo& Model::info() const { return impl_->info; }
 int Model::threads() const { return impl_->threads; }
 const std::string& Model::precision() const { return impl_->precision.name; }
 bool Model::fp16() const { return impl_->precision.fp16; }
+const std::string& Model::signer() const { return impl_->signer; }
 
 Model Model::Load(const std::string& path, const Options& options) {
   const std::string name = "model '" + path + "'";
   CheckThreads(options.threads);
   const int64_t file_size = CheckReadableFile(path, "model");
-  VerifySeal(path, file_size, CheckElf(path, file_size));  // before dlopen: TVM does not check its own code
+  // Before dlopen: the signature (when a trusted key is given, README "Trust"), then the seal on what it covers.
+  const SignatureCheck signature = CheckSignature(path, file_size, options.trust);
+  VerifySeal(path, signature.content_size, CheckElf(path, signature.content_size));  // TVM checks not its code
 
   auto impl = std::make_unique<Impl>();
   impl->path = path;
+  impl->signer = signature.signer;
   impl->threads = options.threads == 0 ? DetectThreads() : options.threads;
 
   // dlopen wants a path with a slash (else it searches the library path): make it absolute.

@@ -62,7 +62,7 @@ int main() {
   const std::string dir = TempDir();
   for (int64_t threads : {int64_t{0}, int64_t{-1}}) {
     try {
-      (*load)(ffi::String(dir + "/missing.so"), threads, false);
+      (*load)(ffi::String(dir + "/missing.so"), threads, ffi::String(""), ffi::String(""));
       CHECK(!"model_load of a missing file did not throw");
     } catch (const ffi::Error& e) {
       CHECK(e.kind() == "RuntimeError");

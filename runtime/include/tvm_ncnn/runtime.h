@@ -126,6 +126,9 @@ struct Options {
   // elsewhere: Model::precision() says which ran.
   std::string precision;
   bool fp16 = false;   // older spelling of precision = "fp16" (used when precision is "")
+  // Path of an Ed25519 public key (PEM: tvm-ncnn keygen's KEY.pub). Given, Load refuses before dlopen a model.so
+  // that this key did not sign (tvm-ncnn export --sign KEY); "": signatures are not checked (README "Trust").
+  std::string trust;
 };
 
 class Model {
@@ -144,6 +147,8 @@ class Model {
   // the CPU has no fp16 arithmetic (then fp16 is fp32).
   const std::string& precision() const;
   bool fp16() const;    // precision() runs ncnn's fp16 kernels
+  // "ed25519:<16 hex>", the fingerprint of Options::trust when it verified the file's signature; "" without trust.
+  const std::string& signer() const;
 
   // Runs the model once. Inputs must match info().inputs in count, shape and dtype.
   // A Model runs one call at a time: calls from several threads are serialized.
