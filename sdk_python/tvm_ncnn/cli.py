@@ -99,7 +99,7 @@ def cmd_export(args) -> int:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
                         labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision,
-                        task=task)
+                        task=task, sign=args.sign)
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -111,7 +111,17 @@ def cmd_export(args) -> int:
     size = os.path.getsize(result.path) / 1e6
     print(f"wrote {result.path} ({size:.1f} MB, target {result.target}) in {result.seconds:.1f} s: "
           f"{r.ncnn_ops}/{len(r.ops)} ops in {r.regions} ncnn region(s), "
-          f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn")
+          f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn"
+          + (f", signed by {result.signer}" if result.signer else ""))
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from . import signing
+
+    fingerprint = signing.keygen(args.key)
+    print(f"wrote {args.key} (private: keep it on this machine, mode 0600) and {args.key}.pub (public: copy it to "
+          f"the devices, deploy_app --trust {args.key}.pub), key {fingerprint}")
     return 0
 
 
@@ -159,7 +169,7 @@ def cmd_run(args) -> int:
     from . import native
     from .model import load
 
-    model = load(args.model, threads=args.threads, precision=args.precision)
+    model = load(args.model, threads=args.threads, precision=args.precision, trust=args.trust)
     x = _read_input(args.input, model)
     start = time.perf_counter()
     outputs = model(x)
@@ -259,7 +269,13 @@ def main(argv=None) -> int:
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                    help="fp16 (default): ncnn's fp16 kernels where the CPU has fp16 arithmetic (Pi 5), fp32 "
                         "elsewhere; fp32 everywhere; int8: not available yet (issue 14.2)")
+    p.add_argument("--sign", metavar="KEY", help="sign model.so with this private key (tvm-ncnn keygen), for "
+                                                 "runtimes given --trust KEY.pub")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("keygen", help="make an Ed25519 key pair to sign model.so files: KEY (private) and KEY.pub")
+    p.add_argument("key", metavar="KEY")
+    p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("inspect", help="what a model.so holds (any target), or where each op of a model "
                                        "would run (ncnn / TVM) and why")
@@ -281,6 +297,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=_runs, default=10, help="profiled runs (default 10)")
     p.add_argument("--precision", choices=["fp32", "fp16"],
                    help="run the layers that are not int8 at this precision instead of the exported one")
+    p.add_argument("--trust", metavar="KEY.pub", help="refuse model.so unless this public key signed it")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("zoo", help="write an example model (ONNX), ImageNet labels and a photo")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import relax
 
-from . import __version__, batch, codegen, native, runtime_functions, tasks, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
+from . import __version__, batch, codegen, native, runtime_functions, signing, tasks, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -32,21 +32,25 @@ class ExportResult:
     report: PartitionReport
     seconds: float
     schedules: dict | None = None  # TVM function -> the default schedule it got (tvm_schedules.py)
+    signer: str = ""  # fingerprint of the key that signed model.so (sign=), "" when unsigned
 
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
            preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
-           precision: str | None = None, task: tasks.Task | str | None = None) -> ExportResult:
+           precision: str | None = None, task: tasks.Task | str | None = None, sign=None) -> ExportResult:
     """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`.
     precision (precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16 arithmetic,
     fp32 elsewhere), "fp32", or "int8".
-    task (tasks.py): what the outputs mean ("detect", tasks.Task(...)); None: recognised where certain."""
+    task (tasks.py): what the outputs mean ("detect", tasks.Task(...)); None: recognised where certain.
+    sign: a private key file (tvm-ncnn keygen) whose Ed25519 signature is appended (signing.py, README "Trust")."""
     start = time.perf_counter()
     native.library_path()  # fail before the slow steps when the runtime library is missing
     device = get_target(target)
     path = os.fspath(path)
     _check_writable(path)
     precision = check_export(precision)
+    if sign is not None:
+        signing.read_secret_key(sign)  # a missing or unprotected key fails before the slow steps
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
     postprocess, labels = tasks.resolve(model, imported, task, labels)  # a detector's labels may come with it
@@ -66,8 +70,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     if postprocess:
         metadata["postprocess"] = postprocess  # how Detect reads the outputs (runtime/src/detect/)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
-    _write_library(executable, path, device)
-    return ExportResult(path, target, placement, time.perf_counter() - start, schedules)
+    signer = _write_library(executable, path, device, sign)
+    return ExportResult(path, target, placement, time.perf_counter() - start, schedules, signer)
 
 
 def _partition(imported: Imported) -> tuple[tvm.IRModule, PartitionReport]:
@@ -95,7 +99,7 @@ def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):
         raise ModelError(f"{source}: TVM could not compile the part left to it: {err}".splitlines()[0]) from err
 
 
-def _write_library(executable, path: str, device: DeviceTarget) -> None:
+def _write_library(executable, path: str, device: DeviceTarget, sign=None) -> str:
     """Write next to the destination, then rename: a failed export never leaves a half-written model.so."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
@@ -109,10 +113,12 @@ def _write_library(executable, path: str, device: DeviceTarget) -> None:
             executable.export_library(tmp, fcompile=fcompile)
         # A checksum of every byte, checked at load: TVM never checks its own code and bytecode in model.so
         native.seal(tmp)
+        signer = signing.sign(tmp, sign) if sign is not None else ""  # over the sealed file, before the rename
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o755 & ~umask)  # mkstemp creates 0600; a library is normally world-readable
         os.replace(tmp, path)
+        return signer
     except OSError as err:
         raise ModelError(f"cannot write {path}: {err.strerror or err}") from err
     finally:

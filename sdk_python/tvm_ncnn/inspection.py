@@ -36,7 +36,8 @@ def describe(path) -> dict:
     """`tvm-ncnn inspect model.so --json`: the metadata, plus "file" (path, size, ELF machine, sealed) and
     "labels_count"."""
     found = model_file.read(path)
-    info = {"file": {"path": found.path, "size_bytes": found.size, "machine": found.machine, "sealed": found.sealed}}
+    info = {"file": {"path": found.path, "size_bytes": found.size, "machine": found.machine, "sealed": found.sealed,
+                     "signed_by": found.signed_by}}
     info.update(found.metadata)
     info["labels_count"] = len(found.metadata.get("labels", []))
     return info
@@ -75,7 +76,8 @@ def describe_text(info: dict) -> str:
                  }.get(info.get("precision", "fp32"), info.get("precision", "fp32"))
     lines = [
         ("model.so", f"{f['path']} ({f['size_bytes'] / 1e6:.1f} MB, ELF {f['machine']}, "
-                     f"{'sealed' if f['sealed'] else 'no seal'})"),
+                     f"{'sealed' if f['sealed'] else 'no seal'}"
+                     + (f", signed by {f['signed_by']}: --trust checks it" if f.get("signed_by") else "") + ")"),
         ("target", f"{info.get('target', '?')} ({info.get('triple', '?')})"),
         ("inputs", _tensors(info.get("inputs", []))),
         ("outputs", _tensors(info.get("outputs", []))),

@@ -67,7 +67,7 @@ class LoadedModel:
     silently, as deploy_app refuses a float64 .npy."""
 
     def __init__(self, path: str, threads: int | None = None, precision: str | None = None,
-                 fp16: bool | None = None):
+                 fp16: bool | None = None, trust=None):
         path = os.fspath(path)
         asked = load_request(precision, fp16)
         load = native.get_function("tvm_ncnn.model_load")
@@ -79,7 +79,8 @@ class LoadedModel:
             raise ModelError(f"threads must be a whole number from 1 to {max_threads} (or None for the big cores "
                              f"of this machine), got {threads!r}")
         try:
-            self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), asked)
+            self._module = load(_fresh_path(os.path.abspath(path)), int(threads or 0), asked,
+                                os.fspath(trust) if trust is not None else "")
         except Exception as err:
             raise ModelError(last_line(err)) from None
         self._run = self._module["run"]
@@ -91,6 +92,11 @@ class LoadedModel:
     @property
     def threads(self) -> int:
         return int(self.info.get("threads", 0))
+
+    @property
+    def signer(self) -> str:
+        """The fingerprint of the trusted key (load(trust=)) that verified model.so's signature; "" without trust."""
+        return str(self.info.get("signer", ""))
 
     @property
     def precision(self) -> str:
@@ -213,8 +219,10 @@ def _image_size(path) -> tuple[int, int]:
         return im.size
 
 
-def load(path, threads: int | None = None, precision: str | None = None, fp16: bool | None = None) -> LoadedModel:
+def load(path, threads: int | None = None, precision: str | None = None, fp16: bool | None = None,
+         trust=None) -> LoadedModel:
     """Load model.so. threads=None uses the big cores found on this machine. precision=None runs it as exported;
     "fp32" or "fp16" overrides that (fp16 runs only where the CPU has fp16 arithmetic; model.precision says what
-    runs). fp16=True/False is the older spelling of precision="fp16"/"fp32"."""
-    return LoadedModel(path, threads, precision, fp16)
+    runs). fp16=True/False is the older spelling of precision="fp16"/"fp32". trust: a public key file (tvm-ncnn
+    keygen's KEY.pub); given, a model.so that key did not sign is refused before it is loaded (README "Trust")."""
+    return LoadedModel(path, threads, precision, fp16, trust)

@@ -16,6 +16,8 @@ META_MAGIC = b"TVMNCNNM"          # the tvm_ncnn_meta module (runtime/src/meta/m
 META_VERSIONS = (1, 2)            # module format versions; 2 ends with a checksum
 SEAL_MAGIC = b"TVMNCSEL"          # runtime/src/format/seal.cc
 SEAL_SIZE = 24
+SIGNATURE_MAGIC = b"TVMNCSIG"     # runtime/src/format/signature.cc: after the seal, signed files only
+SIGNATURE_SIZE = 112
 BLOB_SYMBOL = b"__tvm_ffi__library_bin"  # where export_library puts the serialized modules
 MAX_JSON = 256 << 20              # runtime/src/meta/module.cc kMaxJsonLen
 
@@ -48,6 +50,7 @@ class ModelFile:
     machine: str       # the ELF header's CPU: x86_64, aarch64, ...
     sealed: bool       # ends with a seal whose length matches (its checksum is checked by the runtime at load)
     metadata: dict     # the metadata JSON (FORMAT.md, "tvm_ncnn_meta module")
+    signed_by: str = ""  # fingerprint of the key a signature names, not verified here (signing.verify does)
 
 
 def read(path) -> ModelFile:
@@ -65,11 +68,26 @@ def read(path) -> ModelFile:
                 raise ModelError(f"{path}: empty file, not a model.so")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 machine, blob = _elf(data, path)
-                sealed = _sealed(data, path)
+                signed_by, content = _signature(data, path)
+                sealed = _sealed(data[:content], path)
                 metadata = _find_metadata(data, blob, path)
     except OSError as err:
         raise ModelError(f"{path}: {err.strerror or err}") from None
-    return ModelFile(path, size, machine, sealed, metadata)
+    return ModelFile(path, size, machine, sealed, metadata, signed_by)
+
+
+def _signature(data, path: str) -> tuple[str, int]:
+    """(fingerprint of the key the signature trailer names or "", length of the file before the trailer)."""
+    if len(data) < SIGNATURE_SIZE or data[-SIGNATURE_SIZE:-SIGNATURE_SIZE + 8] != SIGNATURE_MAGIC:
+        return "", len(data)
+    covered, = struct.unpack_from("<Q", data, len(data) - SIGNATURE_SIZE + 8)
+    if covered != len(data) - SIGNATURE_SIZE:
+        raise ModelError(f"{path}: its signature covers {covered} bytes but {len(data) - SIGNATURE_SIZE} precede it "
+                         f"(changed after export); copy it again or re-export it")
+    from .signing import fingerprint
+
+    key_at = len(data) - SIGNATURE_SIZE + 16
+    return fingerprint(data[key_at:key_at + 32]), covered
 
 
 def _elf(data, path: str) -> tuple[str, tuple[int, int] | None]:
