@@ -291,18 +291,23 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
         return None
     lanes = _lanes(sch, block, vector_bits)
     vec = _vector_factor(extents[spatial - 1], lanes)
+    padded = False
     if vec is None and extents[spatial - 1] > lanes:
         # A matmul with an odd width (N = 17): computed padded to whole vectors (pad_einsum adds the copies
-        # in and out), else it would run scalar. Convs are not einsums: pad_einsum refuses them.
-        sch.pad_einsum(block, [1] * (spatial - 1) + [lanes] + [1] * (len(loops) - spatial))
-        loops = sch.get_loops(block)
-        extents = [_extent(sch, loop) for loop in loops]
-        vec = lanes
-        padded = True
-    else:
-        padded = False
-    if vec is None or vec < min(4, lanes):
-        return None
+        # in and out), else it would run scalar. A conv is not an einsum: pad_einsum refuses it.
+        trial = sch.copy()
+        try:
+            trial.pad_einsum(block, [1] * (spatial - 1) + [lanes] + [1] * (len(loops) - spatial))
+            sch, padded, vec = trial, True, lanes
+            loops = sch.get_loops(block)
+            extents = [_extent(sch, loop) for loop in loops]
+        except Exception:  # noqa: BLE001
+            pass
+    if vec is None:
+        # A conv row no vector divides (14 or 7 wide with NEON's 4 lanes): narrower vectors, down to one lane,
+        # still register-tiled and parallel (dlight's Reduction rule, next in line, recomputes a conv's padding
+        # for every output)
+        vec = max(d for d in range(1, lanes + 1) if extents[spatial - 1] % d == 0)
     # Phase-splitting costs a strided pass over the input: worth it where each input element feeds many
     # multiply-adds (a stem conv: 3x7x7), not in a depthwise 3x3 (9).
     strided = _strided_reads(sch, block, loops[spatial - 1]) if math.prod(extents[spatial:]) >= 16 else []
@@ -348,12 +353,13 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
     # parallel and vectorize while the block is still one reduction block: after decompose_reduction its
     # update part is neither a complete nor a reduction block, which both primitives refuse
     sch.unroll(row_inner)
-    sch.vectorize(col_inner)
     sch.parallel(tile)
-    sch.vectorize(sch.get_loops(writeback)[-1])
+    if vec > 1:
+        sch.vectorize(col_inner)
+        sch.vectorize(sch.get_loops(writeback)[-1])
     init = sch.decompose_reduction(block, loops[spatial])
     init_inner = sch.get_loops(init)[-1]
-    if sch.get(init_inner).kind != tirx.ForKind.VECTORIZED:
+    if vec > 1 and sch.get(init_inner).kind != tirx.ForKind.VECTORIZED:
         sch.vectorize(init_inner)
     # Producers (conv's padding, a transpose) stay materialized: in parallel and vectorized themselves.
     tiled = {sch.get(b).name_hint for b in (block, init, writeback)}
