@@ -14,6 +14,7 @@ applies:
   spatial      anything else: elementwise producers inlined, every remaining block's outer spatial loops fused
                and parallel, its innermost spatial loop vectorized
 
+Legalization maps float32 erf/exp/tanh/sigmoid to TVM's polynomial versions, which vectorize (_fast_math).
 Parallel loops run on TVM's thread pool, which deploy_app and tvm_ncnn.load size to the model's thread count
 (TVM_NUM_THREADS, runtime/src/threads/thread_policy.cc), like ncnn's. A rule that raises leaves the function
 unscheduled, and if the scheduled module fails to build, build() compiles the unscheduled one: a schedule never
