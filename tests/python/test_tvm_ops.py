@@ -63,13 +63,14 @@ CASES = {
                       [1, 9, 4], [_const("k", np.array([3], np.int64))], "relax.topk"),
     "cumsum": ([helper.make_node("CumSum", ["x", "axis"], ["y"])],
                [1, 6, 5], [_const("axis", np.array(1, np.int64))], "relax.cumsum"),
-    # torch.roll as ONNX spells it: two slices joined the other way round (batch 2 keeps it out of ncnn)
+    # torch.roll as ONNX spells it: two slices joined the other way round, along the batch axis (which no ncnn
+    # region takes: a per-image batch would run them in ncnn)
     "roll": ([helper.make_node("Slice", ["x", "s0", "e0", "ax"], ["a"]),
               helper.make_node("Slice", ["x", "s1", "e1", "ax"], ["b"]),
-              helper.make_node("Concat", ["b", "a"], ["y"], axis=2)],
-             [2, 3, 8], [_const("s0", np.array([0], np.int64)), _const("e0", np.array([5], np.int64)),
-                         _const("s1", np.array([5], np.int64)), _const("e1", np.array([8], np.int64)),
-                         _const("ax", np.array([2], np.int64))], "relax.concat"),
+              helper.make_node("Concat", ["b", "a"], ["y"], axis=0)],
+             [4, 3, 8], [_const("s0", np.array([0], np.int64)), _const("e0", np.array([3], np.int64)),
+                         _const("s1", np.array([3], np.int64)), _const("e1", np.array([4], np.int64)),
+                         _const("ax", np.array([0], np.int64))], "relax.concat"),
     "take": ([helper.make_node("Gather", ["x", "idx"], ["y"], axis=2)],
              [1, 4, 7], [_const("idx", np.array([[3, 0], [6, 6]], np.int64))], "relax.take"),
     "gather_elements": ([helper.make_node("GatherElements", ["x", "idx"], ["y"], axis=1)],
