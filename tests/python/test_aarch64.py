@@ -34,7 +34,8 @@ from support import module_spans, reseal, strip_seal  # noqa: E402  (model.so's 
 
 TOLERANCE = 1e-4
 # fp16 (ncnn's fp16 storage and arithmetic on Cortex-A76) against the host's fp32 result: max abs error over
-# max |fp32|. Measured 3e-3 to 8e-3 on the suite's CNNs (benchmarks/precision_accuracy.py); 2e-2 leaves room.
+# max |fp32|, on this file's random input. On real photos (benchmarks/precision_accuracy.py) EfficientNet-Lite0's
+# median is 1.0e-2 and its worst 1.4e-1 over 29 photos (top-1 agreement 93%): top-1 is checked on this input only.
 FP16_TOLERANCE = 2e-2
 SYSROOT = Path("/usr/aarch64-linux-gnu")
 BUILD = Path(os.environ.get("TVM_NCNN_AARCH64_BUILD_DIR", ROOT / "build" / "aarch64"))
