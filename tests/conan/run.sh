@@ -115,7 +115,7 @@ plain_cmake() {  # plain_cmake BUILD_DIR TARGET [cmake args]: the README example
   [ "$target" = host ] && export_args=(--runtime-lib "$prefix/lib/libtvm_ncnn_runtime.so")
   "$PY" tests/conan/test_package/tiny_model.py make "$model" --target "$target" "${export_args[@]}"
   local app=("$build/hello_tvm_ncnn")
-  [ "$target" = host ] || app=(qemu-aarch64 -L /usr/aarch64-linux-gnu "${app[@]}")
+  [ "$target" = host ] || app=(qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 "${app[@]}")  # a Pi 4: fp32, as the host
   "${app[@]}" "$model/model.so" "$model/input.npy" "$model/output.npy"
   "$PY" tests/conan/test_package/tiny_model.py check "$model/output.npy" "$model/expected.npy"
 }
