@@ -34,6 +34,8 @@ and more; see ROW_FIELDS) and a plot (benchmarks/results.png).
   .venv/bin/python benchmarks/bench.py --quick              # CI: two small models, few runs, no timing claims
   .venv/bin/python benchmarks/bench.py --threads-study      # ncnn regions alternating with TVM ops: threading
   .venv/bin/python benchmarks/bench.py --leak-runs 1000     # + RSS growth over 1000 runs (deploy_app, ncnn_bench)
+  .venv/bin/python benchmarks/bench.py --one-shot --rounds 5 # load + first run and peak RSS of fresh processes
+                                                            # (bench_oneshot.py; writes benchmarks/oneshot.json)
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pathlib import Path
 
 from bench_measure import leak_check, machine_load, measure
 from bench_models import prepare
+from bench_oneshot import DEFAULT_ONE_SHOT_SYSTEMS, one_shot, print_one_shot
 from bench_report import plot, print_table
 from bench_systems import DEFAULT_SYSTEMS, ROOT, SYSTEMS, check_built
 from bench_threads import threads_study
@@ -85,23 +88,31 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds")
     parser.add_argument("--tvm-repeat", type=int, default=1,
                         help="timed runs of tvm-alone-unscheduled per round (slow)")
-    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
-                        help=f"comma-separated, of {','.join(SYSTEMS)}")
+    parser.add_argument("--systems", default=None,
+                        help=f"comma-separated, of {','.join(SYSTEMS)} (default: all but tvm-alone-unscheduled)")
     parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (TVM compiling the whole model)")
     parser.add_argument("--wait-policy", choices=sorted(WAIT_POLICIES), default="deploy_app",
                         help="threading environment for every system (default: what deploy_app sets by itself)")
     parser.add_argument("--leak-runs", type=int, default=0, help="also measure RSS growth over this many runs")
     parser.add_argument("--quick", action="store_true", help="CI: two small models, 1 thread, few runs")
     parser.add_argument("--threads-study", action="store_true", help="only the threading study")
+    parser.add_argument("--one-shot", action="store_true",
+                        help="fresh processes that load and run once, --rounds of them per system: load, first run, "
+                             "load + first and peak RSS against native ncnn (default systems "
+                             f"{','.join(DEFAULT_ONE_SHOT_SYSTEMS)}; writes oneshot.json)")
     parser.add_argument("--contention", default="0,1",
                         help="threading study: busy processes running alongside, per scenario (default 0,1)")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--output", default=None, help="default benchmarks/results.json (--one-shot: oneshot.json)")
     parser.add_argument("--plot", default=None, help="PNG path (default: next to --output, .png)")
     parser.add_argument("--keep", default=None, help="keep the exported models in this directory")
     args = parser.parse_args()
 
     if args.quick:
         args.models, args.threads, args.repeat, args.rounds = ",".join(QUICK), "1", 4, 2
+    if args.systems is None:
+        args.systems = ",".join(DEFAULT_ONE_SHOT_SYSTEMS if args.one_shot else DEFAULT_SYSTEMS)
+    if args.output is None:
+        args.output = str(ROOT / "benchmarks" / ("oneshot.json" if args.one_shot else "results.json"))
     check_built()
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env.update(WAIT_POLICIES[args.wait_policy])
@@ -119,7 +130,7 @@ def main() -> int:
             out.write_text(json.dumps({"machine": machine_load(), "rows": rows}, indent=1) + "\n")
             print(f"wrote {out}")
             return 0
-        return suite(args, env, workdir)
+        return one_shot_suite(args, env, workdir) if args.one_shot else suite(args, env, workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -191,6 +202,31 @@ def suite(args, env: dict, workdir: Path) -> int:
     png = args.plot or str(Path(args.output).with_suffix(".png"))
     plot(rows, png)
     print(f"wrote {png}")
+    return 0
+
+
+def one_shot_suite(args, env: dict, workdir: Path) -> int:
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        raise SystemExit(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
+    print(f"machine: {machine_load()}; one-shot, {args.rounds} fresh processes per system", flush=True)
+    rows = []
+    for name in args.models.replace("modern", ",".join(MODERN)).split(","):
+        m = prepare(name, workdir, "tvm-alone" in systems, "tvm-alone-unscheduled" in systems)
+        print(f"{name}: export {m['export_s']:.1f} s ({m['so_mb']:.0f} MB)", flush=True)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            stats = one_shot(m, threads, systems, args.rounds, env, workdir)
+            block = [{"model": name, "threads": threads, "system": s, **stats[s], "wait_policy": args.wait_policy}
+                     for s in systems]
+            rows += block
+            print_one_shot(block)
+            print(f"  ({machine_load()})", flush=True)
+            Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+    print()
+    print_one_shot(rows)
+    Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {args.output}")
     return 0
 
 

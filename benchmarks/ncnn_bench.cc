@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--repeat") repeat = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--repeat") repeat = std::max(0, std::atoi(next().c_str()));  // 0: one-shot, the first run only
     else if (a == "--in") in_blob = next();
     else if (a == "--out") out_blob = next();
     else if (a == "--fp16") fp16 = true;
@@ -181,14 +181,18 @@ int main(int argc, char** argv) {
       times.push_back(MsSince(t0));
       if (i + 1 == std::min(10, repeat)) warm_rss_mb = measure::CurrentRssMb();
     }
-    const double cpu_ms = (CpuMs() - cpu0) / repeat;
+    // --repeat 0 (bench.py --one-shot): no steady runs, so no steady figures (null, as deploy_app prints them).
+    auto num = [&](double v) { return repeat > 0 ? std::to_string(v) : std::string("null"); };
+    const std::string cpu_ms = num((CpuMs() - cpu0) / std::max(repeat, 1));
+    const std::string p50 = num(repeat > 0 ? Percentile(times, 0.5) : 0);
+    const std::string p90 = num(repeat > 0 ? Percentile(times, 0.9) : 0);
     std::string list;
     for (size_t i = 0; i < times.size(); ++i) list += (i ? ", " : "") + std::to_string(times[i]);
-    std::printf("{\"load_ms\": %.3f, \"first_ms\": %.3f, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"threads\": %d, "
-                "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"warm_rss_mb\": %.2f, "
-                "\"steady_rss_mb\": %.2f, \"cpu_ms\": %.3f, \"times_ms\": [%s]}\n",
-                load_ms, first_ms, Percentile(times, 0.5), Percentile(times, 0.9), threads, repeat, PeakRssMb(),
-                first_rss_mb, warm_rss_mb, measure::CurrentRssMb(), cpu_ms, list.c_str());
+    std::printf("{\"load_ms\": %.3f, \"first_ms\": %.3f, \"p50_ms\": %s, \"p90_ms\": %s, \"threads\": %d, "
+                "\"repeat\": %d, \"rss_mb\": %.2f, \"first_rss_mb\": %.2f, \"warm_rss_mb\": %s, "
+                "\"steady_rss_mb\": %.2f, \"cpu_ms\": %s, \"times_ms\": [%s]}\n",
+                load_ms, first_ms, p50.c_str(), p90.c_str(), threads, repeat, PeakRssMb(), first_rss_mb,
+                num(warm_rss_mb).c_str(), measure::CurrentRssMb(), cpu_ms.c_str(), list.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ncnn_bench: error: %s\n", e.what());
     return 1;
