@@ -14,18 +14,19 @@
 namespace tvm_ncnn {
 namespace detail {
 
+constexpr uint32_t kModuleFormatVersion = 2;        // what this runtime writes unless a kind needs more
+constexpr uint32_t kOldestModuleFormatVersion = 1;  // the oldest it reads
+
 struct ModuleFormat {
   const char* where;       // names the module kind in errors: "ncnn module"
   char magic[8];
   const char* magic_text;  // the magic as messages show it: "\"TVMNCNNM\""
+  uint32_t newest = kModuleFormatVersion;  // the newest version of this kind the runtime reads
 };
 
-constexpr uint32_t kModuleFormatVersion = 2;        // what this runtime writes
-constexpr uint32_t kOldestModuleFormatVersion = 1;  // the oldest it reads
-
-inline void WriteModuleHeader(ByteWriter* w, const ModuleFormat& format) {
+inline void WriteModuleHeader(ByteWriter* w, const ModuleFormat& format, uint32_t version = kModuleFormatVersion) {
   w->Raw(format.magic, sizeof(format.magic));
-  w->U32(kModuleFormatVersion);
+  w->U32(version);
 }
 
 // Closes what WriteModuleHeader opened.
@@ -40,10 +41,10 @@ inline uint32_t ReadModuleHeader(ByteReader* r, const ModuleFormat& format) {
                               << "): not a " << format.where << ", or corrupt data";
   }
   const uint32_t version = r->U32("module format version");
-  if (version < kOldestModuleFormatVersion || version > kModuleFormatVersion) {
+  if (version < kOldestModuleFormatVersion || version > format.newest) {
     TVM_FFI_THROW(ValueError) << format.where << ": unknown module format version " << version
                               << " (this runtime reads versions " << kOldestModuleFormatVersion << " to "
-                              << kModuleFormatVersion << "); re-export the model with the SDK that matches "
+                              << format.newest << "); re-export the model with the SDK that matches "
                               << "this runtime, or use the runtime built with it";
   }
   if (version >= 2) r->VerifyChecksumTrailer();

@@ -7,10 +7,14 @@
 #include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -90,8 +94,8 @@ SealState CheckSeal(const std::string& path, int64_t size, int64_t elf_end, cons
 
 }  // namespace
 
-void VerifySeal(const std::string& path, int64_t size, int64_t elf_end) {
-  CheckSeal(path, size, elf_end, "model '" + path + "'");
+bool VerifySeal(const std::string& path, int64_t size, int64_t elf_end) {
+  return CheckSeal(path, size, elf_end, "model '" + path + "'") == SealState::kValid;
 }
 
 void SealModel(const std::string& path) {
@@ -116,6 +120,34 @@ void SealModel(const std::string& path) {
   out.write(seal.data(), static_cast<std::streamsize>(seal.size()));
   out.close();
   if (!out) throw Error(name + ": cannot append the seal (" + std::strerror(errno) + ")");
+}
+
+namespace {
+std::mutex sealed_mu;
+std::map<std::string, std::string>& SealedFiles() {  // path -> FileIdentity when its seal was checked
+  static auto* files = new std::map<std::string, std::string>();  // never destroyed: used until exit
+  return *files;
+}
+// Device, inode, size and modification time: a file replaced or rewritten since its seal was checked differs.
+std::string FileIdentity(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+}  // namespace
+
+void NoteSealVerified(const std::string& abs_path) {
+  const std::string id = FileIdentity(abs_path);
+  std::lock_guard<std::mutex> lock(sealed_mu);
+  if (!id.empty()) SealedFiles()[abs_path] = id;
+}
+
+bool SealVerified(const std::string& abs_path) {
+  const std::string id = FileIdentity(abs_path);
+  std::lock_guard<std::mutex> lock(sealed_mu);
+  auto it = SealedFiles().find(abs_path);
+  return !id.empty() && it != SealedFiles().end() && it->second == id;
 }
 
 }  // namespace tvm_ncnn

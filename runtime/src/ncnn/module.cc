@@ -4,9 +4,11 @@
 //
 // Life cycle
 //   created  by tvm_ncnn.ncnn_module_create at export time (keeps param + weights: SaveToBytes needs them), or
-//            by ffi.Module.load_from_bytes.ncnn when model.so is loaded (holds the loader's bytes -- no copy --
-//            only until the net is built, then drops them: ncnn owns its own copy of the weights, so memory is
-//            what native ncnn uses).
+//            by ffi.Module.load_from_bytes.ncnn when model.so is loaded. Version 3 (what export writes): the
+//            weights are a symbol of model.so, read in place by ncnn (ncnn/mapped_weights.h). Older files hold
+//            them in the module's bytes: the module keeps the loader's bytes (no copy) only until the net is
+//            built, ncnn copying the weights.
+//   exported with tvm_ncnn.external_weights (sdk_python/tvm_ncnn/weights_section.py): writes version 3.
 //   built    once, on the first tvm_ncnn.configure or the first call of <symbol>.
 //   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed); calls are serialized by a mutex.
 #include <tvm/ffi/cast.h>
@@ -19,8 +21,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -30,6 +34,7 @@
 
 #include "ffi_util.h"
 #include "format/module_header.h"
+#include "ncnn/mapped_weights.h"
 #include "ncnn/region.h"
 
 namespace tvm_ncnn {
@@ -37,8 +42,11 @@ namespace {
 
 namespace ffi = tvm::ffi;
 
+// Version 3: the weights are not in the module's bytes but in a symbol of model.so's read-only data, read in
+// place (ncnn/mapped_weights.h); modules without weights, and those of older files, are version 2 or 1.
+constexpr uint32_t kExternalWeightsVersion = 3;
 constexpr detail::ModuleFormat kFormat = {"ncnn module", {'T', 'V', 'M', 'N', 'C', 'N', 'N', '\0'},
-                                          "\"TVMNCNN\\0\""};
+                                          "\"TVMNCNN\\0\"", kExternalWeightsVersion};
 
 // Caps that keep malformed bytes from asking for absurd amounts of memory.
 constexpr uint64_t kMaxSymbolLen = 4096;
@@ -160,6 +168,9 @@ class NcnnModuleObj : public ffi::ModuleObj {
     if (name == "tvm_ncnn.configure") {
       return ffi::Function::FromTyped([self, this](int64_t threads, bool fp16) { Configure(threads, fp16); });
     }
+    if (name == "tvm_ncnn.external_weights") {
+      return ffi::Function::FromTyped([self, this]() { return ExternalWeights(); });
+    }
     return std::nullopt;
   }
 
@@ -173,12 +184,19 @@ class NcnnModuleObj : public ffi::ModuleObj {
                                   << "the ncnn net was built (a module loaded from model.so is run-only; "
                                   << "re-export from the SDK)";
     }
+    const bool external = !weights_symbol_.empty();
     detail::ByteWriter w;
-    w.Reserve(64 + symbol_.size() + param_.size() + weights_size_);
-    detail::WriteModuleHeader(&w, kFormat);
+    w.Reserve(64 + symbol_.size() + param_.size() + (external ? weights_symbol_.size() : weights_size_));
+    detail::WriteModuleHeader(&w, kFormat, external ? kExternalWeightsVersion : detail::kModuleFormatVersion);
     w.Str(symbol_);
     w.Str(param_);
-    w.Str(std::string_view(weights_blob_.data() + weights_offset_, weights_size_));
+    if (external) {
+      w.Str(weights_symbol_);
+      w.U64(weights_size_);
+      w.U64(weights_checksum_);
+    } else {
+      w.Str(std::string_view(weights_blob_.data() + weights_offset_, weights_size_));
+    }
     WriteBlobs(&w, region_.inputs());
     WriteBlobs(&w, region_.outputs());
     detail::WriteModuleTrailer(&w);
@@ -187,18 +205,35 @@ class NcnnModuleObj : public ffi::ModuleObj {
 
   static ffi::Module LoadFromBytes(const ffi::Bytes& bytes) {
     detail::ByteReader r(bytes.data(), bytes.size(), kFormat.where);
-    detail::ReadModuleHeader(&r, kFormat);
+    const uint32_t version = detail::ReadModuleHeader(&r, kFormat);
     std::string symbol = r.Str("symbol", kMaxSymbolLen);
     r.set_context(Where(symbol));
     std::string param = r.Str("param text", kMaxParamLen);
-    size_t weights_size = 0;
-    const size_t weights_offset = r.StrSpan("weights", kMaxWeightsLen, &weights_size);
+    size_t weights_size = 0, weights_offset = 0;
+    std::string weights_symbol;
+    uint64_t weights_checksum = 0;
+    if (version >= kExternalWeightsVersion) {  // a reference to the weights symbol; the bytes are not here
+      weights_symbol = r.Str("weights symbol", kMaxSymbolLen);
+      const uint64_t n = r.U64("weights size");
+      if (weights_symbol.empty() || n == 0 || n > kMaxWeightsLen) {
+        TVM_FFI_THROW(ValueError) << r.context() << ": invalid weights reference ('" << weights_symbol << "', " << n
+                                  << " bytes)";
+      }
+      weights_size = static_cast<size_t>(n);
+      weights_checksum = r.U64("weights checksum");
+    } else {
+      weights_offset = r.StrSpan("weights", kMaxWeightsLen, &weights_size);
+    }
     std::vector<BlobSpec> inputs = ReadBlobs(&r, "input");
     std::vector<BlobSpec> outputs = ReadBlobs(&r, "output");
     r.ExpectEnd();
-    return ffi::Module(ffi::make_object<NcnnModuleObj>(std::move(symbol), std::move(param), bytes, weights_offset,
-                                                       weights_size, std::move(inputs), std::move(outputs),
-                                                       /*keep_weights_after_build=*/false));
+    // A module with external weights keeps none of the loader's bytes (they are only the graph and the names).
+    auto obj = ffi::make_object<NcnnModuleObj>(std::move(symbol), std::move(param),
+                                               weights_symbol.empty() ? bytes : ffi::Bytes(), weights_offset,
+                                               weights_symbol.empty() ? weights_size : 0, std::move(inputs),
+                                               std::move(outputs), /*keep_weights_after_build=*/false);
+    if (!weights_symbol.empty()) obj->SetExternalWeights(std::move(weights_symbol), weights_size, weights_checksum);
+    return ffi::Module(obj);
   }
 
  private:
@@ -212,8 +247,42 @@ class NcnnModuleObj : public ffi::ModuleObj {
     BuildLocked();
   }
 
+  // From a loaded v3 module: the weights are the symbol `name` of model.so (read when the net is built).
+  void SetExternalWeights(std::string name, size_t size, uint64_t checksum) {
+    weights_symbol_ = std::move(name);
+    weights_size_ = size;
+    weights_checksum_ = checksum;
+    weights_in_library_ = true;
+  }
+
+  // At export: from now on SaveToBytes writes a reference to a symbol holding the weights instead of the bytes
+  // (version 3), and returns [symbol name, weights] for the exporter to link into model.so. Modules without
+  // weights stay version 2: returns ["", b""].
+  ffi::Array<ffi::Any> ExternalWeights() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (weights_in_library_ || weights_dropped_) {
+      TVM_FFI_THROW(RuntimeError) << Where(symbol_) << ": a module loaded from model.so cannot be exported again";
+    }
+    if (weights_size_ == 0) return {ffi::String(""), ffi::Bytes()};
+    const char* data = weights_blob_.data() + weights_offset_;
+    weights_checksum_ = detail::Checksum64::Of(data, weights_size_);
+    // Named by content as well as region: two model.so files loaded in one process never share a name unless
+    // they share the bytes.
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(weights_checksum_));
+    std::string name = "__tvm_ncnn_weights_" + std::string(hex) + "_";
+    for (char c : symbol_) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    weights_symbol_ = name;
+    return {ffi::String(name), ffi::Bytes(data, weights_size_)};
+  }
+
   void BuildLocked() {
     if (region_.built()) return;
+    if (weights_in_library_) {
+      mapped_ = std::make_unique<MappedWeights>(Where(symbol_), weights_symbol_, weights_size_, weights_checksum_);
+      region_.Build(param_, mapped_->data(), mapped_->size(), mapped_.get());
+      return;
+    }
     region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
                   weights_size_);
     if (!keep_weights_) {
@@ -282,7 +351,12 @@ class NcnnModuleObj : public ffi::ModuleObj {
   size_t weights_offset_, weights_size_;
   const bool keep_weights_;
   bool weights_dropped_ = false;
+  std::string weights_symbol_;      // set: SaveToBytes writes version 3, a reference to this symbol
+  uint64_t weights_checksum_ = 0;   // Checksum64 of the weights (version 3)
+  bool weights_in_library_ = false;  // loaded from version 3: the weights are read from weights_symbol_
   mutable std::mutex mu_;
+  // Declared before the region: the net's layers may point into the mapping, which must outlive them.
+  std::unique_ptr<MappedWeights> mapped_;
   NcnnRegion region_;
 };
 

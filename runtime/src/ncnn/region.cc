@@ -14,6 +14,7 @@
 #include <cstring>
 #include <utility>
 
+#include "ncnn/mapped_weights.h"
 #include "ncnn/stderr_capture.h"
 #include "tvm_ncnn/runtime.h"
 
@@ -58,7 +59,8 @@ void NcnnRegion::Configure(int threads, bool fp16) {
 
 int NcnnRegion::EffectiveThreads() const { return threads_ > 0 ? threads_ : DetectThreads(); }
 
-void NcnnRegion::Build(const std::string& param, const unsigned char* weights, size_t weights_size) {
+void NcnnRegion::Build(const std::string& param, const unsigned char* weights, size_t weights_size,
+                       const MappedWeights* mapped) {
   if (net_) return;
   auto net = std::make_unique<ncnn::Net>();
   ncnn::Option& opt = net->opt;
@@ -98,18 +100,28 @@ void NcnnRegion::Build(const std::string& param, const unsigned char* weights, s
   }
   CheckGraph(*net);
 
-  // Weights: copied into ncnn's own Mats, then transformed by create_pipeline.
-  CopyingReader dr(weights, weights_size);
-  rc = net->load_model(dr);
+  // Weights, transformed by create_pipeline layer by layer: read in place from model.so's mapping (the pages
+  // released behind ncnn as it goes), or, from a module that carries them in its bytes, copied into ncnn's Mats.
+  size_t consumed = 0;
+  if (mapped != nullptr) {
+    ReleasingReader dr(*mapped);
+    rc = net->load_model(dr);
+    consumed = dr.consumed();
+    dr.ReleaseAll();
+  } else {
+    CopyingReader dr(weights, weights_size);
+    rc = net->load_model(dr);
+    consumed = dr.consumed();
+  }
   if (rc != 0) {
     const std::string said = capture.Restore();
     TVM_FFI_THROW(ValueError) << where_ << ": ncnn load_model failed (error " << rc
-                              << (said.empty() ? "" : ": " + said) << ") after reading " << dr.consumed()
+                              << (said.empty() ? "" : ": " + said) << ") after reading " << consumed
                               << " of " << weights_size << " weight bytes: the weights do not "
                               << "match the param text (truncated?)";
   }
-  if (dr.consumed() != weights_size) {
-    TVM_FFI_THROW(ValueError) << where_ << ": the param text uses " << dr.consumed() << " weight bytes but "
+  if (consumed != weights_size) {
+    TVM_FFI_THROW(ValueError) << where_ << ": the param text uses " << consumed << " weight bytes but "
                               << weights_size << " were given: the weights do not match the param text";
   }
   net_ = std::move(net);

@@ -16,6 +16,8 @@
 
 namespace tvm_ncnn {
 
+class MappedWeights;
+
 struct BlobSpec {
   std::string name;
   std::vector<int64_t> shape;  // TVM shape, batch first
@@ -35,9 +37,12 @@ class NcnnRegion {
   // applies to later calls.
   void Configure(int threads, bool fp16);
 
-  // Builds the net: load_param from the text, load_model from the weights (copied: ncnn owns its weights, so
-  // the caller may drop its bytes afterwards), then CheckGraph. Throws ValueError naming what ncnn refused.
-  void Build(const std::string& param, const unsigned char* weights, size_t weights_size);
+  // Builds the net: load_param from the text, load_model from the weights, then CheckGraph. Throws ValueError
+  // naming what ncnn refused. Without `mapped` the weights are copied (ncnn owns its weights, so the caller may
+  // drop its bytes afterwards); with it (weights = mapped->data()) ncnn reads them in place and may keep
+  // pointers into them: `mapped` must outlive the net.
+  void Build(const std::string& param, const unsigned char* weights, size_t weights_size,
+             const MappedWeights* mapped = nullptr);
 
   // Runs the built net: in[i] holds inputs()[i], out[j] receives outputs()[j] (float32, contiguous, the
   // recorded shapes: the module has checked them).
