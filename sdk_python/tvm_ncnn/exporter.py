@@ -13,6 +13,7 @@ import tvm
 from tvm import relax
 
 from . import __version__, batch, codegen, native, runtime_functions, signing, tasks, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
+from . import weights_section
 from .errors import ModelError
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
@@ -107,10 +108,12 @@ def _write_library(executable, path: str, device: DeviceTarget, sign=None) -> st
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=directory)
         os.close(fd)
         fcompile = device.linker()
-        if fcompile is None:
-            executable.export_library(tmp)
-        else:
-            executable.export_library(tmp, fcompile=fcompile)
+        with tempfile.TemporaryDirectory() as workdir:  # the weights, linked as a section of their own
+            addons = weights_section.addons(executable, workdir)
+            if fcompile is None:
+                executable.export_library(tmp, addons=addons)
+            else:
+                executable.export_library(tmp, fcompile=fcompile, addons=addons)
         # A checksum of every byte, checked at load: TVM never checks its own code and bytecode in model.so
         native.seal(tmp)
         signer = signing.sign(tmp, sign) if sign is not None else ""  # over the sealed file, before the rename

@@ -168,17 +168,19 @@ class ModuleSpan:
     start: int   # file offset of the magic
     end: int     # one past the checksum trailer
     param: tuple[int, int] | None = None  # (offset, length) of an ncnn module's param text
+    weights_symbol: str = ""  # version 3: the symbol of model.so that holds the region's weights
 
 
 def module_spans(data: bytes) -> list[ModuleSpan]:
     """Each tvm-ncnn module (runtime/FORMAT.md) serialized in a model.so, found by its magic and walked by
-    its fields. Only version-2 modules (with the checksum trailer)."""
+    its fields. Only versions 2 and 3 (with the checksum trailer; an ncnn module of version 3 references its
+    weights, a symbol of model.so, instead of holding them)."""
     spans = []
     for magic, kind in MODULE_MAGICS.items():
         at = data.find(magic)
         while at >= 0:
             version, = struct.unpack_from("<I", data, at + 8)
-            assert version == 2, f"module at {at} has format version {version}"
+            assert version in ((2, 3) if kind == "ncnn" else (2,)), f"module at {at} has format version {version}"
             pos = at + 12
             fields = []
 
@@ -188,8 +190,13 @@ def module_spans(data: bytes) -> list[ModuleSpan]:
                 fields.append((pos + 8, n))
                 pos += 8 + n
 
+            weights_symbol = ""
             if kind == "tvm_ncnn_meta":
                 take_str()
+            elif version == 3:
+                take_str(), take_str(), take_str()  # symbol, param, weights symbol; then u64 size, u64 checksum
+                weights_symbol = data[fields[2][0]:fields[2][0] + fields[2][1]].decode()
+                pos += 16
             else:
                 take_str(), take_str(), take_str()  # symbol, param, weights
                 for _ in range(2):  # inputs, outputs
@@ -199,7 +206,7 @@ def module_spans(data: bytes) -> list[ModuleSpan]:
                         take_str()
                         ndim, = struct.unpack_from("<I", data, pos)
                         pos += 4 + 8 * ndim
-            spans.append(ModuleSpan(kind, at, pos + 8, fields[1] if kind == "ncnn" else None))
+            spans.append(ModuleSpan(kind, at, pos + 8, fields[1] if kind == "ncnn" else None, weights_symbol))
             at = data.find(magic, at + 1)
     return sorted(spans, key=lambda s: s.start)
 

@@ -116,21 +116,34 @@ def test_real_aarch64_model(models, tmp_path):
 
 @pytest.mark.parametrize("where", ["ncnn_weights", "ncnn_param", "ncnn_shape", "meta_json"])
 def test_corrupted_module_bytes(models, tmp_path, where):
-    """One flipped byte inside a module: the checksum finds it (a changed weight would otherwise run and lie)."""
+    """One flipped byte inside a module, or in a region's weights (their own symbol of model.so, checked against
+    the checksum its module records), in a file without a seal: found (a changed weight would run and lie)."""
     source = models["classifier"]["so"]
     spans = module_spans(source.read_bytes())
     ncnn = next(s for s in spans if s.kind == "ncnn")
     meta = next(s for s in spans if s.kind == "tvm_ncnn_meta")
+    assert ncnn.weights_symbol, "export links the weights as a symbol of their own (module format version 3)"
     offset = {"ncnn_param": ncnn.param[0] + 20,
-              "ncnn_weights": ncnn.param[0] + ncnn.param[1] + 8 + 40,
+              "ncnn_weights": elf_symbol_range(source, ncnn.weights_symbol)[0] + 40,
               "ncnn_shape": ncnn.end - 16,
               "meta_json": meta.start + 40}[where]
 
     def flip(data):
         data[offset] ^= 0x04
     path = write_variant(tmp_path, source, f"flip_{where}.so", flip)
-    kind = "ncnn module" if where.startswith("ncnn") else "tvm_ncnn_meta module"
+    kind = {"ncnn_weights": "its weights", "meta_json": "tvm_ncnn_meta module"}.get(where, "ncnn module")
     both_refuse(path, models["x"], f"flip_{where}.so", kind, "checksum mismatch")
+
+
+def test_corrupted_weights_in_a_sealed_file(models, tmp_path):
+    """With the seal kept, the seal finds a flipped weight before dlopen (the weights are then not summed again)."""
+    source = models["classifier"]["so"]
+    ncnn = next(s for s in module_spans(source.read_bytes()) if s.kind == "ncnn")
+    data = bytearray(source.read_bytes())
+    data[elf_symbol_range(source, ncnn.weights_symbol)[0] + 40] ^= 0x04
+    path = tmp_path / "flip_sealed_weights.so"
+    path.write_bytes(bytes(data))
+    both_refuse(str(path), models["x"], path.name, "checksum mismatch", "changed after export")
 
 
 @pytest.mark.parametrize("where", ["vm_bytecode", "compiled_code", "elf_header", "seal_checksum"])
@@ -178,14 +191,34 @@ def test_version_mismatch(models, tmp_path, what, old, new, needles):
     both_refuse(path, models["x"], f"v_{what}.so", *needles)
 
 
-@pytest.mark.parametrize("kind", ["ncnn", "tvm_ncnn_meta"])
-def test_module_format_version_mismatch(models, tmp_path, kind):
+def test_files_with_weights_in_the_module_still_load(models, tmp_path, monkeypatch):
+    """model.so files exported before the weights had a symbol of their own (ncnn module format version 2, the
+    weights inside the module's bytes) load and give the same answer."""
+    import numpy as np
+
+    import tvm_ncnn
+    from tvm_ncnn import weights_section
+
+    monkeypatch.setattr(weights_section, "addons", lambda executable, workdir: [])  # what export did before
+    old = tmp_path / "v2.so"
+    tvm_ncnn.export(models["two_regions"]["onnx"], old)
+    assert {s.weights_symbol for s in module_spans(old.read_bytes()) if s.kind == "ncnn"} == {""}
+    outputs = []
+    for path in (old, models["two_regions"]["so"]):
+        done = deploy_app(path, models["x"], "--repeat", "1", "--output", str(tmp_path / f"{path.stem}.npy"))
+        assert done.returncode == 0, done.describe()
+        outputs.append(np.load(tmp_path / f"{path.stem}.npy"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("kind,newest", [("ncnn", 3), ("tvm_ncnn_meta", 2)])
+def test_module_format_version_mismatch(models, tmp_path, kind, newest):
     def bump(data):
         span = next(s for s in module_spans(bytes(data)) if s.kind == kind)
-        struct.pack_into("<I", data, span.start + 8, 3)
+        struct.pack_into("<I", data, span.start + 8, newest + 1)
         reseal(data, span)
     path = write_variant(tmp_path, models["two_regions"]["so"], f"f_{kind}.so", bump)
-    both_refuse(path, models["x"], f"f_{kind}.so", "format version 3", "versions 1 to 2")
+    both_refuse(path, models["x"], f"f_{kind}.so", f"format version {newest + 1}", f"versions 1 to {newest}")
 
 
 def test_versions_are_recorded_and_shown(models):
