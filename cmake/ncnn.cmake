@@ -8,11 +8,12 @@
 #
 # Lean build (a cold build is minutes on 2 cores, not ten):
 #   * only the layers in TVM_NCNN_LAYERS are compiled (plus what ncnn creates internally);
-#   * x86: SSE2 + runtime-dispatched AVX/FMA/F16C/AVX2/AVX-512 fp32 kernels; the AVX-512 VNNI/BF16/
-#     FP16, AVX-VNNI, XOP, FMA4 and AVX-NE-CONVERT variants are off (int8/bf16/fp16-arithmetic
-#     paths, or CPUs we do not target);
-#   * aarch64: NEON + the armv8.2 fp16 kernels (Pi 5); the bf16/i8mm/SVE variants are off;
-#   * no int8, no bf16, no Vulkan, no tools/examples/benchmark/tests/python (not in the sdist).
+#   * x86: SSE2 + runtime-dispatched AVX/FMA/F16C/AVX2/AVX-512 kernels, and the AVX-512 VNNI and AVX-VNNI
+#     int8 dot-product variants (only convolution and gemm have them); BF16/FP16-arithmetic, the VNNI-INT8/16,
+#     XOP, FMA4 and AVX-NE-CONVERT variants are off (CPUs we do not target);
+#   * aarch64: NEON + the armv8.2 fp16 kernels and the armv8.2 dot-product (sdot) int8 kernels (both Pi 5);
+#     the bf16/i8mm/SVE variants are off;
+#   * int8 (export --precision int8), no bf16, no Vulkan, no tools/examples/benchmark/tests/python.
 # Every NCNN_* knob below is a cache default: -DNCNN_AVX512=OFF etc. on the command line wins.
 include_guard(GLOBAL)
 
@@ -27,12 +28,15 @@ include(${CMAKE_CURRENT_LIST_DIR}/ncnn_sdist.cmake)
 #                           a 1x1 Convolution on a flat (1-D) input runs as an InnerProduct
 #   Bias, Scale             Mat::substract_mean_normalize (image preprocessing)
 #   Interp                  Mat resize helpers
+#   Quantize, Dequantize,   the int8 layers' input quantization and output conversion (quantize_to_int8 and
+#   Requantize              friends in mat.cpp create them; without them an int8 layer crashes)
 set(TVM_NCNN_LAYERS
   Input MemoryData Split Concat Slice Crop Flatten Reshape Permute Padding Packing Cast Noop Dropout
   Convolution ConvolutionDepthWise Deconvolution DeconvolutionDepthWise InnerProduct Gemm MatMul
   Pooling Interp BatchNorm Scale Bias BinaryOp Eltwise UnaryOp Softmax
   ReLU Clip Sigmoid HardSigmoid HardSwish Swish Mish PReLU TanH ELU GELU
-  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA)
+  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA
+  Quantize Dequantize Requantize)
 
 set(TVM_NCNN_DOWNLOAD_DIR "${PROJECT_SOURCE_DIR}/build/_downloads" CACHE PATH
     "Where fetched source archives are cached (outside git)")
@@ -83,7 +87,9 @@ foreach(_o NCNN_STRING NCNN_STDIO NCNN_OPENMP NCNN_THREADS NCNN_SIMPLEOCV NCNN_P
   _tvm_ncnn_force(${_o} ON)
 endforeach()
 
-_tvm_ncnn_default(NCNN_INT8 OFF)
+# int8: models exported with --precision int8 carry int8 Convolution/InnerProduct/Gemm layers, which an ncnn
+# without it refuses at load -- so it is not optional. Measured cost: see README ("Building").
+_tvm_ncnn_force(NCNN_INT8 ON)
 _tvm_ncnn_default(NCNN_BF16 OFF)
 _tvm_ncnn_default(NCNN_PIXEL_DRAWING OFF)
 # x86: SSE2 baseline + AVX/FMA/F16C/AVX2/AVX-512 runtime dispatch. AVX-512 stays: the machines we
@@ -91,12 +97,17 @@ _tvm_ncnn_default(NCNN_PIXEL_DRAWING OFF)
 # ~10% slower than the PyPI ncnn wheel (with it: equal, bit-identical outputs). It costs ~30% more
 # compile time; -DNCNN_AVX512=OFF for quicker local builds.
 _tvm_ncnn_default(NCNN_AVX512 ON)
-foreach(_o NCNN_AVX512VNNI NCNN_AVX512BF16 NCNN_AVX512FP16 NCNN_AVXVNNI
+# VNNI: ncnn's int8 convolution/gemm kernels with the VPDPBUSD dot product (this host and recent Intel/AMD).
+_tvm_ncnn_default(NCNN_AVX512VNNI ON)
+_tvm_ncnn_default(NCNN_AVXVNNI ON)
+foreach(_o NCNN_AVX512BF16 NCNN_AVX512FP16
            NCNN_AVXVNNIINT8 NCNN_AVXVNNIINT16 NCNN_AVXNECONVERT NCNN_XOP NCNN_FMA4)
   _tvm_ncnn_default(${_o} OFF)
 endforeach()
-# aarch64: keep armv8.2 fp16 (+fp16fml) for Pi 5; int8/bf16/SVE kernels are of no use here.
-foreach(_o NCNN_ARM82DOT NCNN_ARM84BF16 NCNN_ARM84I8MM NCNN_ARM86SVE NCNN_ARM86SVE2
+# aarch64: keep armv8.2 fp16 (+fp16fml) and the sdot int8 kernels for Pi 5 (Cortex-A76 has both; a Pi 4 runs
+# the plain NEON int8 ones); bf16/i8mm/SVE kernels are of no use here.
+_tvm_ncnn_default(NCNN_ARM82DOT ON)
+foreach(_o NCNN_ARM84BF16 NCNN_ARM84I8MM NCNN_ARM86SVE NCNN_ARM86SVE2
            NCNN_ARM86SVEBF16 NCNN_ARM86SVEI8MM NCNN_ARM86SVEF32MM)
   _tvm_ncnn_default(${_o} OFF)
 endforeach()
