@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "ncnn/probe.h"
 #include "ncnn/region.h"
 #include "tvm_ncnn/runtime.h"
 #include "zero_copy.h"
@@ -27,6 +28,8 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
 
 void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
   ncnn::Extractor ex = net_->create_extractor();
+  const bool probing = probe::Active();  // int8 calibration: keep every blob for probe::Collect (probe.h)
+  if (probing) ex.set_light_mode(false);
   for (size_t i = 0; i < inputs_.size(); ++i) {
     // The TVM tensor, seen as an ncnn Mat (no copy). ncnn pads each channel to 16 bytes (cstep): when that
     // adds nothing and the memory allows ncnn's over-reads (SafeToView), ncnn reads the tensor in place. The
@@ -70,6 +73,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
     }
     CopyOut(m, j, out[j]);
   }
+  if (probing) probe::Collect(where_, ex);
 }
 
 // Input i's data as an ncnn Mat header (external data, no reference count): FORMAT.md's mapping.
