@@ -99,7 +99,7 @@ def cmd_export(args) -> int:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
                         labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision,
-                        task=task, sign=args.sign)
+                        task=task, sign=args.sign, calibration=_calibration(args))
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -113,7 +113,19 @@ def cmd_export(args) -> int:
           f"{r.ncnn_ops}/{len(r.ops)} ops in {r.regions} ncnn region(s), "
           f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn"
           + (f", signed by {result.signer}" if result.signer else ""))
+    if result.int8:
+        print(result.int8["text"])
     return 0
+
+
+def _calibration(args):
+    """--calibration and its options -> int8_export.Calibration (None without --calibration)."""
+    if args.calibration is None:
+        return None
+    from .int8_export import Calibration
+
+    keep = [name for item in args.keep_fp32 or [] for name in item.split(",") if name]
+    return Calibration(args.calibration, args.calibration_method, keep, args.min_cosine)
 
 
 def cmd_keygen(args) -> int:
@@ -268,7 +280,17 @@ def main(argv=None) -> int:
     p.add_argument("--keypoints", help="pose: keypoints per detection and values per keypoint, e.g. 17,3")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                    help="fp16 (default): ncnn's fp16 kernels where the CPU has fp16 arithmetic (Pi 5), fp32 "
-                        "elsewhere; fp32 everywhere; int8: not available yet (issue 14.2)")
+                        "elsewhere; fp32 everywhere; int8: calibrated int8 layers (needs --calibration)")
+    p.add_argument("--calibration", metavar="DIR", help="int8: images (preprocessed as the model's metadata says) "
+                   "or .npy inputs; every 5th file is held out for the accuracy report")
+    p.add_argument("--calibration-method", choices=["kl", "aciq", "eq"], default="kl",
+                   help="int8 activation scales: kl (default, KL divergence), aciq, eq (ncnn2table's methods)")
+    p.add_argument("--keep-fp32", action="append", metavar="LAYERS",
+                   help="int8: layers to leave fp32, comma-separated: names (from the export report or inspect), "
+                        "layer types (InnerProduct), or 'auto' (the most sensitive until --min-cosine holds)")
+    p.add_argument("--min-cosine", type=float, default=0.99,
+                   help="--keep-fp32 auto: the lowest cosine similarity to fp32 each region output may have "
+                        "(default 0.99)")
     p.add_argument("--sign", metavar="KEY", help="sign model.so with this private key (tvm-ncnn keygen), for "
                                                  "runtimes given --trust KEY.pub")
     p.set_defaults(func=cmd_export)

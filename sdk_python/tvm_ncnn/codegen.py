@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import tvm_ffi
 from tvm import relax
 
-from . import native
+from . import native, quantize
 from .graph_passes import run_passes
 from .ncnn_graph import NcnnGraph
 from .ops import Match, rule_for
@@ -58,12 +58,14 @@ def convert_region(func: relax.Function) -> Region:
                 raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
     results = _flatten(func.body.body, blobs)
     outputs = run_passes(graph, [blob for blob, _ in results])
+    inputs = [blobs[p] for p in func.params]
+    quantize.rewrite(str(func.attrs["global_symbol"]), graph, inputs, outputs)  # int8 export only (quantize.py)
     param, weights = graph.serialize()
     return Region(
         symbol=str(func.attrs["global_symbol"]),
         param=param,
         weights=weights,
-        inputs=[blobs[p] for p in func.params],
+        inputs=inputs,
         input_shapes=[shape_of(p) for p in func.params],
         outputs=outputs,
         output_shapes=[shape for _, shape in results],

@@ -14,7 +14,9 @@ from tvm import relax
 
 from . import __version__, batch, codegen, native, runtime_functions, signing, tasks, tvm_schedules  # noqa: F401  (codegen: relax.ext.ncnn)
 from . import weights_section
+from . import quantize
 from .errors import ModelError
+from .int8_export import metadata as int8_metadata
 from .frontend import Imported, import_model
 from .partition import PartitionReport, partition, report
 from .precision import check_export
@@ -34,16 +36,27 @@ class ExportResult:
     seconds: float
     schedules: dict | None = None  # TVM function -> the default schedule it got (tvm_schedules.py)
     signer: str = ""  # fingerprint of the key that signed model.so (sign=), "" when unsigned
+    int8: dict | None = None  # precision int8: the calibration, per-layer and accuracy report (int8_export.py)
 
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
            preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
-           precision: str | None = None, task: tasks.Task | str | None = None, sign=None) -> ExportResult:
+           precision: str | None = None, task: tasks.Task | str | None = None, sign=None,
+           calibration=None) -> ExportResult:
     """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`.
     precision (precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16 arithmetic,
     fp32 elsewhere), "fp32", or "int8".
     task (tasks.py): what the outputs mean ("detect", tasks.Task(...)); None: recognised where certain.
     sign: a private key file (tvm-ncnn keygen) whose Ed25519 signature is appended (signing.py, README "Trust")."""
+    if precision == "int8" and quantize.current() is None:
+        # calibration (a directory, or int8_export.Calibration): fp32 export, calibrate, export again with the
+        # int8 plan (int8_export.py). locals() is export's own arguments here, whatever they are.
+        args = dict(locals())
+        from .int8_export import export_int8
+
+        return export_int8(export, args)
+    if calibration is not None and precision != "int8":
+        raise ModelError(f"calibration is for precision int8, not {precision or 'fp16'}")
     start = time.perf_counter()
     native.library_path()  # fail before the slow steps when the runtime library is missing
     device = get_target(target)
@@ -68,6 +81,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     metadata["precision"] = precision  # the runtime applies it (runtime/src/precision.cc)
+    if precision == "int8":
+        metadata["int8"] = int8_metadata()  # per-layer precision and scales, for inspect (int8_export.py)
     if postprocess:
         metadata["postprocess"] = postprocess  # how Detect reads the outputs (runtime/src/detect/)
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))

@@ -96,4 +96,18 @@ def describe_text(info: dict) -> str:
                                    f"{100 * report.ncnn_flops_share:.1f}% of FLOPs in ncnn"))
     else:
         lines.append(("partition", "not recorded (exported before model.so stored it)"))
-    return "\n".join(f"{key:<11}{value}" for key, value in lines)
+    text = "\n".join(f"{key:<11}{value}" for key, value in lines)
+    return text + ("\n" + _int8_text(info["int8"]) if info.get("int8") else "")
+
+
+def _int8_text(int8: dict) -> str:
+    """Each layer ncnn could run int8 and the precision it got (int8_export.py's record)."""
+    layers = int8.get("layers", [])
+    n = sum(1 for layer in layers if layer.get("precision") == "int8")
+    head = (f"{'int8':<11}{int8.get('method', '?')} calibration on {int8.get('calibration_files', '?')} file(s) "
+            f"({int8.get('held_out_files', '?')} held out): {n} of {len(layers)} layers int8, the rest fp32")
+    width = max((len(layer["layer"]) for layer in layers), default=5)
+    rows = [f"  {layer['layer']:<{width}}  {layer['type']:<21}{layer['precision']:<6}"
+            + (f"input scale {layer['scale']:.6g}" if "scale" in layer else layer.get("why", ""))
+            for layer in layers]
+    return "\n".join([head, *rows])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PARAM_MAGIC = 7767517
+INT8_TAG = 0x000D4B38  # ModelBin: int8 values follow (src/modelbin.cpp)
 
 
 @dataclass
@@ -88,6 +89,9 @@ class NcnnGraph:
             fields += [_format_param(k, v) for k, v in sorted(layer.params.items())]
             lines.append(" ".join(fields))
             for array, tagged in layer.weights:
+                if tagged and array.dtype == np.int8:  # int8 weights (quantize.py): ncnn's int8 tag, 4-byte padded
+                    weights += struct.pack("<I", INT8_TAG) + array.tobytes() + bytes(-array.size % 4)
+                    continue
                 if tagged:
                     weights += struct.pack("<I", 0)  # flag 0: raw float32 follows
                 weights += np.ascontiguousarray(array, dtype="<f4").tobytes()

@@ -20,9 +20,12 @@ def check_export(precision: str | None) -> str:
     if value not in PRECISIONS:
         raise ModelError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if value == "int8":
-        # The runtime reads "int8" already (precision.cc); what writes int8 layers is not there yet: calibration
-        # and the int8 weight format (issue 14.2). Refused rather than recorded over fp32 weights.
-        raise ModelError("precision int8 is not available yet (it needs calibration, issue 14.2): export fp16 or fp32")
+        from . import quantize
+
+        # int8 is written only with a calibrated plan (int8_export.py runs export under one): never recorded
+        # over fp32 layers.
+        if not isinstance(quantize.current(), quantize.Plan):
+            raise ModelError("precision int8 needs calibration data: --calibration DIR (Python: calibration=DIR)")
     return value
 
 
