@@ -92,7 +92,7 @@ def test_cli_export_run_and_inspect(tiny, tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'fp64'" in bad.stderr
     with pytest.raises(ModelError, match="precision 'half' is not one of fp32, fp16, int8"):
         tvm_ncnn.export(tiny["onnx"], str(so), precision="half")
-    with pytest.raises(ModelError, match="precision int8 is not available yet"):
+    with pytest.raises(ModelError, match="precision int8 needs calibration data: --calibration DIR"):
         tvm_ncnn.export(tiny["onnx"], str(so), precision="int8")
 
 
