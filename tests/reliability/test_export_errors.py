@@ -32,11 +32,13 @@ def export_case(model, output, **extra) -> dict:
     return {"op": "export", "model": str(model), "output": str(output), **extra}
 
 
-def with_dynamic_batch(onnx_path, out_path):
+def with_dynamic_dims(onnx_path, out_path, names: dict[int, str]):
+    """The ONNX with the input's dimensions at these axes made symbolic (named)."""
     model = onnx.load(onnx_path)
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    dim.ClearField("dim_value")
-    dim.dim_param = "batch"
+    for axis, name in names.items():
+        dim = model.graph.input[0].type.tensor_type.shape.dim[axis]
+        dim.ClearField("dim_value")
+        dim.dim_param = name
     onnx.save(model, out_path)
     return out_path
 
@@ -54,18 +56,24 @@ def test_invalid_onnx(models, tmp_path):
 
 
 def test_dynamic_shape_needs_input(models, tmp_path):
-    dynamic = with_dynamic_batch(models["classifier"]["onnx"], tmp_path / "dynamic.onnx")
+    """A dynamic dimension other than the batch needs --input; a dynamic batch alone exports as batch 1, with a
+    note (tests/python/test_batch.py)."""
+    dynamic = with_dynamic_dims(models["classifier"]["onnx"], tmp_path / "dynamic.onnx", {0: "batch", 2: "height"})
     refused, unknown, given = python_cases([
         export_case(dynamic, tmp_path / "d.so"),
         export_case(dynamic, tmp_path / "d.so", input_shapes={"image": [1, 3, 16, 16]}),
         export_case(dynamic, tmp_path / "d.so", input_shapes={"input": [1, 3, 16, 16]}),
     ])
-    assert_model_error(refused, "dynamic.onnx", "input input has dynamic shape ['batch', 3, 16, 16]", "--input")
+    assert_model_error(refused, "dynamic.onnx", "input input has dynamic shape ['batch', 3, 'height', 16]",
+                       "--input")
     assert_model_error(unknown, "no input named image", "inputs: input")
     assert given["ok"], given
     assert_cli_error(cli("export", dynamic, "-o", tmp_path / "d2.so"), "dynamic shape", "--input input:")
     done = cli("export", dynamic, "-o", tmp_path / "d3.so", "--input", "input:1,3,16,16")
     assert done.returncode == 0, done.describe()
+    batch_only = with_dynamic_dims(models["classifier"]["onnx"], tmp_path / "batch.onnx", {0: "batch"})
+    done = cli("export", batch_only, "-o", tmp_path / "d4.so")
+    assert done.returncode == 0 and "note: " in done.stderr and "exporting batch 1" in done.stderr, done.describe()
 
 
 def test_op_no_one_supports(tmp_path):
