@@ -42,12 +42,13 @@ class ExportResult:
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
            preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
            precision: str | None = None, task: tasks.Task | str | None = None, sign=None,
-           calibration=None) -> ExportResult:
+           tuning=None, calibration=None) -> ExportResult:
     """Export `model` (see frontend.import_model for what it accepts) to one model.so for `target`.
     precision (precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16 arithmetic,
     fp32 elsewhere), "fp32", or "int8".
     task (tasks.py): what the outputs mean ("detect", tasks.Task(...)); None: recognised where certain.
-    sign: a private key file (tvm-ncnn keygen) whose Ed25519 signature is appended (signing.py, README "Trust")."""
+    sign: a private key file (tvm-ncnn keygen) whose Ed25519 signature is appended (signing.py, README "Trust").
+    tuning: a directory `tvm-ncnn tune` wrote for this target (tuning.py): its tuned schedules replace the defaults."""
     if precision == "int8" and quantize.current() is None:
         # calibration (a directory, or int8_export.Calibration): fp32 export, calibrate, export again with the
         # int8 plan (int8_export.py). locals() is export's own arguments here, whatever they are.
@@ -65,19 +66,19 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     precision = check_export(precision)
     if sign is not None:
         signing.read_secret_key(sign)  # a missing or unprotected key fails before the slow steps
+    if tuning is not None:
+        from .tuning import check_tuning_dir
+
+        tuning = check_tuning_dir(tuning, device)  # a dir tuned for another target fails here, in one line
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
     postprocess, labels = tasks.resolve(model, imported, task, labels)  # a detector's labels may come with it
     _check_labels(labels, imported.outputs)
-    mod, placement = _partition(imported) if offload else (imported.mod, report(imported.mod))
+    mod, placement = tvm_part(imported, offload)
     fallback = placement.tvm_warning() if offload else None
     if fallback:
         warnings.warn(fallback, TvmFallbackWarning, stacklevel=2)
-    mod = relax.transform.RunCodegen()(mod)
-    # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
-    # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).
-    mod = mod.without_attr("const_name_to_constant")
-    executable, schedules = _compile(mod, device, imported.source)
+    executable, schedules = _compile(mod, device, imported.source, tuning)
     runtime_functions.check(executable, imported.source, native.library_path())  # never a model that cannot run
     metadata = _metadata(imported, device, labels, preprocess or Preprocess(), placement)
     metadata["precision"] = precision  # the runtime applies it (runtime/src/precision.cc)
@@ -88,6 +89,16 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     signer = _write_library(executable, path, device, sign)
     return ExportResult(path, target, placement, time.perf_counter() - start, schedules, signer)
+
+
+def tvm_part(imported: Imported, offload: bool = True) -> tuple[tvm.IRModule, PartitionReport]:
+    """The module tvm.compile gets: ncnn regions partitioned out and generated (calls of external modules), the
+    rest Relax. `tvm-ncnn tune` tunes exactly this module's TIR, so its database matches at export."""
+    mod, placement = _partition(imported) if offload else (imported.mod, report(imported.mod))
+    mod = relax.transform.RunCodegen()(mod)
+    # RunCodegen also records the regions' weights for a const_loader module; ours carry their weights in
+    # their own bytes, so that would be a second copy (model.so twice the size, the weights resident twice).
+    return mod.without_attr("const_name_to_constant"), placement
 
 
 def _partition(imported: Imported) -> tuple[tvm.IRModule, PartitionReport]:
@@ -108,9 +119,9 @@ def _partition(imported: Imported) -> tuple[tvm.IRModule, PartitionReport]:
     return partitioned, report(partitioned)
 
 
-def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str):
-    try:
-        return tvm_schedules.build(mod, device.tvm_target())  # fused and scheduled (never worse than unscheduled)
+def _compile(mod: tvm.IRModule, device: DeviceTarget, source: str, tuning: str | None = None):
+    try:  # fused and scheduled (never worse than unscheduled); tuned where the tuning database says
+        return tvm_schedules.build(mod, device.tvm_target(), tuning)
     except Exception as err:
         raise ModelError(f"{source}: TVM could not compile the part left to it: {err}".splitlines()[0]) from err
 

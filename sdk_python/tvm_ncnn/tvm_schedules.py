@@ -47,35 +47,46 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1") != "0"
 
 
-def build(mod: tvm.IRModule, target: tvm.target.Target):
-    """tvm.compile `mod` for `target` with fusion and default schedules: (executable, {function: rule})."""
+def build(mod: tvm.IRModule, target: tvm.target.Target, tuning: str | None = None):
+    """tvm.compile `mod` for `target` with fusion and default schedules: (executable, {function: rule}).
+    tuning: a MetaSchedule work dir (tuning.py): the functions its database has take their tuned schedule."""
     if not enabled():
         return tvm.compile(mod, target=target), {}
     report: dict[str, str] = {}
     try:
-        return tvm.compile(mod, target=target, relax_pipeline=pipeline(target, report)), report
+        return tvm.compile(mod, target=target, relax_pipeline=pipeline(target, report, tuning)), report
     except Exception as err:  # noqa: BLE001 -- whatever broke, the unscheduled module is what TVM always built
         report = {"(module)": "unscheduled: the scheduled build failed: " + _first_line(err)}
         return tvm.compile(mod, target=target), report
 
 
-def pipeline(target: tvm.target.Target, report: dict | None = None) -> tvm.transform.Pass:
+def pipeline(target: tvm.target.Target, report: dict | None = None, tuning: str | None = None) -> tvm.transform.Pass:
     """TVM's CPU Relax pipeline (cpu_generic) with the schedules between legalization and lowering."""
 
     @tvm.transform.module_pass(opt_level=0, name="TvmNcnnCpuPipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         with target:
-            # cpu_generic's legalization stage, with float32 erf/exp/tanh/sigmoid legalized to polynomials
-            legalize = cpu_generic.legalize_passes(target)
-            if legalize and legalize[0].info.name == "LegalizeOps":
-                legalize = [relax.transform.LegalizeOps(_fast_math())] + legalize[1:]
-            mod = tvm.transform.Sequential(cpu_generic.library_dispatch_passes(target) + legalize)(mod)
+            mod = legalized(mod, target)
+            if tuning is not None:  # tuned functions come marked scheduled; the rest get the rules below
+                from .tuning import apply_database
+
+                mod = apply_database(mod, tuning, report)
             mod = schedule_module(mod, target, report)
             mod = tvm.transform.Sequential(cpu_generic.dataflow_lower_passes(target)
                                            + cpu_generic.finalize_passes(target))(mod)
         return mod
 
     return _pipeline
+
+
+def legalized(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """cpu_generic's dispatch and legalization stages (fused TIR functions, not yet scheduled), with float32
+    erf/exp/tanh/sigmoid legalized to polynomials: what the rules schedule and what tuning.py tunes."""
+    with target:
+        legalize = cpu_generic.legalize_passes(target)
+        if legalize and legalize[0].info.name == "LegalizeOps":
+            legalize = [relax.transform.LegalizeOps(_fast_math())] + legalize[1:]
+        return tvm.transform.Sequential(cpu_generic.library_dispatch_passes(target) + legalize)(mod)
 
 
 def _fast_math() -> dict:
@@ -112,7 +123,7 @@ def schedule_module(mod: tvm.IRModule, target: tvm.target.Target, report: dict |
         if not isinstance(func, tirx.PrimFunc):
             continue
         if func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
-            report[gvar.name_hint] = "already scheduled"
+            report.setdefault(gvar.name_hint, "already scheduled")  # tuning.apply_database says "tuned"
             continue
         rule, scheduled = schedule_function(func, target, vector_bits)
         report[gvar.name_hint] = rule
