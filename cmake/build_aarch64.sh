@@ -85,7 +85,7 @@ GOMP=$(${PREFIX}g++ -print-file-name=libgomp.so.1)
 [ -f "$GOMP" ] || die "libgomp.so.1 of the cross toolchain not found"
 NCNN_LICENSE=$BUILD/_deps/ncnn-src/LICENSE.txt
 MONOCYPHER_LICENSE=$BUILD/_deps/monocypher-src/LICENSE.txt  # cmake/monocypher.cmake: compiled into the runtime
-INPUTS=("$BUILD/deploy_app" "$BUILD/lib/libtvm_ncnn_runtime.so" "$TVM_ROOT/tvm/lib/libtvm_runtime.so"
+INPUTS=("$BUILD/deploy_app" "$BUILD/tvm_ncnn_rpc_server" "$BUILD/lib/libtvm_ncnn_runtime.so" "$TVM_ROOT/tvm/lib/libtvm_runtime.so"
         "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so" "$GOMP" "$NCNN_LICENSE" "$MONOCYPHER_LICENSE" "$ROOT/cmake/build_aarch64.sh"
         "$ROOT/sdk_python/pyproject.toml")
 
@@ -104,12 +104,13 @@ stage=$BUILD/.bundle-stage
 rm -rf "$stage"
 mkdir -p "$stage/licenses"
 ${PREFIX}strip --strip-all -o "$stage/deploy_app" "$BUILD/deploy_app"
+${PREFIX}strip --strip-all -o "$stage/tvm_ncnn_rpc_server" "$BUILD/tvm_ncnn_rpc_server"  # joins an RPC tracker
 for lib in "$BUILD/lib/libtvm_ncnn_runtime.so" "$TVM_ROOT/tvm/lib/libtvm_runtime.so" \
            "$TVM_ROOT/tvm_ffi/lib/libtvm_ffi.so"; do
   ${PREFIX}strip --strip-unneeded -o "$stage/$(basename "$lib")" "$lib"
 done
 ${PREFIX}strip --strip-unneeded -o "$stage/libgomp.so.1" "$(readlink -f "$GOMP")"
-chmod 755 "$stage"/deploy_app "$stage"/*.so*
+chmod 755 "$stage"/deploy_app "$stage"/tvm_ncnn_rpc_server "$stage"/*.so*
 
 # Licenses of what is in the bundle.
 cp "$NCNN_LICENSE" "$stage/licenses/ncnn-LICENSE.txt"
@@ -124,7 +125,7 @@ for f in /usr/share/doc/libgomp1-arm64-cross/copyright /usr/share/doc/gcc-12-aar
 done
 
 # Every NEEDED library is in the bundle or in the base system; every RUNPATH is $ORIGIN-relative.
-for f in "$stage"/deploy_app "$stage"/*.so*; do
+for f in "$stage"/deploy_app "$stage"/tvm_ncnn_rpc_server "$stage"/*.so*; do
   dyn=$(${PREFIX}objdump -p "$f")
   for need in $(awk '$1 == "NEEDED" {print $2}' <<<"$dyn"); do
     if [ ! -e "$stage/$need" ] && [[ " $BASE_LIBS " != *" $need "* ]]; then
@@ -176,6 +177,7 @@ tvm-ncnn $SDK_VERSION deploy bundle for 64-bit ARM Linux (Raspberry Pi 4 / 5 wit
 
 Run:  ./deploy_app model.so photo.jpg      (model.so exported with: tvm-ncnn export MODEL -o model.so --target rpi4|rpi5|aarch64)
       ./deploy_app --help                  (--threads N, --repeat N, --output out.npy, --json, --fp16)
+      ./tvm_ncnn_rpc_server --tracker HOST:PORT --key rpi4   (tvm-ncnn tune / bench then measure on this board)
 Copy this folder anywhere and run deploy_app from it: the libraries are found next to it (RUNPATH \$ORIGIN);
 nothing needs installing. Threads default to the big cores of the board; fp16 is off unless --fp16.
 
