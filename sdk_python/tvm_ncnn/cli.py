@@ -99,7 +99,8 @@ def cmd_export(args) -> int:
         warnings.simplefilter("always", TvmFallbackWarning)
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
                         labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision,
-                        task=task, sign=args.sign, calibration=_calibration(args))
+                        task=task, sign=args.sign, calibration=_calibration(args),
+                        tuning=args.tuning)
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -126,6 +127,29 @@ def _calibration(args):
 
     keep = [name for item in args.keep_fp32 or [] for name in item.split(",") if name]
     return Calibration(args.calibration, args.calibration_method, keep, args.min_cosine)
+
+
+def cmd_tune(args) -> int:
+    from .tuning import run_tune_command
+
+    return run_tune_command(args)
+
+
+def cmd_bench(args) -> int:
+    from .rpc import bench
+
+    if not args.rpc_tracker or not args.rpc_key:
+        raise UsageError("bench times model.so on a board: give --rpc-tracker HOST:PORT and --rpc-key KEY "
+                         "(on this machine: deploy_app model.so INPUT --json)")
+    result = bench(args.model, args.rpc_tracker, args.rpc_key, args.input, args.threads or 0, args.repeat,
+                   args.precision or "")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model} on '{args.rpc_key}': load {result['load_ms']:.1f} ms, first run "
+              f"{result['first_ms']:.1f} ms, p50 {result['p50_ms']:.2f} ms, p90 {result['p90_ms']:.2f} ms "
+              f"({result['repeat']} runs, {result['threads']} thread(s), precision {result['precision']})")
+    return 0
 
 
 def cmd_keygen(args) -> int:
@@ -293,7 +317,30 @@ def main(argv=None) -> int:
                         "(default 0.99)")
     p.add_argument("--sign", metavar="KEY", help="sign model.so with this private key (tvm-ncnn keygen), for "
                                                  "runtimes given --trust KEY.pub")
+    p.add_argument("--tuning", metavar="DIR", help="apply the schedules tvm-ncnn tune wrote to DIR for this target")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tune", help="tune what TVM compiles of a model with MetaSchedule (optional; README Tuning)")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", default="tuning", help="directory for the tuning records (default tuning/)")
+    p.add_argument("--target", default="host", help="host, rpi4, rpi5 or aarch64")
+    p.add_argument("--trials", type=int, default=64, help="measured candidates in all (default 64)")
+    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224")
+    p.add_argument("--no-offload", action="store_true", help="tune the whole model in TVM (as export --no-offload)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on the boards of this RPC tracker")
+    p.add_argument("--rpc-key", metavar="KEY", help="the boards' key at the tracker (e.g. rpi4)")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("bench", help="time model.so on a board through an RPC tracker (p50/p90 as deploy_app)")
+    p.add_argument("model")
+    p.add_argument("input", nargs="?", help="image or .npy (default: zeros of the input shape)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT")
+    p.add_argument("--rpc-key", metavar="KEY")
+    p.add_argument("--threads", type=int, help="threads on the board (default: its big cores)")
+    p.add_argument("--repeat", type=int, default=10, help="timed runs after the first (default 10)")
+    p.add_argument("--precision", choices=["fp32", "fp16"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair to sign model.so files: KEY (private) and KEY.pub")
     p.add_argument("key", metavar="KEY")
