@@ -310,3 +310,30 @@ def test_missing_cross_compiler_names_the_package(models, tmp_path, monkeypatch)
                               capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(tmp_path)})
         assert proc.returncode != 0
         assert "g++-aarch64-linux-gnu" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_detections_equal_the_host(bundle, bare_sysroot, tmp_path):
+    """Detection post-processing on the board: a YOLOv8n-seg model.so for rpi4 under qemu (Cortex-A72, fp32)
+    prints the host's detections, masks included, for the same photo."""
+    pytest.importorskip("ultralytics")
+    from test_detect import PHOTO, yolo_with_scores
+
+    model, shape = yolo_with_scores("yolov8n-seg")
+    onnx_path = str(tmp_path / "seg.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.randn(*shape),), onnx_path, input_names=["images"], opset_version=17,
+                          dynamo=False)
+    pre = tvm_ncnn.Preprocess(std=(255.0,) * 3, resize="letterbox")
+    tvm_ncnn.export(onnx_path, tmp_path / "host.so", preprocess=pre)
+    tvm_ncnn.export(onnx_path, tmp_path / "pi.so", target="rpi4", preprocess=pre)
+    args = [PHOTO, "--json", "--repeat", "0", "--score", "0.3"]
+    host = subprocess.run([str(DEPLOY_APP), str(tmp_path / "host.so"), *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+    board = qemu_app(bundle, bare_sysroot, "cortex-a72", tmp_path / "pi.so", *args)
+    assert host.returncode == 0 and board.returncode == 0, host.stderr + board.stderr
+    theirs, ours = json.loads(host.stdout)["detections"], json.loads(board.stdout)["detections"]
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs):
+        assert a["class"] == b["class"] and abs(a["score"] - b["score"]) < 1e-4, (a, b)
+        assert np.allclose(a["box"], b["box"], atol=0.05), (a, b)
+        assert abs(a["mask_area"] - b["mask_area"]) <= max(2, 0.01 * b["mask_area"]), (a, b)
