@@ -83,8 +83,10 @@ def tune(model, output: str, target: str = "host", trials: int = 64, input_shape
     # where it is faster (a few trials can lose to the rules).
     defaults = _default_times(database, tvm_target, builder, runner)
     best = [r for r in _best_records(database) if r["mean"] < defaults.get(r["hash"], float("inf"))]
+    names = {str(tvm_ffi.structural_hash(t.dispatched[0])): t.task_name for t in extracted}
     for r in best:
         r["default_secs"] = defaults.get(r["hash"])
+        r["task"] = names.get(r["hash"], r["task"])  # the function's name in the module, for people
     info = {
         "target": device.name,
         "tvm_target": str(tvm_target),
