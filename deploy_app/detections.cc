@@ -1,51 +1,26 @@
 // deploy_app's printing of detections (Detect's results), as text and as JSON.
 #include "detections.h"
 
-#include <cmath>
 #include <cstdio>
 
+#include "json.h"
+
 namespace deploy_app {
-namespace {
-
-std::string Number(double x, const char* fmt) {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), fmt, x);
-  return buf;
-}
-
-std::string Quoted(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-}  // namespace
 
 std::string DetectionsJson(const std::vector<tvm_ncnn::Detection>& found, const std::string& task) {
   std::string j = "[";
   for (size_t i = 0; i < found.size(); ++i) {
     const tvm_ncnn::Detection& d = found[i];
     j += std::string(i ? ", " : "") + "{\"class\": " + std::to_string(d.class_id) + ", \"label\": " +
-         Quoted(d.label) + ", \"score\": " + Number(d.score, "%.6g") + ", \"box\": [" + Number(d.x1, "%.2f") + ", " +
-         Number(d.y1, "%.2f") + ", " + Number(d.x2, "%.2f") + ", " + Number(d.y2, "%.2f") + "]";
+         JsonString(d.label) + ", \"score\": " + JsonNumber(d.score, "%.6g") + ", \"box\": [" +
+         JsonNumber(d.x1, "%.2f") + ", " + JsonNumber(d.y1, "%.2f") + ", " + JsonNumber(d.x2, "%.2f") + ", " +
+         JsonNumber(d.y2, "%.2f") + "]";
     if (task == "pose") {
       j += ", \"keypoints\": [";
       for (size_t k = 0; k < d.keypoints.size(); ++k) {
         const tvm_ncnn::Keypoint& p = d.keypoints[k];
-        j += std::string(k ? ", " : "") + "[" + Number(p.x, "%.2f") + ", " + Number(p.y, "%.2f") + ", " +
-             Number(p.visibility, "%.4f") + "]";
+        j += std::string(k ? ", " : "") + "[" + JsonNumber(p.x, "%.2f") + ", " + JsonNumber(p.y, "%.2f") + ", " +
+             JsonNumber(p.visibility, "%.4f") + "]";
       }
       j += "]";
     }

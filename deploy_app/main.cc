@@ -17,12 +17,15 @@
 #include <vector>
 
 #include "detections.h"
+#include "json.h"
 #include "measure.h"
 #include "tvm_ncnn/detect.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace {
 
+using deploy_app::JsonNumber;
+using deploy_app::JsonString;
 using measure::CpuMs;
 using measure::CurrentRssMb;
 using measure::MsSince;
@@ -179,31 +182,7 @@ bool IsImagePath(const std::string& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
-// ---- JSON output, by hand: a few flat fields.
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonNumber(double x, const char* fmt = "%.6g") {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), fmt, x);
-  return buf;
-}
+// ---- JSON output (json.h for strings and numbers)
 
 std::string JsonShape(const std::vector<int64_t>& shape) {
   return tvm_ncnn::ShapeString(shape);  // "[1,3,224,224]" is valid JSON

@@ -12,6 +12,10 @@ namespace tvm_ncnn {
 // Returns its size in bytes.
 int64_t CheckReadableFile(const std::string& path, const char* what);
 
+// The system's memory page size (platform.cc): page-aligned views and page release (zero_copy.cc,
+// ncnn/mapped_weights.cc).
+uintptr_t PageSize();
+
 // Throws Error unless threads is 0 (detect) or 1..kMaxThreads (model.cc).
 void CheckThreads(int64_t threads);
 

@@ -6,18 +6,11 @@
 #include <cstdlib>
 
 #include "ffi_util.h"
+#include "internal.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
 namespace {
-
-uintptr_t PageSize() {
-  static const uintptr_t page = [] {
-    long p = sysconf(_SC_PAGESIZE);
-    return static_cast<uintptr_t>(p > 0 ? p : 4096);
-  }();
-  return page;
-}
 
 struct ViewableAlloc {
   void AllocData(DLTensor* t) {

@@ -14,17 +14,10 @@
 
 #include "format/byte_io.h"
 #include "format/seal.h"
+#include "internal.h"
 
 namespace tvm_ncnn {
 namespace {
-
-uintptr_t PageSize() {
-  static const uintptr_t page = [] {
-    long p = sysconf(_SC_PAGESIZE);
-    return static_cast<uintptr_t>(p > 0 ? p : 4096);
-  }();
-  return page;
-}
 
 // The path of every loaded object (the main program has none and is searched through dlopen(nullptr)).
 std::vector<std::string> LoadedObjects() {
