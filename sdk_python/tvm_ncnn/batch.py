@@ -43,10 +43,18 @@ PER_IMAGE = {
 }
 
 
+# main calls the batch-1 function once per image, unrolled: a larger batch stays at batch N (in TVM)
+MAX_IMAGES = 64
+
+
 def batch_of(shapes: list[list[int]]) -> int:
-    """The batch every input shares (the leading axis), or 1 when they do not share one above 1."""
-    leading = {s[0] for s in shapes if s}
-    return leading.pop() if len(leading) == 1 and len(shapes) == sum(1 for s in shapes if s) else 1
+    """The batch every input shares (the leading axis of inputs of rank 2 or more, up to MAX_IMAGES), or 1 when
+    there is none: a rank-1 input's only axis is not a batch of images."""
+    leading = {s[0] for s in shapes if len(s) >= 2}
+    if len(leading) != 1 or any(len(s) < 2 for s in shapes):
+        return 1
+    n = leading.pop()
+    return n if n <= MAX_IMAGES else 1
 
 
 def why_images_mix(at_n: tvm.IRModule, at_1: tvm.IRModule, n: int) -> str | None:

@@ -111,10 +111,12 @@ def _partition(imported: Imported) -> tuple[tvm.IRModule, PartitionReport]:
         if mixed is None:
             partitioned = partition(at_1)
             placement = report(partitioned)
-            placement.batch_loop = n
-            return batch.run_per_image(partitioned, n), placement
-        warnings.warn(f"batch {n} runs in TVM, not once per image in ncnn: {mixed}", TvmFallbackWarning,
-                      stacklevel=3)
+            if placement.regions:  # without ncnn regions, looping buys nothing: TVM runs batch N at once
+                placement.batch_loop = n
+                return batch.run_per_image(partitioned, n), placement
+        else:
+            warnings.warn(f"batch {n} runs in TVM, not once per image in ncnn: {mixed}", TvmFallbackWarning,
+                          stacklevel=3)
     partitioned = partition(imported.mod)
     return partitioned, report(partitioned)
 

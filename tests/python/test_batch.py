@@ -132,3 +132,13 @@ def test_cli_prints_the_default_batch_as_one_note(tmp_path):
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if line.startswith("tvm-ncnn: note:")]
     assert len(notes) == 1 and "--input input:N,3,32,32" in notes[0]
+
+
+def test_what_counts_as_a_batch():
+    """The leading axis of inputs of rank 2 or more, shared by all, up to batch.MAX_IMAGES (main is unrolled):
+    a rank-1 input's only axis (ONNX's node tests feed [10000]) is not a batch of images."""
+    from tvm_ncnn.batch import MAX_IMAGES, batch_of
+
+    assert batch_of([[4, 3, 32, 32]]) == 4 and batch_of([[4, 3, 8], [4, 2]]) == 4
+    assert batch_of([[10000]]) == 1 and batch_of([[4, 3], [2, 3]]) == 1 and batch_of([[4, 3], [4]]) == 1
+    assert batch_of([[MAX_IMAGES + 1, 3, 8, 8]]) == 1 and batch_of([[1, 3, 8, 8]]) == 1
