@@ -9,6 +9,7 @@ then the median is taken, so load on a shared machine that comes and goes hits e
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_report import cell
 from bench_systems import command, run_one
 
 # The systems a one-shot comparison needs by default: the product, its reference and the other runtime.
@@ -79,10 +81,7 @@ def print_one_shot(rows: list[dict]) -> None:
         if "error" in r:
             print(f"{r['model']:18s} {r['threads']:3d} {r['system']:12s} cannot run: {r['error'][:80]}")
             continue
-
-        def f(key, fmt):
-            v = r.get(key)
-            return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-".rjust(len(format(0, fmt)))
+        f = functools.partial(cell, r)
         print(f"{r['model']:18s} {r['threads']:3d} {r['system']:12s} {f('load_ms', '8.1f')} {f('first_ms', '8.1f')} "
               f"{f('load_first_ms', '8.1f')} {f('load_first_ratio', '8.2f')} {f('rss_mb', '8.1f')} "
               f"{f('peak_rss_ratio', '8.2f')} {f('process_ms', '8.1f')} {f('process_ratio', '8.2f')} "

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from bench_systems import SYSTEMS
+
+
+def cell(row: dict, key: str, fmt: str) -> str:
+    """One table cell: the row's number formatted, or '-' as wide where it has none (or NaN)."""
+    v = row.get(key)
+    return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-".rjust(len(format(0, fmt)))
 
 
 def print_table(rows: list[dict]) -> None:
@@ -15,10 +23,7 @@ def print_table(rows: list[dict]) -> None:
         if "error" in r:
             print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} cannot run: {r['error'][:80]}")
             continue
-
-        def f(key, fmt):
-            v = r.get(key)
-            return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-".rjust(len(format(0, fmt)))
+        f = functools.partial(cell, r)
         print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} {f('p50_ms', '9.2f')} {f('p90_ms', '9.2f')} "
               f"{f('ratio_to_native_ncnn', '8.3f')} {f('ratio_to_ncnn_wheel', '7.3f')} "
               f"{f('ratio_to_onnxruntime', '7.2f')} {f('rss_mb', '8.1f')} "
