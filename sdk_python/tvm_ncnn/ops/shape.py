@@ -7,7 +7,7 @@ from tvm import relax
 from tvm.relax.dpl import is_op, wildcard
 
 from ..ncnn_graph import NcnnGraph, shape_params
-from ..relax_util import constant_value, is_constant, shape_of
+from ..relax_util import constant_value, is_constant, shape_of, static_shape
 from .base import PREFIX, Fused, Match, Op, check_calls, why_not_io, why_not_tensor
 
 RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten", "relax.nn.batch_flatten")
@@ -53,15 +53,9 @@ def why_not_split(call) -> str | None:
 
 def convert_split(g: NcnnGraph, m: Match) -> list[str]:
     op = m.root
-    shape = shape_of(op.args[0])
-    axis = int(op.attrs.axis) % len(shape)
-    sections = op.attrs.indices_or_sections
-    if isinstance(sections, (int, np.integer)) or hasattr(sections, "value") and not hasattr(sections, "__len__"):
-        n = int(getattr(sections, "value", sections))
-        sizes = [shape[axis] // n] * n
-    else:
-        bounds = [0] + [min(int(i), shape[axis]) for i in sections] + [shape[axis]]
-        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    axis = int(op.attrs.axis) % len(shape_of(op.args[0]))
+    # The parts' sizes as Relax typed them: a split into n sections of a length n does not divide ends short
+    sizes = [static_shape(part)[axis] for part in op.ty.fields]
     return g.add("Slice", [m.blob(op.args[0])], {0: sizes, 1: axis - 1}, n_tops=len(sizes))
 
 
