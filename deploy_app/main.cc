@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "detections.h"
 #include "json.h"
 #include "measure.h"
@@ -24,139 +25,18 @@
 
 namespace {
 
+using deploy_app::Args;
 using deploy_app::JsonNumber;
 using deploy_app::JsonString;
+using deploy_app::LowerExtension;
+using deploy_app::ParseArgs;
+using deploy_app::Usage;
+using deploy_app::UsageError;
 using measure::CpuMs;
 using measure::CurrentRssMb;
 using measure::MsSince;
 using measure::PeakRssMb;
 using measure::Percentile;
-
-std::string Usage() {
-  return
-    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json]\n"
-    "                  [--precision fp32|fp16] [--profile] [--trust KEY.pub]\n"
-    "\n"
-    "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
-    "with labels, and the load, first-run and steady (p50/p90) latency.\n"
-    "\n"
-    "  INPUT           a .jpg/.jpeg/.png/.bmp image (resized and normalized as the model's metadata says)\n"
-    "                  or a .npy tensor of exactly the model input's shape and dtype\n"
-    "  --threads N     threads for ncnn (1.." + std::to_string(tvm_ncnn::kMaxThreads) +
-    "; default: the big cores of this machine)\n"
-    "  --repeat N      steady-state runs after the first (0..100000; default 10; 0: the first run only)\n"
-    "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
-    "  --topk K        how many top classes to print (default 5)\n"
-    "  --score S       detectors: the score threshold, 0..1 (default: the one model.so records)\n"
-    "  --iou T         detectors: the NMS IoU threshold, 0..1 (default: the one model.so records)\n"
-    "  --draw FILE     detectors: write the image with boxes, labels, masks and keypoints to FILE (.jpg/.png)\n"
-    "  --json          print one JSON object instead of text\n"
-    "  --precision P   fp32 or fp16 for the layers that are not int8, instead of what the model was exported\n"
-    "                  with; fp16 runs only where the CPU has fp16 arithmetic (Pi 5), fp32 elsewhere\n"
-    "  --fp16          the same as --precision fp16\n"
-    "  --trust KEY.pub refuse model.so, before loading it, unless KEY signed it (tvm-ncnn export --sign KEY)\n"
-    "  --profile       then run --repeat more times timing each call: every ncnn region and TVM function,\n"
-    "                  ms per run and share of the run, slowest first (with --json: a \"profile\" list)\n"
-    "  -h, --help      print this help\n"
-    "\n"
-    "Threads: ncnn's OpenMP threads and TVM's pool get the same size and spin only briefly when idle\n"
-    "(GOMP_SPINCOUNT, TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT are set unless already set, or unless\n"
-    "OMP_WAIT_POLICY is); TVM_NCNN_WAIT_POLICY=inherit leaves the environment as it is.\n";
-}
-
-// A usage error: exit code 2.
-struct UsageError {
-  std::string message;
-};
-
-struct Args {
-  std::string model, input, output;
-  int threads = 0, repeat = 10, topk = 5;
-  double score = -1, iou = -1;  // detectors: < 0 the model's defaults
-  std::string draw;
-  std::string precision;  // "": as exported
-  std::string trust;      // a public key file: only models it signed load
-  bool json = false, profile = false;
-};
-
-int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
-    throw UsageError{flag + " needs an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                     ", got '" + text + "'"};
-  }
-  return static_cast<int>(v);
-}
-
-std::string LowerExtension(const std::string& path);
-
-Args ParseArgs(int argc, char** argv) {
-  Args a;
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i], value;
-    const bool is_flag = arg.size() > 1 && arg[0] == '-';
-    size_t eq = arg.find('=');
-    bool inline_value = is_flag && arg.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (inline_value) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    auto next = [&]() -> std::string {
-      if (inline_value) return value;
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return argv[++i];
-    };
-    if (!is_flag) {
-      positional.push_back(arg);
-    } else if (arg == "--threads") {
-      a.threads = ParseInt(arg, next(), 1, tvm_ncnn::kMaxThreads);
-    } else if (arg == "--repeat") {
-      a.repeat = ParseInt(arg, next(), 0, 100000);
-    } else if (arg == "--topk") {
-      a.topk = ParseInt(arg, next(), 1, 1000000);
-    } else if (arg == "--output") {
-      a.output = next();
-      if (a.output.empty()) throw UsageError{"--output needs a file name"};
-    } else if (arg == "--score" || arg == "--iou") {
-      const std::string text = next();
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end != '\0' || !(v >= 0 && v <= 1)) throw UsageError{arg + " needs a number from 0 to 1, got '" + text + "'"};
-      (arg == "--score" ? a.score : a.iou) = v;
-    } else if (arg == "--draw") {
-      a.draw = next();
-      const std::string ext = LowerExtension(a.draw);
-      if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") throw UsageError{"--draw needs a .jpg or .png file name"};
-    } else if (arg == "--json" && !inline_value) {
-      a.json = true;
-    } else if (arg == "--precision") {
-      a.precision = next();
-      if (a.precision != "fp32" && a.precision != "fp16" && a.precision != "int8") {
-        throw UsageError{"--precision needs fp32, fp16 or int8, got '" + a.precision + "'"};
-      }
-    } else if (arg == "--trust") {
-      a.trust = next();
-      if (a.trust.empty()) throw UsageError{"--trust needs a public key file (KEY.pub)"};
-    } else if (arg == "--fp16" && !inline_value) {
-      a.precision = "fp16";
-    } else if (arg == "--profile" && !inline_value) {
-      a.profile = true;
-    } else {
-      throw UsageError{"unknown option '" + std::string(argv[i]) + "' (see --help)"};
-    }
-  }
-  if (positional.size() != 2) {
-    throw UsageError{"expected model.so and INPUT, got " + std::to_string(positional.size()) +
-                     " argument(s) (see --help)"};
-  }
-  a.model = positional[0];
-  a.input = positional[1];
-  if (a.profile && a.repeat == 0) throw UsageError{"--profile times --repeat runs: give --repeat 1 or more"};
-  return a;
-}
 
 // Why the header's precision is what it is: the export's choice, a --precision override, or a CPU without fp16
 // arithmetic (where fp16 runs as fp32).
@@ -166,15 +46,6 @@ std::string PrecisionNote(const tvm_ncnn::Model& model, const std::string& asked
   const bool wanted_fp16 = asked == "fp16" || ((asked.empty() || asked == "int8") && exported != "fp32");
   if (wanted_fp16 && !model.fp16()) note += "; this CPU has no fp16 arithmetic";
   return note;
-}
-
-std::string LowerExtension(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  size_t dot = path.find_last_of('.');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot);
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext;
 }
 
 bool IsImagePath(const std::string& path) {
