@@ -33,12 +33,12 @@ from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # its stages;
 from tvm.s_tir import dlight
 from tvm.target.codegen import llvm_get_vector_width
 
+from . import tir_loops
+
 ENV = "TVM_NCNN_SCHEDULES"
 # Accumulator rows of the contraction tile: 8 vectors in registers plus the operands fit in AVX2's 16 and
 # NEON's / AVX-512's 32 vector registers.
 REG_TILE = 8
-# Below this many loop iterations a parallel launch (a few microseconds on TVM's pool) costs more than it saves.
-MIN_PARALLEL_WORK = 8192
 # A reduction block is a contraction worth tiling from this many output elements x reduction steps.
 MIN_CONTRACTION_WORK = 4096
 
@@ -161,107 +161,11 @@ def _first_line(err: Exception) -> str:
     return (lines[-1] if lines else type(err).__name__)[:200]
 
 
-def _extent(sch, loop):
-    extent = sch.get(loop).extent
-    return int(extent) if isinstance(extent, tirx.IntImm) else None
-
-
-def _root_blocks(sch) -> list:
-    root = sch.get_sblock(sch.mod["main"].body.block.name_hint)
-    return list(sch.get_child_blocks(root))
-
-
-_realize = tvm.get_global_func("s_tir.schedule.GetSBlockRealize")
-
-
-def _loop_kinds(sch, block, loops) -> list[str]:
-    """Per loop around `block`: "S" when it feeds only data-parallel block iters (safe to run in parallel or
-    vectorized), "R" when it feeds a reduction iter, "O" otherwise (opaque iters, or a loop of extent > 1
-    the block does not depend on, which would run the same writes concurrently)."""
-    block_stmt = sch.get(block)
-    values = _realize(sch, block).iter_values
-    kinds = []
-    for loop in loops:
-        var = sch.get(loop).loop_var
-        used = {iv.iter_type for iv, value in zip(block_stmt.iter_vars, values) if _uses(value, var)}
-        if not used:
-            kinds.append("S" if _extent(sch, loop) == 1 else "O")
-        elif used == {tirx.IterVar.DataPar}:
-            kinds.append("S")
-        elif used <= {tirx.IterVar.DataPar, tirx.IterVar.CommReduce}:
-            kinds.append("R")
-        else:
-            kinds.append("O")
-    return kinds
-
-
-def _uses(expr, var) -> bool:
-    return any(free.same_as(var) for free in tirx.analysis.undefined_vars(expr))
-
-
-def _lanes(sch, block, vector_bits: int) -> int:
-    """Vector lanes for the block's output type: 16 fp32 on AVX-512, 8 on AVX2, 4 on NEON."""
-    writes = sch.get(block).writes
-    bits = writes[0].source.dtype.bits if writes else 32
-    return max(vector_bits // max(bits, 8), 1)
-
-
-def _vector_factor(extent: int | None, lanes: int) -> int | None:
-    """How many iterations of a loop of `extent` to run as one vector: the largest power of two up to the
-    target's lanes that divides it (LLVM turns a 28-lane vector carried across a loop into shuffles and stack
-    traffic: 5x slower than seven 4-lane ones), else the whole loop when it fits in one vector (a 7-wide row),
-    else None: a remainder puts a predicate in the loop, and TVM's vectorizer then emits scalar code."""
-    if extent is None or extent < 2 or lanes < 2:
-        return None
-    factor = lanes
-    while factor >= 4:
-        if extent % factor == 0:
-            return factor
-        factor //= 2
-    return extent if extent <= lanes else None
-
-
-def _work(sch, loops) -> int:
-    return math.prod(_extent(sch, loop) or 1024 for loop in loops)  # a symbolic extent: assume it is large
-
-
-def _parallel_vectorize(sch, block, vector_bits: int) -> bool:
-    """Fuse the block's leading spatial loops into one parallel loop and vectorize its innermost spatial loop
-    when nothing inside it is a reduction; reductions stay serial, inside. False when nothing applied."""
-    loops = sch.get_loops(block)
-    kinds = _loop_kinds(sch, block, loops)
-    spatial = len(kinds) - len("".join(kinds).lstrip("S"))
-    if spatial == 0:
-        return False
-    work = _work(sch, loops)
-    outer = list(loops[:spatial])
-    changed = False
-    if spatial == len(loops):  # the innermost loop is spatial: vectorize it
-        factor = _vector_factor(_extent(sch, loops[-1]), _lanes(sch, block, vector_bits))
-        if factor is not None:
-            if factor == _extent(sch, loops[-1]):
-                inner = outer.pop()
-            else:
-                head, inner = sch.split(loops[-1], factors=[None, factor])
-                outer[-1] = head
-            sch.vectorize(inner)
-            changed = True
-        elif len(outer) > 1:
-            # No vector width divides it: the innermost loop stays a plain loop, outside the parallel one, so
-            # LLVM vectorizes it with a remainder and its index needs no division by the fused extents.
-            outer.pop()
-    if outer and work >= MIN_PARALLEL_WORK:
-        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        sch.parallel(fused)
-        changed = True
-    return changed
-
-
 # ---- rules ------------------------------------------------------------------------------------------------
 
 def spatial_rule(func: tirx.PrimFunc, _target, vector_bits: int):
     sch = s_tir.Schedule(func)
-    blocks = _root_blocks(sch)
+    blocks = tir_loops.root_blocks(sch)
     if not blocks:
         return None  # no blocks: an extern call (sort, top-k) or hand-written code, nothing to schedule
     for block in blocks[:-1]:
@@ -275,10 +179,10 @@ def spatial_rule(func: tirx.PrimFunc, _target, vector_bits: int):
             continue
         sch = trial
     changed = False
-    for block in _root_blocks(sch):
+    for block in tir_loops.root_blocks(sch):
         trial = sch.copy()
         try:
-            if _parallel_vectorize(trial, block, vector_bits):
+            if tir_loops.parallel_vectorize(trial, block, vector_bits):
                 sch, changed = trial, True
         except Exception:  # noqa: BLE001 -- this block stays serial; the others still get their schedule
             continue
@@ -287,22 +191,22 @@ def spatial_rule(func: tirx.PrimFunc, _target, vector_bits: int):
 
 def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
     sch = s_tir.Schedule(func)
-    blocks = _root_blocks(sch)
-    reductions = [b for b in blocks if "R" in _loop_kinds(sch, b, sch.get_loops(b))]
+    blocks = tir_loops.root_blocks(sch)
+    reductions = [b for b in blocks if "R" in tir_loops.loop_kinds(sch, b, sch.get_loops(b))]
     if len(reductions) != 1:
         return None
     block = reductions[0]
     loops = sch.get_loops(block)
-    kinds = "".join(_loop_kinds(sch, block, loops))
+    kinds = "".join(tir_loops.loop_kinds(sch, block, loops))
     spatial = len(kinds) - len(kinds.lstrip("S"))
-    extents = [_extent(sch, loop) for loop in loops]
+    extents = [tir_loops.static_extent(sch, loop) for loop in loops]
     # The legalized form: spatial loops, then reduction loops, static extents; a last spatial axis to vectorize.
     if spatial < 2 or set(kinds[spatial:]) != {"R"} or None in extents:
         return None
     if math.prod(extents) < MIN_CONTRACTION_WORK:
         return None
-    lanes = _lanes(sch, block, vector_bits)
-    vec = _vector_factor(extents[spatial - 1], lanes)
+    lanes = tir_loops.vector_lanes(sch, block, vector_bits)
+    vec = tir_loops.vector_factor(extents[spatial - 1], lanes)
     padded = False
     if vec is None and extents[spatial - 1] > lanes:
         # A matmul with an odd width (N = 17): computed padded to whole vectors (pad_einsum adds the copies
@@ -312,7 +216,7 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
             trial.pad_einsum(block, [1] * (spatial - 1) + [lanes] + [1] * (len(loops) - spatial))
             sch, padded, vec = trial, True, lanes
             loops = sch.get_loops(block)
-            extents = [_extent(sch, loop) for loop in loops]
+            extents = [tir_loops.static_extent(sch, loop) for loop in loops]
         except Exception:  # noqa: BLE001
             pass
     if vec is None:
@@ -375,12 +279,12 @@ def contraction_rule(func: tirx.PrimFunc, _target, vector_bits: int):
         sch.vectorize(init_inner)
     # Producers (conv's padding, a transpose) stay materialized: in parallel and vectorized themselves.
     tiled = {sch.get(b).name_hint for b in (block, init, writeback)}
-    for other in _root_blocks(sch):
+    for other in tir_loops.root_blocks(sch):
         if sch.get(other).name_hint in tiled:
             continue
         trial = sch.copy()
         try:
-            if _parallel_vectorize(trial, other, vector_bits):
+            if tir_loops.parallel_vectorize(trial, other, vector_bits):
                 sch = trial
         except Exception:  # noqa: BLE001
             continue
@@ -394,7 +298,7 @@ def _strided_reads(sch, block, loop) -> list[tuple[int, int]]:
 
     var = sch.get(loop).loop_var
     block_stmt = sch.get(block)
-    bound = [iv.var for iv, value in zip(block_stmt.iter_vars, _realize(sch, block).iter_values)
+    bound = [iv.var for iv, value in zip(block_stmt.iter_vars, tir_loops.block_realize(sch, block).iter_values)
              if value.same_as(var)]
     if len(bound) != 1:
         return []
