@@ -22,12 +22,12 @@ def _sdk_version() -> str:
 __version__ = _sdk_version()
 
 from .errors import ModelError  # noqa: E402
-from .model import LoadedModel, load  # noqa: E402
 
-# Exporting needs TVM's compiler (hundreds of MB once imported); running a model.so needs only the runtime. The
-# export side is imported on first use, so `tvm_ncnn.load` in an application stays small.
-_LAZY = {"export": "exporter", "ExportResult": "exporter", "Preprocess": "exporter", "import_model": "frontend",
-         "PartitionReport": "partition", "inspect": "inspection", "read_metadata": "inspection"}
+# Exporting needs TVM's compiler (hundreds of MB once imported); running a model.so needs only the runtime, and
+# reading one (`tvm-ncnn inspect`) neither: tvm_ffi alone imports torch when it is installed (over a second).
+# Each side is imported on first use, so `tvm_ncnn.load` in an application stays small and inspect stays quick.
+_LAZY = {"load": "model", "LoadedModel": "model", "export": "exporter", "ExportResult": "exporter", "Preprocess": "exporter", "import_model": "frontend",
+         "PartitionReport": "placement", "inspect": "inspection", "read_metadata": "inspection"}
 
 
 def __getattr__(name: str):

@@ -15,7 +15,7 @@ def is_model_so(model) -> bool:
 def inspect(model, input_shapes: dict | None = None, example_inputs=None):
     """The partition report (a PartitionReport): of an exported model.so (stored at export), or computed for a
     model to export."""
-    from .partition import PartitionReport
+    from .placement import PartitionReport
 
     if is_model_so(model):
         return PartitionReport.from_json(read_metadata(model).get("partition", {}))
@@ -64,7 +64,7 @@ def _task_text(post: dict | None) -> str:
 
 def describe_text(info: dict) -> str:
     """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
-    from .partition import PartitionReport
+    from .placement import PartitionReport
     from .preprocess import resize_text
 
     f = info["file"]
