@@ -96,7 +96,8 @@ def _from_onnx(model, input_shapes, source: str) -> Imported:
             mod = from_onnx(model, keep_params_in_input=False)
     except Exception as err:
         raise ModelError(f"{source}: TVM's ONNX importer failed: {err}".splitlines()[0]) from err
-    return _finish(mod, source)
+    # The graph's own output names ('boxes', 'scores', ultralytics' 'output0'), in the order Relax returns them.
+    return _finish(mod, source, [o.name for o in model.graph.output])
 
 
 def _fix_input_shapes(model, input_shapes: dict, source: str):
@@ -240,12 +241,44 @@ def _from_exported_program(program, source: str) -> Imported:
         mod = from_exported_program(program, keep_params_as_input=False)
     except Exception as err:
         raise ModelError(f"{source}: TVM's torch.export importer failed: {err}".splitlines()[0]) from err
-    return _finish(mod, source)
+    return _finish(mod, source, _torch_output_names(program))
+
+
+def _torch_output_names(program) -> list[str] | None:
+    """The names a module gave its outputs by returning a dict or a namedtuple ('boxes', 'scores'; nested ones
+    joined with '.'), None for plain tensors and tuples: the graph signature's own names are node names ('add_3'),
+    which mean nothing to the model's user."""
+    try:
+        spec = program.call_spec.out_spec
+    except AttributeError:
+        return None
+    named = False
+
+    def leaves(node, prefix):
+        nonlocal named
+        children = node.children() if node is not None and hasattr(node, "children") else \
+            list(getattr(node, "children_specs", []) or [])
+        if not children:  # a leaf: one tensor
+            return [prefix]
+        if node.type is dict:
+            keys = [str(k) for k in node.context]
+            named = True
+        elif hasattr(node.context, "_fields"):  # namedtuple: context is the class
+            keys = list(node.context._fields)
+            named = True
+        else:
+            keys = [str(i) for i in range(len(children))]
+        if len(keys) != len(children):
+            return [None] * node.num_leaves
+        return [n for key, child in zip(keys, children) for n in leaves(child, f"{prefix}.{key}" if prefix else key)]
+
+    names = leaves(spec, "")
+    return names if named and None not in names else None
 
 
 # ---------------------------------------------------------------------------------------------- common
 
-def _finish(mod: tvm.IRModule, source: str) -> Imported:
+def _finish(mod: tvm.IRModule, source: str, output_names: list[str] | None = None) -> Imported:
     if "main" not in [gv.name_hint for gv in mod.functions]:
         raise ModelError(f"{source}: the IRModule has no 'main' function")
     mod = tvm.transform.Sequential([
@@ -265,7 +298,7 @@ def _finish(mod: tvm.IRModule, source: str) -> Imported:
             raise ModelError(f"{source}: input {param.name} is not a tensor with a static shape; "
                              "give a static shape (--input NAME:1,3,224,224)")
         inputs.append(spec)
-    outputs = _output_specs(main, source)
+    outputs = _output_specs(main, source, output_names)
     return Imported(mod, inputs, outputs, source)
 
 
@@ -274,13 +307,30 @@ def _spec(name: str, ty) -> TensorSpec | None:
     return None if shape is None else TensorSpec(name, shape, str(ty.dtype))
 
 
-def _output_specs(main, source: str) -> list[TensorSpec]:
+def _output_specs(main, source: str, names: list[str] | None) -> list[TensorSpec]:
     ret = main.ret_ty
     fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    names = _output_names(names, len(fields))
     specs = []
     for i, field in enumerate(fields):
-        spec = _spec(f"output{i}" if len(fields) > 1 else "output", field)
+        spec = _spec(names[i], field)
         if spec is None:
             raise ModelError(f"{source}: output {i} has no static tensor shape")
         specs.append(spec)
     return specs
+
+
+def _output_names(names: list[str] | None, count: int) -> list[str]:
+    """The model's names when there is one per output, else 'output' (one) or 'output0', 'output1', ...; an empty
+    or repeated name gets its index, so that every name is unique and non-empty (they key .npz entries)."""
+    default = ["output"] if count == 1 else [f"output{i}" for i in range(count)]
+    if names is None or len(names) != count:
+        return default
+    names = [n if n else default[i] for i, n in enumerate(names)]
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            name = f"{name}_{i}"
+        names[i] = name
+        seen.add(name)
+    return names
