@@ -22,18 +22,20 @@ std::string LowerExtension(const std::string& path) {
 
 std::string Usage() {
   return
-    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy] [--topk K] [--json]\n"
+    "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy|out.npz] [--topk K] [--json]\n"
     "                  [--precision fp32|fp16] [--profile] [--trust KEY.pub]\n"
     "\n"
-    "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints the top-k of the first output\n"
-    "with labels, and the load, first-run and steady (p50/p90) latency.\n"
+    "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints its outputs (name, shape,\n"
+    "dtype), the top-k of the first with labels when it is class scores (a detector's boxes when model.so\n"
+    "records the task), and the load, first-run and steady (p50/p90) latency.\n"
     "\n"
     "  INPUT           a .jpg/.jpeg/.png/.bmp image (resized and normalized as the model's metadata says)\n"
     "                  or a .npy tensor of exactly the model input's shape and dtype\n"
     "  --threads N     threads for ncnn (1.." + std::to_string(tvm_ncnn::kMaxThreads) +
     "; default: the big cores of this machine)\n"
     "  --repeat N      steady-state runs after the first (0..100000; default 10; 0: the first run only)\n"
-    "  --output FILE   save the first output, as computed, to FILE (.npy)\n"
+    "  --output FILE   save the outputs, as computed: FILE.npz holds every output as NAME.npy (numpy.load\n"
+    "                  reads it); a .npy holds one, for a model with one output\n"
     "  --topk K        how many top classes to print (default 5)\n"
     "  --score S       detectors: the score threshold, 0..1 (default: the one model.so records)\n"
     "  --iou T         detectors: the NMS IoU threshold, 0..1 (default: the one model.so records)\n"

@@ -20,6 +20,7 @@
 #include "detections.h"
 #include "json.h"
 #include "measure.h"
+#include "outputs.h"
 #include "tvm_ncnn/detect.h"
 #include "tvm_ncnn/runtime.h"
 
@@ -109,6 +110,7 @@ int Run(const Args& a) {
                           " inputs; deploy_app feeds exactly one (use the C++ or Python API)");
   }
   const tvm_ncnn::TensorInfo& want = info.inputs[0];
+  if (!a.output.empty()) deploy_app::CheckOutputFile(a.output, info);  // .npy for several outputs: before the runs
   // Detectors: decode + NMS + mapping back through the letterbox (tvm_ncnn/detect.h), timed apart from inference.
   const tvm_ncnn::Postprocess post = tvm_ncnn::ReadPostprocess(info);
   const bool detector = post.task == "detect" || post.task == "segment" || post.task == "pose";
@@ -168,7 +170,7 @@ int Run(const Args& a) {
 
   if (outputs.empty()) throw tvm_ncnn::Error("model '" + a.model + "' returned no outputs");
   const tvm_ncnn::Tensor& y = outputs[0];
-  if (!a.output.empty()) tvm_ncnn::SaveNpy(a.output, y);
+  const std::string saved = a.output.empty() ? "" : deploy_app::SaveOutputs(a.output, info, outputs);
   std::vector<tvm_ncnn::Detection> found;
   double post_ms = std::nan("");
   if (detector) {
@@ -184,9 +186,11 @@ int Run(const Args& a) {
     post_ms = Percentile(post_times, 0.5);
     if (!a.draw.empty()) tvm_ncnn::DrawDetections(a.input, found, a.draw);
   }
-  const tvm_ncnn::TopK scored = tvm_ncnn::ScoreTopK(y, info.labels, a.topk);
+  // A top-k only of class scores: a detector exported without --task ([1,84,8400]) gets one plain line instead.
+  const bool class_scores = post.task == "classify" || (!detector && deploy_app::ClassScores(y));
+  const tvm_ncnn::TopK scored = class_scores ? tvm_ncnn::ScoreTopK(y, info.labels, a.topk) : tvm_ncnn::TopK{};
   const std::vector<tvm_ncnn::ScoredClass>& top = scored.classes;
-  const std::string out_name = info.outputs.empty() ? "output 0" : info.outputs[0].name;
+  const std::string out_name = deploy_app::OutputName(info, 0);
 
   if (a.json) {
     std::string j = "{";
@@ -202,6 +206,7 @@ int Run(const Args& a) {
          ", \"dtype\": " + JsonString(in.dtype) + "}";
     j += ", \"output\": {\"name\": " + JsonString(out_name) + ", \"shape\": " + JsonShape(y.shape) +
          ", \"dtype\": " + JsonString(y.dtype) + "}";
+    j += ", \"outputs\": " + deploy_app::OutputsJson(info, outputs);
     j += ", \"threads\": " + std::to_string(model.threads());
     j += std::string(", \"fp16\": ") + (model.fp16() ? "true" : "false");
     j += ", \"precision\": " + JsonString(model.precision()) + ", \"exported_precision\": " +
@@ -221,14 +226,16 @@ int Run(const Args& a) {
          ", \"postprocess_ms\": " + JsonNumber(post_ms, "%.3f");
     if (detector) j += ", \"detections\": " + deploy_app::DetectionsJson(found, post.task);
     if (!a.draw.empty()) j += ", \"drawn\": " + JsonString(a.draw);
-    j += ", \"scores\": " + JsonString(scored.kind);
-    j += ", \"topk\": [";
-    for (size_t i = 0; i < top.size(); ++i) {
-      if (i) j += ", ";
-      j += "{\"index\": " + std::to_string(top[i].index) + ", \"label\": " + JsonString(top[i].label) +
-           ", \"score\": " + JsonNumber(top[i].score) + "}";
+    j += ", \"scores\": " + (class_scores ? JsonString(scored.kind) : "null");
+    if (class_scores) {
+      j += ", \"topk\": [";
+      for (size_t i = 0; i < top.size(); ++i) {
+        if (i) j += ", ";
+        j += "{\"index\": " + std::to_string(top[i].index) + ", \"label\": " + JsonString(top[i].label) +
+             ", \"score\": " + JsonNumber(top[i].score) + "}";
+      }
+      j += "]";
     }
-    j += "]";
     if (!a.output.empty()) j += ", \"output_file\": " + JsonString(a.output);
     if (a.profile) j += ", \"profile_run_ms\": " + JsonNumber(profile.run_ms, "%.4f") + ", \"profile\": " +
                         JsonProfileRows(profile);
@@ -262,11 +269,13 @@ int Run(const Args& a) {
     std::printf("input    %s -> '%s' %s %s\n", a.input.c_str(), want.name.c_str(),
                 tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());
   }
-  std::printf("output   '%s' %s %s\n", out_name.c_str(), tvm_ncnn::ShapeString(y.shape).c_str(), y.dtype.c_str());
+  std::fputs(deploy_app::OutputLines(info, outputs).c_str(), stdout);
   if (detector) {
     std::printf("%s   %zu found (%s, score > %g, iou %g; boxes in image pixels)\n", post.task.c_str(), found.size(),
                 post.layout.c_str(), a.score >= 0 ? a.score : post.score, a.iou >= 0 ? a.iou : post.iou);
     std::fputs(deploy_app::DetectionsText(found, post.task).c_str(), stdout);
+  } else if (!class_scores) {
+    std::fputs(deploy_app::NotClassScoresLine(info, outputs).c_str(), stdout);
   } else {
     std::printf("top-%zu    %s\n", top.size(), scored.description.c_str());
     for (size_t i = 0; i < top.size(); ++i) {
@@ -287,7 +296,7 @@ int Run(const Args& a) {
   }
   if (!a.draw.empty()) std::printf("drawn    %s\n", a.draw.c_str());
   std::printf("memory   peak RSS %.1f MB, steady RSS %.1f MB\n", peak_rss_mb, steady_rss_mb);
-  if (!a.output.empty()) std::printf("saved    first output to %s\n", a.output.c_str());
+  if (!saved.empty()) std::printf("saved    %s\n", saved.c_str());
   if (a.profile) std::fputs(tvm_ncnn::FormatProfile(profile).c_str(), stdout);
   return 0;
 }
