@@ -202,26 +202,36 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import native
+    from . import native, run_outputs
     from .model import load
 
     model = load(args.model, threads=args.threads, precision=args.precision, trust=args.trust)
+    names = [o["name"] for o in model.outputs]
+    refused = run_outputs.check_output_file(args.output, names)
+    if refused:  # before the run, as deploy_app
+        raise UsageError(refused)
     x = _read_input(args.input, model)
     start = time.perf_counter()
     outputs = model(x)
     elapsed = (time.perf_counter() - start) * 1e3
     if args.output:
-        np.save(args.output, outputs[0])
-    # The runtime's scoring, so that this prints what deploy_app prints for the same output.
-    scored = native.top_k(outputs[0], model.labels, args.topk)
+        run_outputs.save(args.output, names, outputs)
+    # The runtime's scoring, so that this prints what deploy_app prints for the same output; only of class scores.
+    task = run_outputs.task_of(model.info)
+    scored = native.top_k(outputs[0], model.labels, args.topk) \
+        if run_outputs.class_scores(task, outputs[0]) else None
     profile = model.profile(x, repeat=args.repeat) if args.profile else None
     if args.json:
         print(json.dumps(_run_json(args, model, x, outputs, scored, elapsed, profile)))
         return 0
-    print(f"output   {outputs[0].dtype}{list(outputs[0].shape)}")
-    print(f"top-{len(scored['classes'])}    {scored['description']}")
-    for rank, (index, label, score) in enumerate(scored["classes"], 1):
-        print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
+    for name, y in zip(names, outputs):
+        print(f"output   '{name}' {run_outputs.shape_text(y)} {y.dtype}")
+    if scored is None:
+        print(run_outputs.not_class_scores_line(task, names, outputs))
+    else:
+        print(f"top-{len(scored['classes'])}    {scored['description']}")
+        for rank, (index, label, score) in enumerate(scored["classes"], 1):
+            print(f"  {rank:2d}. {score:9.6f}  [{index}] {label}")
     print(f"{elapsed:.1f} ms, {model.threads} thread(s), precision {model.precision}")
     if profile is not None:
         print(profile, end="")
@@ -240,9 +250,10 @@ def _run_json(args, model, x, outputs, scored, elapsed, profile) -> dict:
         "threads": model.threads,
         "precision": model.precision,
         "run_ms": round(elapsed, 3),
-        "scores": scored["kind"],
-        "topk": [{"index": i, "label": label, "score": score} for i, label, score in scored["classes"]],
+        "scores": scored["kind"] if scored else None,  # no top-k of what is not class scores
     }
+    if scored:
+        doc["topk"] = [{"index": i, "label": label, "score": score} for i, label, score in scored["classes"]]
     if args.output:
         doc["output_file"] = args.output
     if profile is not None:
@@ -357,7 +368,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("run", help="run model.so on an image or a .npy tensor on this machine")
     p.add_argument("model")
     p.add_argument("input")
-    p.add_argument("--output", help="save the first output as .npy")
+    p.add_argument("--output", help="save the outputs: FILE.npz holds each as NAME.npy; a .npy holds the one "
+                   "output of a one-output model")
     p.add_argument("--threads", type=_threads, help="threads (default: the big cores of this machine)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
