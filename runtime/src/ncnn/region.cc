@@ -14,7 +14,9 @@
 #include <cstring>
 #include <utility>
 
+#include "ncnn/int8_chain.h"
 #include "ncnn/mapped_weights.h"
+#include "ncnn/probe.h"
 #include "ncnn/stderr_capture.h"
 #include "tvm_ncnn/runtime.h"
 
@@ -123,6 +125,13 @@ void NcnnRegion::Build(const std::string& param, const unsigned char* weights, s
   if (consumed != weights_size) {
     TVM_FFI_THROW(ValueError) << where_ << ": the param text uses " << consumed << " weight bytes but "
                               << weights_size << " were given: the weights do not match the param text";
+  }
+  // int8 layers feeding int8 layers pass int8 (int8_chain.h). Not under the calibration probe, which reads
+  // intermediate blobs as fp32.
+  if (!probe::Active()) {
+    std::vector<int> outs;
+    for (const BlobSpec& o : outputs_) outs.push_back(o.index);
+    ChainInt8(*net, outs);
   }
   net_ = std::move(net);
   in_mats_.assign(inputs_.size(), ncnn::Mat());
