@@ -34,25 +34,35 @@ void InputSize(const ModelInfo& info, int64_t* h, int64_t* w) {
   *w = info.inputs[0].shape[3];
 }
 
-// ultralytics: [1, 4 + nc + extra, N], one column per anchor; the best class of each column.
+// ultralytics: [1, 4 + nc + extra, N], one column per anchor; the best class of each column. The classes are
+// rows, so the best class is a running max over whole rows with the anchors in the inner loop (contiguous,
+// vectorized); boxes are read only for the anchors whose best class passes. Ties keep the lower class, as a
+// column-wise argmax does.
 std::vector<Candidate> YoloV8(const std::vector<Tensor>& outputs, const Postprocess& p, float score) {
   const Tensor& y = Output(outputs, 0, p.layout);
-  if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[1] < 4 + p.classes) {
+  if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[1] < 4 + p.classes || p.classes < 1) {
     BadShape(y, p.layout, "[1, 4 + " + std::to_string(p.classes) + " classes + extra, anchors]");
   }
   const int64_t n = y.shape[2];
   const float* d = y.f32();
+  std::vector<float> best(d + 4 * n, d + 5 * n);
+  std::vector<int> best_class(static_cast<size_t>(n), 0);
+  float* b = best.data();
+  int* bc = best_class.data();
+  for (int c = 1; c < p.classes; ++c) {
+    const float* row = d + (4 + c) * n;
+    for (int64_t a = 0; a < n; ++a) {
+      const bool higher = row[a] > b[a];
+      b[a] = higher ? row[a] : b[a];
+      bc[a] = higher ? c : bc[a];
+    }
+  }
   std::vector<Candidate> out;
   for (int64_t a = 0; a < n; ++a) {
-    int best = 0;
-    float s = d[4 * n + a];
-    for (int c = 1; c < p.classes; ++c) {
-      const float v = d[(4 + c) * n + a];
-      if (v > s) s = v, best = c;
-    }
+    const float s = b[a];
     if (!(s > score)) continue;
     const float cx = d[a], cy = d[n + a], hw = d[2 * n + a] / 2, hh = d[3 * n + a] / 2;
-    out.push_back({cx - hw, cy - hh, cx + hw, cy + hh, s, best, a});
+    out.push_back({cx - hw, cy - hh, cx + hw, cy + hh, s, bc[a], a});
   }
   return out;
 }

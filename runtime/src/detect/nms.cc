@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
-#include <unordered_map>
 
 #include "detect/detect_internal.h"
 
@@ -12,57 +11,60 @@ namespace tvm_ncnn {
 namespace detect {
 namespace {
 
-float Iou(const Candidate& a, const Candidate& b, float eps) {
+float Area(const Candidate& a) { return std::max(0.f, a.x2 - a.x1) * std::max(0.f, a.y2 - a.y1); }
+
+float Iou(const Candidate& a, float area_a, const Candidate& b, float area_b, float eps) {
   const float w = std::max(0.f, std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
   const float h = std::max(0.f, std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
   const float inter = w * h;
-  const float area_a = std::max(0.f, a.x2 - a.x1) * std::max(0.f, a.y2 - a.y1);
-  const float area_b = std::max(0.f, b.x2 - b.x1) * std::max(0.f, b.y2 - b.y1);
   const float denom = area_a + area_b - inter + eps;
   return denom > 0 ? inter / denom : 0.f;
 }
 
-// Best first; equal scores keep decode order, so the result never depends on the sort's whims.
-void SortByScore(std::vector<Candidate>* c) {
-  std::stable_sort(c->begin(), c->end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
-}
-
 }  // namespace
 
+// One pass over all candidates, best first, each checked only against the kept boxes of its own class: the same
+// boxes as NMS class by class, since a class's candidates meet in the same order either way. Its payoffs: the
+// pass stops at max_detections kept boxes (every later one is outranked by those), nothing is copied per class,
+// and ties in score go by decode order, across classes too.
 std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const NmsRule& rule, int max_detections) {
-  SortByScore(&candidates);
-  if (rule.max_candidates > 0 && static_cast<int64_t>(candidates.size()) > rule.max_candidates) {
-    candidates.resize(static_cast<size_t>(rule.max_candidates));
+  // Indices, not the 32-byte candidates, are sorted; the index breaks ties (a stable sort's order).
+  std::vector<int32_t> order(candidates.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    const float sa = candidates[a].score, sb = candidates[b].score;
+    return sa > sb || (!(sb > sa) && a < b);
+  });
+  if (rule.max_candidates > 0 && static_cast<int64_t>(order.size()) > rule.max_candidates) {
+    order.resize(static_cast<size_t>(rule.max_candidates));
   }
-  // Classes apart: a box never suppresses one of another class.
-  std::unordered_map<int, std::vector<Candidate>> by_class;
-  for (const Candidate& c : candidates) by_class[c.cls].push_back(c);
-  // A class never needs more than max_detections boxes: any further one is outranked by that many of its own.
-  int limit = rule.per_class_keep > 0 ? rule.per_class_keep : INT32_MAX;
-  if (max_detections > 0) limit = std::min(limit, max_detections);
+  int classes = 0;
+  for (const Candidate& c : candidates) classes = std::max(classes, c.cls + 1);
+  // Per class: the kept boxes (indices) and how many candidates it has seen (PicoDet's per-class cap).
+  std::vector<std::vector<int32_t>> kept_of(static_cast<size_t>(classes));
+  std::vector<int> seen(static_cast<size_t>(classes), 0);
+  std::vector<float> area(candidates.size());
+  const int per_class_keep = rule.per_class_keep > 0 ? rule.per_class_keep : INT32_MAX;
   std::vector<Candidate> kept;
-  for (auto& entry : by_class) {
-    std::vector<Candidate>& group = entry.second;  // still best first
-    if (rule.per_class_candidates > 0 && static_cast<int>(group.size()) > rule.per_class_candidates) {
-      group.resize(static_cast<size_t>(rule.per_class_candidates));
-    }
-    std::vector<Candidate> mine;
-    for (const Candidate& c : group) {
-      bool keep = true;
-      for (const Candidate& k : mine) {
-        if (Iou(c, k, rule.iou_eps) > iou) {
-          keep = false;
-          break;
-        }
+  for (int32_t i : order) {
+    const Candidate& c = candidates[i];
+    if (c.cls < 0) continue;
+    if (rule.per_class_candidates > 0 && seen[c.cls]++ >= rule.per_class_candidates) continue;
+    std::vector<int32_t>& mine = kept_of[c.cls];
+    if (static_cast<int>(mine.size()) >= per_class_keep) continue;
+    area[i] = Area(c);
+    bool keep = true;
+    for (int32_t k : mine) {
+      if (Iou(c, area[i], candidates[k], area[k], rule.iou_eps) > iou) {
+        keep = false;
+        break;
       }
-      if (!keep) continue;
-      mine.push_back(c);
-      if (static_cast<int>(mine.size()) >= limit) break;
     }
-    kept.insert(kept.end(), mine.begin(), mine.end());
+    if (!keep) continue;
+    mine.push_back(i);
+    kept.push_back(c);
+    if (max_detections > 0 && static_cast<int>(kept.size()) >= max_detections) break;
   }
-  SortByScore(&kept);
-  if (max_detections > 0 && static_cast<int>(kept.size()) > max_detections) kept.resize(max_detections);
   return kept;
 }
 
