@@ -1,9 +1,10 @@
 // Pixels -> model input: the one implementation of preprocessing (runtime.h Preprocess). LoadImage decodes a
 // file and comes here; Python's load_image hands its arrays here; so one set of pixels gives one tensor.
 //
-// Every source is first brought to packed 8-bit pixels in the model's channel order (skipped when it already is
-// that, at any stride), resized with ncnn's bilinear resize (resize is per channel, so the order it runs in does
-// not change a value), placed on an H x W canvas (crop or letterbox), and normalized by ncnn over the canvas.
+// Every source is first brought to packed 8-bit RGB or BGR pixels (skipped when it already is 3 channels, at any
+// stride), resized with ncnn's bilinear resize (resize is per channel, so the order it runs in does not change a
+// value), placed on an H x W canvas (crop or letterbox), widened to float in the model's channel order and
+// normalized by ncnn over the canvas.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -202,7 +203,11 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
   int sw = p.width, sh = p.height;
   size_t sstride = stride;
   std::vector<uint8_t> copy;
-  const bool direct = ch == 3 && RedFirst(p.format) != in.bgr && p.width > 1 && p.height > 1;
+  // 3 channels in the other order are resized as they are (the resize is per channel) and swapped by ncnn while
+  // it widens them to float below: one pass over the pixels fewer than swapping first (OpenCV's and simpleocv's
+  // BGR frames and files into an RGB model).
+  const bool direct = ch == 3 && p.width > 1 && p.height > 1;
+  const bool swap = direct && RedFirst(p.format) == in.bgr;
   if (!direct) {
     copy = ToModelOrder(p, stride, in.bgr, &sw, &sh);
     src = copy.data();
@@ -231,7 +236,7 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
     Resize(src, sw, sh, sstride, canvas.data(), W, H, cstride);
   }
 
-  ncnn::Mat m = ncnn::Mat::from_pixels(canvas.data(), ncnn::Mat::PIXEL_RGB, W, H);
+  ncnn::Mat m = ncnn::Mat::from_pixels(canvas.data(), swap ? ncnn::Mat::PIXEL_BGR2RGB : ncnn::Mat::PIXEL_RGB, W, H);
   if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
   m.substract_mean_normalize(in.mean, in.norm);
 
