@@ -144,6 +144,9 @@ endif()
 # ncnn is third-party: its warnings (gcc 12 flags ~10k lines in the AVX-512 intrinsics alone) would bury ours,
 # in its own build and, through its headers, in ours.
 target_compile_options(ncnn PRIVATE -w)
+# Each function and object in a section of its own, so that the runtime's link (--gc-sections) drops the parts of
+# ncnn nothing calls: the deploy bundle has a size budget (DESIGN.md: under 10 MB).
+target_compile_options(ncnn PRIVATE -ffunction-sections -fdata-sections)
 get_target_property(_inc ncnn INTERFACE_INCLUDE_DIRECTORIES)
 set_target_properties(ncnn PROPERTIES INTERFACE_SYSTEM_INCLUDE_DIRECTORIES "${_inc}")
 
