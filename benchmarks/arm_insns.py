@@ -2,6 +2,12 @@
 for native ncnn (benchmarks/ncnn_bench.cc, cross-built) and model.so (the aarch64 deploy_app), 1 thread.
 
     .venv/bin/python benchmarks/arm_insns.py [--model mobilenet_v1] [--cpus cortex-a76,cortex-a72] [--json F]
+                                             [--photos DIR]
+
+With --photos (calibration photos, JPEG/PNG) also int8: model.so exported --precision int8 for the Pi, and as
+native ncnn that export's own int8 ncnn graph (the region's .param/.bin, as quantize.py writes it) in ncnn_bench
+-- the same int8 layers without the runtime's int8 chains (runtime/src/ncnn/int8_chain.h). The int8 rows end
+with their ratio to the fp32 row of the same system and CPU (fp32 / int8 instructions; > 1: fewer).
 
 Per inference = (count at --repeat 3 - count at --repeat 1) / 2, so loading and the first run cancel out.
 Instructions are not time (qemu timings mean nothing), but they show what differs on the ARM path: fp16
@@ -24,6 +30,8 @@ BUILD = Path(os.environ.get("TVM_NCNN_AARCH64_BUILD_DIR", ROOT / "build" / "aarc
 APP = BUILD / "tvm-ncnn-aarch64" / "deploy_app"
 NCNN_BENCH = BUILD / "benchmarks" / "ncnn_bench"
 SYSROOT = "/usr/aarch64-linux-gnu"
+# qemu CPUs with armv8.2 fp16 arithmetic (where model.so runs its non-int8 layers in fp16)
+FP16_ARITHMETIC = ("cortex-a76", "cortex-a55", "cortex-a78ae", "neoverse-n1")
 
 
 def build_plugin(work: Path) -> Path:
@@ -55,8 +63,9 @@ def mobilenet_v1():
     return mobilenet_w1().eval(), (1, 3, 224, 224)
 
 
-def prepare(name: str, work: Path) -> dict:
-    """ONNX, model.so for the Pi at the default precision (fp16) and fp32, and pnnx's ncnn graph (native)."""
+def prepare(name: str, work: Path, photos: str | None) -> dict:
+    """ONNX, model.so for the Pi at the default precision (fp16) and fp32 (and int8, calibrated on `photos`), and
+    pnnx's ncnn graph (native)."""
     import pnnx
     import torch
 
@@ -72,9 +81,36 @@ def prepare(name: str, work: Path) -> dict:
     for precision in ("fp16", "fp32"):
         m[precision] = str(work / f"{name}-{precision}.so")
         tvm_ncnn.export(onnx_path, m[precision], target="rpi5", precision=precision)
+    if photos:
+        m.update(prepare_int8(name, onnx_path, photos, work))
     pt = str(work / f"{name}_pnnx.pt")
     pnnx.export(module, pt, (torch.from_numpy(x),), fp16=False)
     m["param"], m["bin"] = pt[:-3] + ".ncnn.param", pt[:-3] + ".ncnn.bin"
+    return m
+
+
+def prepare_int8(name: str, onnx_path: str, photos: str, work: Path) -> dict:
+    """model.so int8 for the Pi (calibrated on the photos, preprocessed as the zoo says, else ImageNet's mean/std)
+    and its ncnn region's int8 .param/.bin when the model is one region (bench_int8.regions_written)."""
+    import tvm_ncnn
+    from tvm_ncnn import zoo
+    from tvm_ncnn.int8_export import Calibration
+
+    from bench_int8 import regions_written
+
+    spec = zoo.MODELS.get(name)
+    mean, std = (spec.mean, spec.std) if spec else ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+    m = {"int8": str(work / f"{name}-int8.so")}
+    with regions_written() as regions:
+        tvm_ncnn.export(onnx_path, m["int8"], target="rpi5", precision="int8", calibration=Calibration(photos),
+                        preprocess=tvm_ncnn.Preprocess(mean=mean, std=std))
+    if len(regions) == 1:
+        region = next(iter(regions.values()))
+        if len(region.inputs) == 1 and len(region.outputs) == 1:
+            m["int8_param"], m["int8_bin"] = str(work / f"{name}-int8.param"), str(work / f"{name}-int8.bin")
+            Path(m["int8_param"]).write_text(region.param)
+            Path(m["int8_bin"]).write_bytes(bytes(region.weights))
+            m["int8_blobs"] = ["--in", region.inputs[0], "--out", region.outputs[0]]
     return m
 
 
@@ -83,23 +119,42 @@ def main() -> int:
     parser.add_argument("--model", default="mobilenet_v1", help="mobilenet_v1 or a tvm_ncnn.zoo name")
     parser.add_argument("--cpus", default="cortex-a76,cortex-a72")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--photos", help="calibration photos: adds the int8 rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plugin = build_plugin(work)
-        m = prepare(args.model, work)
+        m = prepare(args.model, work, args.photos)
         native = [str(NCNN_BENCH), m["param"], m["bin"], m["input"], "--threads", "1"]
         app = [str(APP), "--threads", "1"]
         # native ncnn's default is fp16 storage + arithmetic (used where the CPU has it): ncnn_bench --fp16
         systems = {"native ncnn (default: fp16)": native + ["--fp16"], "native ncnn fp32": native,
                    "model.so (default: fp16)": app + [m["fp16"], m["input"]],
                    "model.so fp32": app + [m["fp32"], m["input"]]}
+        # int8 -> the fp32 row it is compared with. model.so int8 runs its other layers as the default does (fp16
+        # where the CPU has fp16 arithmetic, fp32 elsewhere); native int8 likewise (--fp16 only on those CPUs).
+        int8_of = {}
+        if "int8" in m:
+            systems["model.so int8"] = app + [m["int8"], m["input"]]
+            int8_of["model.so int8"] = "model.so fp32"
+        if "int8_param" in m:
+            systems["native ncnn int8 (same graph)"] = [str(NCNN_BENCH), m["int8_param"], m["int8_bin"], m["input"],
+                                                        "--threads", "1", "--fp16", *m["int8_blobs"]]
+            int8_of["native ncnn int8 (same graph)"] = "native ncnn fp32"
         rows = []
         for cpu in args.cpus.split(","):
+            counts = {}
             for system, argv in systems.items():
-                n = per_inference(plugin, cpu, argv, work)
-                rows.append({"model": args.model, "cpu": cpu, "system": system, "insns_per_inference": n})
-                print(f"{args.model:14s} {cpu:11s} {system:28s} {n / 1e6:9.1f} M", flush=True)
+                if system.startswith("native ncnn int8") and cpu not in FP16_ARITHMETIC:
+                    argv = [a for a in argv if a != "--fp16"]
+                n = counts[system] = per_inference(plugin, cpu, argv, work)
+                row = {"model": args.model, "cpu": cpu, "system": system, "insns_per_inference": n}
+                ratio = ""
+                if system in int8_of:
+                    row["fp32_over_int8"] = counts[int8_of[system]] / n
+                    ratio = f"  fp32/int8 {row['fp32_over_int8']:.2f}x"
+                rows.append(row)
+                print(f"{args.model:14s} {cpu:11s} {system:30s} {n / 1e6:9.1f} M{ratio}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -14,6 +14,8 @@ For each model of the suite and each thread count, in one run:
   tvm-alone-unscheduled  the same exported with TVM_NCNN_SCHEDULES=0 (TVM's unscheduled code): only when named
                   in --systems; slow, so it runs --tvm-repeat times per round
   onnxruntime     the ONNX model in onnxruntime (CPU provider)
+  tvm-ncnn-int8, native-ncnn-int8, onnxruntime-int8  with --photos DIR (calibration photos): the int8 forms of
+                  the three (bench_int8.py), each also printed as its speed-up over its fp32 system, paired by round
 
 Every system runs in its own process (no two OpenMP runtimes in one process; the RSS is the system's own) and
 gets the same threading environment (--wait-policy). The repeats are split into --rounds; each round runs every
@@ -34,6 +36,7 @@ and more; see ROW_FIELDS) and a plot (benchmarks/results.png).
   .venv/bin/python benchmarks/bench.py --quick              # CI: two small models, few runs, no timing claims
   .venv/bin/python benchmarks/bench.py --threads-study      # ncnn regions alternating with TVM ops: threading
   .venv/bin/python benchmarks/bench.py --leak-runs 1000     # + RSS growth over 1000 runs (deploy_app, ncnn_bench)
+  .venv/bin/python benchmarks/bench.py --photos DIR --threads 1 # + int8 (tvm-ncnn, native ncnn, onnxruntime)
   .venv/bin/python benchmarks/bench.py --one-shot --rounds 5 # load + first run and peak RSS of fresh processes
                                                             # (bench_oneshot.py; writes benchmarks/oneshot.json)
 """
@@ -53,7 +56,8 @@ from bench_measure import leak_check, machine_load, measure
 from bench_models import prepare
 from bench_oneshot import DEFAULT_ONE_SHOT_SYSTEMS, one_shot, print_one_shot
 from bench_report import plot, print_table
-from bench_systems import DEFAULT_SYSTEMS, ROOT, SYSTEMS, check_built
+from bench_int8 import add_speedups, prepare_int8, print_speedups
+from bench_systems import DEFAULT_SYSTEMS, INT8_SYSTEMS, ROOT, SYSTEMS, check_built
 from bench_threads import threads_study
 
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
@@ -90,6 +94,9 @@ def main() -> int:
                         help="timed runs of tvm-alone-unscheduled per round (slow)")
     parser.add_argument("--systems", default=None,
                         help=f"comma-separated, of {','.join(SYSTEMS)} (default: all but tvm-alone-unscheduled)")
+    parser.add_argument("--photos", default=None,
+                        help="calibration photos (JPEG/PNG): adds the int8 systems (bench_int8.py) and prints each "
+                             "one's speed-up over its fp32 system")
     parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (TVM compiling the whole model)")
     parser.add_argument("--wait-policy", choices=sorted(WAIT_POLICIES), default="deploy_app",
                         help="threading environment for every system (default: what deploy_app sets by itself)")
@@ -110,7 +117,8 @@ def main() -> int:
     if args.quick:
         args.models, args.threads, args.repeat, args.rounds = ",".join(QUICK), "1", 4, 2
     if args.systems is None:
-        args.systems = ",".join(DEFAULT_ONE_SHOT_SYSTEMS if args.one_shot else DEFAULT_SYSTEMS)
+        args.systems = ",".join(DEFAULT_ONE_SHOT_SYSTEMS if args.one_shot else
+                                DEFAULT_SYSTEMS + (INT8_SYSTEMS if args.photos else []))
     if args.output is None:
         args.output = str(ROOT / "benchmarks" / ("oneshot.json" if args.one_shot else "results.json"))
     check_built()
@@ -149,6 +157,12 @@ def suite(args, env: dict, workdir: Path) -> int:
     models = args.models.replace("modern", ",".join(MODERN)).split(",")
     for name in models:
         m = prepare(name, workdir, "tvm-alone" in systems, "tvm-alone-unscheduled" in systems)
+        if any(s in INT8_SYSTEMS for s in systems):
+            if not args.photos:
+                raise SystemExit("the int8 systems need --photos DIR (calibration photos)")
+            prepare_int8(m, args.photos, workdir)
+            print(f"{name}: int8 export {m['int8_export_s']:.1f} s ({m['int8_layers']} layers int8), onnxruntime "
+                  f"quantize_static {m['ort_int8_s']:.1f} s", flush=True)
         print(f"{name}: export {m['export_s']:.1f} s ({m['so_mb']:.0f} MB; {100 * m['ncnn_flops_share']:.1f}% of "
               f"FLOPs in {m['regions']} ncnn region(s)), --no-offload export {m.get('tvm_export_s', 0):.1f} s, "
               f"pnnx {m['pnnx_s']:.1f} s" + (f", unscheduled --no-offload export {m['tvm_unscheduled_export_s']:.1f} s"
@@ -192,11 +206,14 @@ def suite(args, env: dict, workdir: Path) -> int:
                 if threads == 1 and system in leaks:
                     row.update(leaks[system])
                 rows.append(row)
+            add_speedups([r for r in rows if r["model"] == name and r["threads"] == threads], stats)
             print_table([r for r in rows if r["model"] == name and r["threads"] == threads])
+            print_speedups([r for r in rows if r["model"] == name and r["threads"] == threads])
             print(f"  ({machine_load()})", flush=True)
             Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")  # partial results survive a failure
     print()
     print_table(rows)
+    print_speedups(rows)
     Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {args.output}")
     png = args.plot or str(Path(args.output).with_suffix(".png"))

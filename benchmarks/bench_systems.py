@@ -29,8 +29,10 @@ NCNN_BENCH = BUILD / "benchmarks" / "ncnn_bench"  # benchmarks/CMakeLists.txt pu
 WORKER = Path(__file__).resolve().with_name("bench_worker.py")
 
 SYSTEMS = ["tvm-ncnn", "tvm-ncnn-py", "native-ncnn", "native-ncnn-py", "tvm-alone", "onnxruntime",
-           "tvm-alone-unscheduled"]
-DEFAULT_SYSTEMS = SYSTEMS[:-1]
+           "tvm-alone-unscheduled", "tvm-ncnn-int8", "native-ncnn-int8", "onnxruntime-int8"]
+DEFAULT_SYSTEMS = SYSTEMS[:-4]
+# int8 (bench_int8.py): the int8 forms need calibration photos, so they run when bench.py gets --photos
+INT8_SYSTEMS = SYSTEMS[-3:]
 
 
 def check_built() -> None:
@@ -46,6 +48,8 @@ def check_built() -> None:
 
 
 def command(system: str, m: dict, threads: int, repeat: int, output: str) -> list[str]:
+    if system in INT8_SYSTEMS:
+        return int8_command(system, m, threads, repeat, output)
     if system in ("tvm-ncnn", "tvm-alone", "tvm-alone-unscheduled"):
         so = {"tvm-ncnn": m["so"], "tvm-alone": m.get("tvm_so"),
               "tvm-alone-unscheduled": m.get("tvm_unscheduled_so")}[system]
@@ -58,6 +62,19 @@ def command(system: str, m: dict, threads: int, repeat: int, output: str) -> lis
     return [sys.executable, str(WORKER), system, "--model", model, "--param",
             m["param"], "--bin", m["bin"], "--input", m["input"], "--threads", str(threads), "--repeat", str(repeat),
             "--output", output]
+
+
+def int8_command(system: str, m: dict, threads: int, repeat: int, output: str) -> list[str]:
+    """The int8 forms of bench_int8.py, run as their fp32 systems are. A RuntimeError (no such form for this model)
+    is reported by measure() as the system not running it."""
+    if system == "tvm-ncnn-int8":
+        return command("tvm-ncnn", {**m, "so": m["int8_so"]}, threads, repeat, output)
+    if system == "onnxruntime-int8":
+        return command("onnxruntime", {**m, "onnx": m["ort_int8"]}, threads, repeat, output)
+    if "int8_param" not in m:
+        raise RuntimeError("native-ncnn-int8: the model is not one ncnn region with one input and one output")
+    return command("native-ncnn", {**m, "param": m["int8_param"], "bin": m["int8_bin"]}, threads, repeat,
+                   output) + ["--in", m["int8_in"], "--out", m["int8_out"]]
 
 
 def run_one(cmd: list[str], env: dict, timeout: float = 3600) -> dict:
