@@ -11,6 +11,10 @@ every region also hands over the input blob of each layer to quantize. Per blob:
     output the best mean cosine similarity to fp32, each candidate run through ncnn's own int8 layer
     (tvm_ncnn.ncnn_net_run on a one-layer graph; 20 steps over at most 8 inputs, not ncnn2table's 100 over 50:
     it runs at export; the per-channel weight-scale search ncnn2table adds is not done).
+A blob a clipping activation bounds (ReLU6: a layer's fused clip, param 9 = 3, seen through pooling and the
+like; int8_export.bounded_blobs) takes threshold = absmax instead, for every method: its values pile up at the
+bound (6), and KL's clip below it (EfficientNet-Lite0: 3.5-4.9 on four such blobs) turns every saturated value
+into a smaller one -- measured, the worst single error source after the first depthwise conv (issue 14).
 scale = 127 / threshold. Everything is float64 numpy in a fixed order over sorted files: the same files give
 the same scales, bit for bit, and so the same model.so."""
 
@@ -86,21 +90,25 @@ class BlobStats:
         index = np.minimum((a / self.absmax * BINS).astype(np.int64), BINS - 1)
         self.histogram += np.bincount(index, minlength=BINS)
 
-    def scale(self, method: str) -> float:
+    def scale(self, method: str, bounded: bool = False) -> float:
         if self.absmax == 0:
             return 1.0  # never nonzero on the calibration data: any scale quantizes it exactly
-        if method == "aciq":
+        if bounded:
+            threshold = self.absmax
+        elif method == "aciq":
             threshold = aciq_threshold(self.absmax, self.count)
         else:
             threshold = (kl_threshold_bin(self.histogram) + 0.5) * self.absmax / BINS
         return float(np.float32(127.0 / threshold))
 
 
-def collect(run, probe_keys: list[str], inputs, method: str) -> dict[str, float]:
+def collect(run, probe_keys: list[str], inputs, method: str, bounded: frozenset = frozenset()) -> dict[str, float]:
     """Scales for the probed blobs. run(x) runs the fp32 model on one input and returns {key: array} of the
-    probed blobs (int8_export.py wires it to the probe); inputs is a list of model inputs."""
+    probed blobs (int8_export.py wires it to the probe); inputs is a list of model inputs; bounded: the keys a
+    clipping activation bounds (scale from absmax)."""
     stats = {k: BlobStats() for k in probe_keys}
-    passes = ("absmax",) if method == "aciq" else ("absmax", "histogram")
+    histogram = method != "aciq" and any(k not in bounded for k in probe_keys)
+    passes = ("absmax", "histogram") if histogram else ("absmax",)
     for step in passes:
         for x in inputs:
             blobs = run(x)
@@ -108,7 +116,7 @@ def collect(run, probe_keys: list[str], inputs, method: str) -> dict[str, float]
                 if k not in blobs:
                     raise RuntimeError(f"calibration: blob {k} was not probed")
                 getattr(stats[k], f"see_{step}")(blobs[k])
-    return {k: stats[k].scale(method) for k in probe_keys}
+    return {k: stats[k].scale(method, k in bounded) for k in probe_keys}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import calibration as cal
-from . import native, quantize
+from . import int8_bias, native, quantize
 from .errors import ModelError
 from .ncnn_graph import NcnnGraph
 
@@ -41,6 +41,7 @@ class Calibration:
     keep_fp32: list[str] = field(default_factory=list)  # layer keys ("<symbol>/<layer>"), layer names, types, "auto"
     min_cosine: float = 0.99  # auto mode's bound on each region output
     held_out: list[str] | None = None  # file names to hold out instead of every 5th (benchmarks' folds)
+    bias_correction: bool = True  # int8_bias.py: per-channel output mean shift taken off each layer's bias
 
     def __post_init__(self):
         if self.method not in cal.METHODS:
@@ -132,7 +133,7 @@ def resolve_keep(names: list[str], recorder: quantize.Recorder) -> dict[str, str
 
 
 def auto_keep(recorder: quantize.Recorder, scales: dict[str, float], keep: dict[str, str], method: str,
-              probe: Probe, inputs: list[np.ndarray], min_cosine: float) -> dict[str, str]:
+              probe: Probe, inputs: list[np.ndarray], min_cosine: float, bias: dict | None = None) -> dict[str, str]:
     """Layers to keep fp32 so that every region output stays at cosine >= min_cosine against fp32 on the
     calibration inputs: each layer's cost measured alone, then the costliest kept fp32 one at a time."""
     keep = dict(keep)
@@ -143,7 +144,7 @@ def auto_keep(recorder: quantize.Recorder, scales: dict[str, float], keep: dict[
         reference = [[p[f"{symbol}/{b}"] for b in outs] for p in probed]
 
         def worst(int8_keys: set[str]) -> float:
-            g = _quantized_copy(graph, symbol, scales, int8_keys, method)
+            g = _quantized_copy(graph, symbol, scales, int8_keys, method, bias or {})
             got = net_run(g, ins, samples, outs)
             return min(cal.cosine(a, b) for r, o in zip(reference, got) for a, b in zip(r, o))
 
@@ -161,14 +162,15 @@ def auto_keep(recorder: quantize.Recorder, scales: dict[str, float], keep: dict[
     return keep
 
 
-def _quantized_copy(graph: NcnnGraph, symbol: str, scales, int8_keys: set[str], method: str) -> NcnnGraph:
+def _quantized_copy(graph: NcnnGraph, symbol: str, scales, int8_keys: set[str], method: str,
+                    bias: dict | None = None) -> NcnnGraph:
     import copy
 
     g = copy.deepcopy(graph)
     for layer in g.layers:
         k = quantize.key(symbol, layer)
         if quantize.quantizable(layer) and k in int8_keys:
-            quantize.quantize_layer(layer, scales.get(k), method)
+            quantize.quantize_layer(layer, scales.get(k), method, None, (bias or {}).get(k))
     return g
 
 
@@ -237,15 +239,18 @@ def export_int8(export, args: dict):
             raise ModelError("precision int8: no layer of this model runs int8 in ncnn (Convolution, "
                              "ConvolutionDepthWise, InnerProduct, Gemm): export fp16 or fp32")
         probe = Probe(fp32, sorted(set(layers.values())))
-        blob_scales = cal.collect(probe, probe.keys, inputs, "aciq" if c.method == "aciq" else "kl")
+        bounded = frozenset(f"{s}/{b}" for s, g in recorder.graphs.items() for b in quantize.bounded_blobs(g))
+        blob_scales = cal.collect(probe, probe.keys, inputs, "aciq" if c.method == "aciq" else "kl", bounded)
         scales = {k: blob_scales[b] for k, b in layers.items()}
         if c.method == "eq":
             scales = eq_search(recorder, scales, probe, inputs)
+        bias = int8_bias.corrections(recorder, scales, probe, inputs[:AUTO_SAMPLES]) if c.bias_correction else {}
         keep = resolve_keep(c.keep_fp32, recorder)
         if AUTO in c.keep_fp32:
-            keep = auto_keep(recorder, scales, keep, c.method, probe, inputs[:AUTO_SAMPLES], c.min_cosine)
-        plan = quantize.Plan(scales, keep, "aciq" if c.method == "aciq" else "kl")
+            keep = auto_keep(recorder, scales, keep, c.method, probe, inputs[:AUTO_SAMPLES], c.min_cosine, bias)
+        plan = quantize.Plan(scales, keep, "aciq" if c.method == "aciq" else "kl", bias=bias)
         summary = {"method": c.method, "calibration_files": len(calibration_files), "held_out_files": len(held),
+                   "bias_correction": bool(bias),
                    "min_cosine": c.min_cosine if AUTO in c.keep_fp32 else None}
         host_path = args["path"] if args["target"] == "host" else os.path.join(tmp, "int8_host.so")
         if host_path != args["path"]:  # the report runs on this machine: the same plan, exported for it

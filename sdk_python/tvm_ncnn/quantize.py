@@ -70,6 +70,7 @@ class Plan:
     keep: dict[str, str] = field(default_factory=dict)
     method: str = "kl"
     weight_scales: dict[str, np.ndarray] = field(default_factory=dict)  # overrides (EQ's search)
+    bias: dict[str, np.ndarray] = field(default_factory=dict)  # per-channel shifts off the bias (int8_bias.py)
     written: list[dict] = field(default_factory=list)  # per-layer report of the last codegen run
 
 
@@ -118,8 +119,25 @@ def apply_plan(symbol: str, graph: NcnnGraph, plan: Plan) -> None:
                              f"differently)")
         else:
             entry["scale"] = float(plan.scales[k])
-            quantize_layer(layer, plan.scales[k], plan.method, plan.weight_scales.get(k))
+            quantize_layer(layer, plan.scales[k], plan.method, plan.weight_scales.get(k), plan.bias.get(k))
         plan.written.append(entry)
+
+
+# Layers a blob passes through keeping its values within their range (a clip's bound still holds after them).
+RANGE_KEEPING = ("Pooling", "Split", "Reshape", "Flatten", "Dropout", "Noop", "Permute", "Crop", "Slice",
+                 "Padding", "Interp")
+
+
+def bounded_blobs(graph: NcnnGraph) -> set[str]:
+    """Blobs a clipping activation bounds: a layer's fused clip (param 9 = 3) or a Clip layer, then through
+    RANGE_KEEPING layers. calibration.py scales them by absmax (their values pile up at the bound)."""
+    out = set()
+    for layer in graph.layers:  # ncnn graphs are in topological order
+        clipped = (layer.type == "Clip" or (layer.type in INT8_TYPES and layer.params.get(9) == 3))
+        kept = layer.type in RANGE_KEEPING and layer.bottoms and all(b in out for b in layer.bottoms)
+        if clipped or kept:
+            out.update(layer.tops)
+    return out
 
 
 def channel_groups(layer: Layer) -> int:
@@ -163,12 +181,16 @@ def to_int8(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def quantize_layer(layer: Layer, input_scale: float | None, method: str = "kl",
-                   scales: np.ndarray | None = None) -> None:
-    """Rewrite one fp32 layer into ncnn's int8 form, in place (params and weights in load_model's order)."""
+                   scales: np.ndarray | None = None, bias_shift: np.ndarray | None = None) -> None:
+    """Rewrite one fp32 layer into ncnn's int8 form, in place (params and weights in load_model's order);
+    bias_shift (bias correction, int8_bias.py) is taken off the bias."""
     scales = weight_scales(layer, method) if scales is None else np.asarray(scales, np.float32)
     weight = np.asarray(layer.weights[0][0], dtype=np.float32)
     quantized = to_int8(weight.reshape(-1), scales)
-    rest = layer.weights[1:]  # bias (untagged) or Gemm's C (tagged): unchanged
+    rest = list(layer.weights[1:])  # bias (untagged) or Gemm's C (tagged): unchanged but for bias_shift
+    if bias_shift is not None:
+        bias, tagged = rest[0]
+        rest[0] = (np.asarray(bias, np.float32) - np.asarray(bias_shift, np.float32), tagged)
     if layer.type == "Gemm":
         layer.params[18] = 2  # int8, the input quantized per row at run time
         layer.weights = [(quantized, True), *rest, (scales.reshape(1), False)]

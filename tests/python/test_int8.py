@@ -265,3 +265,47 @@ def test_int8_under_qemu_agrees_with_the_host(work, cpu, tmp_path):
     tolerance = ARM_VS_HOST_INT8 if cpu == "cortex-a72" else 2e-2  # a76: the fp32 layers run fp16 there
     assert err <= tolerance, f"{cpu}: int8 differs from the host's int8 by {err:.2e} x max"
     assert calibration.cosine(got, fp32) >= MIN_COSINE_VS_FP32
+
+
+# ---- issue 14: what EfficientNet-Lite0's accuracy was lost to
+
+
+def test_clip_bounded_blobs_are_scaled_by_absmax_not_clipped():
+    """A ReLU6 output piles up at 6; KL clipped such blobs at 3.5-4.9 on EfficientNet-Lite0, turning every
+    saturated value smaller. Bounded blobs (fused clip, seen through pooling) take 127 / absmax."""
+    conv = quantize.Layer("Convolution", "c", ["x"], ["y"], {0: 4, 1: 1, 9: 3, 10: [0.0, 6.0]})
+    plain = quantize.Layer("Convolution", "d", ["y"], ["z"], {0: 4, 1: 1})
+    pool = quantize.Layer("Pooling", "p", ["y"], ["q"], {0: 1, 4: 1})
+    g = quantize.NcnnGraph()
+    g.layers += [conv, plain, pool]
+    assert quantize.bounded_blobs(g) == {"y", "q"}
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.abs(rng.standard_normal(20000)), np.full(300, 6.0)]).astype(np.float32)
+    run = lambda x: {"a": x, "b": x}  # noqa: E731
+    scales = calibration.collect(run, ["a", "b"], [values], "kl", frozenset({"a"}))
+    assert scales["a"] == pytest.approx(127 / 6.0) and 127 / scales["b"] < 5.0  # KL alone clips below 6
+
+
+def test_bias_correction_restores_a_channel_int8_rounds_away(tmp_path):
+    """Per-tensor input scales round a narrow channel to a constant; a later layer's large weight on it turned
+    that into an output shift (EfficientNet-Lite0's first depthwise conv alone took the output cosine to 0.94).
+    int8_bias.py measures the shift per channel and takes it off the bias."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU6(), torch.nn.Conv2d(4, 4, 3, padding=1),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 32 * 32, 10)).eval()
+    with torch.no_grad():  # channel 1 of the first conv: a narrow range, then a large weight on it
+        net[0].weight[1] *= 0.001
+        net[0].bias[1] = 0.015  # under half an int8 step of the tensor (6 / 127): rounds to 0
+        net[2].weight[:, 1] *= 40.0
+    onnx_path = zoo.to_onnx(net, str(tmp_path / "narrow.onnx"), (1, 3, 32, 32))
+    data = tmp_path / "calib"
+    data.mkdir()
+    for i, x in enumerate(_inputs(10, 5)):
+        np.save(data / f"x{i:02d}.npy", np.abs(x) * 3)
+    cosines = {}
+    for corrected in (False, True):
+        result = tvm_ncnn.export(onnx_path, str(tmp_path / f"m{corrected}.so"), precision="int8",
+                                 calibration=Calibration(str(data), bias_correction=corrected))
+        assert result.int8["bias_correction"] == corrected
+        cosines[corrected] = result.int8["accuracy"]["outputs"][0]["cosine_min"]
+    assert cosines[True] > cosines[False], cosines
