@@ -1,15 +1,19 @@
 """int8 against fp32 on real photos, and int8 against fp32 speed on this host.
 
     .venv/bin/python benchmarks/int8_accuracy.py --photos DIR [--model efficientnet-lite0] [--folds 5]
-                                                 [--method kl] [--keep-fp32 LIST] [--json F]
+                                                 [--method kl] [--keep-fp32 LIST] [--min-cosine C]
+                                                 [--no-bias-correction] [--onnxruntime] [--rounds N] [--json F]
 
 Accuracy: the photos (DESIGN.md: matplotlib's, scikit-learn's and scikit-image's sample images, as
 benchmarks/precision_accuracy.py takes them) are split into --folds folds; for each, the model is exported int8
 calibrated on the other folds' photos and compared with the fp32 export on the held-out fold (export's own
 report, int8_export.py), so every photo is judged by a model that never saw it. Reported over all photos:
 top-1 agreement, top-5 set agreement, lowest cosine similarity.
+--onnxruntime: the reference for what int8 reaches elsewhere, onnxruntime_int8.py: onnxruntime's own static
+int8 (QDQ, per-channel weights) calibrated MinMax and Entropy on the same folds, against onnxruntime fp32.
 Speed: deploy_app runs the fp32 and the last int8 model.so on one photo in interleaved rounds (--rounds, each
---repeat steady runs, --threads), p50 per round; the ratio is fp32 / int8 per round, its median reported."""
+--repeat steady runs, --threads), p50 per round; the ratio is fp32 / int8 per round, its median reported
+(--rounds 0: no speed)."""
 
 from __future__ import annotations
 
@@ -41,7 +45,10 @@ def main() -> int:
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--method", default="kl")
-    parser.add_argument("--keep-fp32", default="")
+    parser.add_argument("--keep-fp32", default="", help="comma-separated; empty: export's default")
+    parser.add_argument("--min-cosine", type=float, default=None, help="auto mode's bound (default: export's)")
+    parser.add_argument("--no-bias-correction", action="store_true")
+    parser.add_argument("--onnxruntime", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=20)
@@ -61,8 +68,10 @@ def main() -> int:
             held = photos[fold::args.folds]
             keep = [k for k in args.keep_fp32.split(",") if k]
             int8_so = str(work / "int8.so")
-            result = tvm_ncnn.export(onnx_path, int8_so, preprocess=pre, precision="int8",
-                                     calibration=Calibration(args.photos, args.method, keep, held_out=held))
+            options = {} if args.min_cosine is None else {"min_cosine": args.min_cosine}
+            calibration = Calibration(args.photos, args.method, keep, held_out=held,
+                                      bias_correction=not args.no_bias_correction, **options)
+            result = tvm_ncnn.export(onnx_path, int8_so, preprocess=pre, precision="int8", calibration=calibration)
             acc = result.int8["accuracy"]
             n += acc["inputs"]
             top1 += round(acc["top1_agreement"] * acc["inputs"])
@@ -71,23 +80,33 @@ def main() -> int:
             layers = result.int8["layers"]
             print(f"fold {fold}: {result.int8['text'].splitlines()[1].strip()}; "
                   f"{result.int8['text'].splitlines()[2].strip()}", flush=True)
+        ort_rows = []
+        if args.onnxruntime:
+            from onnxruntime_int8 import folds_agreement
+
+            fp32 = tvm_ncnn.load(fp32_so, precision="fp32")
+            inputs = [fp32.load_image(str(Path(args.photos) / p)) for p in photos]
+            for calibrate in ("MinMax", "Entropy"):
+                ort_rows.append(folds_agreement(onnx_path, inputs, args.folds, calibrate, str(work)))
+                print(f"onnxruntime int8 ({calibrate}): {ort_rows[-1]['text']}", flush=True)
         photo = str(Path(args.photos) / photos[0])
-        ratios, rows = [], []
+        ratios, rows = [1.0], []
         for _ in range(args.rounds):
             a, b = p50(fp32_so, photo, args.threads, args.repeat), p50(int8_so, photo, args.threads, args.repeat)
+            ratios = ratios[1:] if not rows else ratios
             ratios.append(a / b)
             rows.append({"fp32_p50_ms": a, "int8_p50_ms": b})
     int8_layers = sum(1 for l in layers if l["precision"] == "int8")
     summary = {"model": args.model, "photos": n, "method": args.method, "top1_agreement": top1 / n,
                "top5_agreement": top5 / n, "min_cosine": min(cosines), "int8_layers": int8_layers,
-               "layers": len(layers), "threads": args.threads, "speedup_median": statistics.median(ratios),
-               "rounds": rows}
+               "layers": len(layers), "fp32_layers": [l["layer"] for l in layers if l["precision"] != "int8"],
+               "threads": args.threads, "speedup_median": statistics.median(ratios) if rows else None,
+               "rounds": rows, "onnxruntime": ort_rows}
     pairs = ", ".join("%.1f/%.1f" % (r["fp32_p50_ms"], r["int8_p50_ms"]) for r in rows)
     print(f"{args.model}: {n} held-out photos, top-1 {100 * top1 / n:.1f}%, top-5 set {100 * top5 / n:.1f}%, "
-          f"min cosine {min(cosines):.4f}; {int8_layers}/{len(layers)} layers int8; "
-          f"fp32/int8 p50 ({args.threads} thread(s), {args.rounds} interleaved rounds): "
-          f"median {statistics.median(ratios):.2f}x "
-          f"({pairs} ms)")
+          f"min cosine {min(cosines):.4f}; {int8_layers}/{len(layers)} layers int8 (last fold)"
+          + (f"; fp32/int8 p50 ({args.threads} thread(s), {args.rounds} interleaved rounds): "
+             f"median {statistics.median(ratios):.2f}x ({pairs} ms)" if rows else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
     return 0
