@@ -72,8 +72,11 @@ def test_int8_export_records_layers_and_reports_accuracy(work):
     assert meta["precision"] == "int8"
     layers = meta["int8"]["layers"]
     assert {l["type"] for l in layers} >= {"Convolution", "ConvolutionDepthWise", "InnerProduct"}
-    assert all(l["precision"] == "int8" for l in layers) and all(l["scale"] > 0 for l in layers
-                                                                 if l["type"] != "Gemm")
+    # the default is mixed precision: whatever stays fp32 was kept by the auto mode
+    assert all(l["precision"] == "int8" or l["why"].startswith("auto") for l in layers)
+    assert any(l["precision"] == "int8" for l in layers)
+    assert all(l["scale"] > 0 for l in layers if l["precision"] == "int8" and l["type"] != "Gemm")
+    assert meta["int8"]["min_cosine"] == 0.99 and meta["int8"]["bias_correction"]
     assert meta["int8"]["calibration_files"] == 8 and meta["int8"]["held_out_files"] == 2
     report = work["result"].int8
     assert report["accuracy"]["inputs"] == 2 and "top1_agreement" in report["accuracy"]
@@ -305,7 +308,20 @@ def test_bias_correction_restores_a_channel_int8_rounds_away(tmp_path):
     cosines = {}
     for corrected in (False, True):
         result = tvm_ncnn.export(onnx_path, str(tmp_path / f"m{corrected}.so"), precision="int8",
-                                 calibration=Calibration(str(data), bias_correction=corrected))
+                                 calibration=Calibration(str(data), keep_fp32=["none"],
+                                                         bias_correction=corrected))
         assert result.int8["bias_correction"] == corrected
         cosines[corrected] = result.int8["accuracy"]["outputs"][0]["cosine_min"]
     assert cosines[True] > cosines[False], cosines
+
+
+def test_default_is_auto_and_none_is_all_int8(work, tmp_path):
+    """--precision int8 is mixed precision by default (auto at min_cosine); --keep-fp32 none for every layer."""
+    assert "mixed precision: auto keeps" in work["result"].int8["text"]
+    result = tvm_ncnn.export(work["onnx"], str(tmp_path / "none.so"), precision="int8",
+                             calibration=Calibration(work["data"], keep_fp32=["none"]))
+    assert all(l["precision"] == "int8" for l in result.int8["layers"]) and result.int8["min_cosine"] is None
+    assert "mixed precision" not in result.int8["text"]
+    with pytest.raises(ModelError, match="cannot be combined"):
+        tvm_ncnn.export(work["onnx"], str(tmp_path / "x.so"), precision="int8",
+                        calibration=Calibration(work["data"], keep_fp32=["none", "InnerProduct"]))
