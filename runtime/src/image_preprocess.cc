@@ -236,14 +236,32 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
     Resize(src, sw, sh, sstride, canvas.data(), W, H, cstride);
   }
 
-  ncnn::Mat m = ncnn::Mat::from_pixels(canvas.data(), swap ? ncnn::Mat::PIXEL_BGR2RGB : ncnn::Mat::PIXEL_RGB, W, H);
-  if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
-  m.substract_mean_normalize(in.mean, in.norm);
-
-  // ncnn pads each channel to 16 bytes (cstep); the tensor is dense NCHW, so copy channel by channel.
   Tensor out({1, 3, H, W}, "float32");
-  for (int c = 0; c < 3; ++c) {
-    std::memcpy(out.f32() + static_cast<size_t>(c) * H * W, m.channel(c).data, sizeof(float) * H * W);
+  const size_t plane = static_cast<size_t>(W) * H;
+  // ncnn's Mat over the tensor itself when its channels are dense (cstep = W x H: W x H a multiple of 4, as 640 x
+  // 640 is): the pixels are widened straight into the tensor and ncnn normalizes them in place -- no second float
+  // image to allocate (fresh pages: page faults) and copy. Widening bytes to float is exact, so either way the
+  // values are those of ncnn's from_pixels.
+  ncnn::Mat m(W, H, 3, out.f32(), 4u);
+  const bool in_place = m.cstep == plane;
+  if (in_place) {
+    float* r = out.f32();
+    float* g = r + plane;
+    float* b = g + plane;
+    const int first = swap ? 2 : 0, last = swap ? 0 : 2;
+    for (size_t i = 0; i < plane; ++i) {
+      const uint8_t* px = canvas.data() + 3 * i;
+      r[i] = px[first];
+      g[i] = px[1];
+      b[i] = px[last];
+    }
+  } else {
+    m = ncnn::Mat::from_pixels(canvas.data(), swap ? ncnn::Mat::PIXEL_BGR2RGB : ncnn::Mat::PIXEL_RGB, W, H);
+    if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
+  }
+  m.substract_mean_normalize(in.mean, in.norm);
+  if (!in_place) {  // ncnn padded each channel to 16 bytes (cstep): copy channel by channel into the dense tensor
+    for (int c = 0; c < 3; ++c) std::memcpy(out.f32() + c * plane, m.channel(c).data, sizeof(float) * plane);
   }
   if (transform) *transform = t;
   return out;
