@@ -72,7 +72,7 @@ def main() -> int:
         fp32_so = str(work / "fp32.so")
         tvm_ncnn.export(onnx_path, fp32_so, preprocess=pre, precision="fp32", input_shapes=shapes)
         top1 = top5 = n = 0
-        cosines, layers = [], None
+        cosines, layers, kept = [], None, []
         for fold in range(args.folds):
             held = photos[fold::args.folds]
             keep = [k for k in args.keep_fp32.split(",") if k]
@@ -88,6 +88,7 @@ def main() -> int:
             top5 += round(acc["top5_agreement"] * acc["inputs"])
             cosines.append(acc["outputs"][0]["cosine_min"])
             layers = result.int8["layers"]
+            kept.append(sum(1 for l in layers if l["precision"] != "int8"))
             print(f"fold {fold}: {result.int8['text'].splitlines()[1].strip()}; "
                   f"{result.int8['text'].splitlines()[2].strip()}", flush=True)
         ort_rows = []
@@ -110,11 +111,12 @@ def main() -> int:
     summary = {"model": args.model, "photos": n, "method": args.method, "top1_agreement": top1 / n,
                "top5_agreement": top5 / n, "min_cosine": min(cosines), "int8_layers": int8_layers,
                "layers": len(layers), "fp32_layers": [l["layer"] for l in layers if l["precision"] != "int8"],
+               "fp32_layers_per_fold": kept,
                "threads": args.threads, "speedup_median": statistics.median(ratios) if rows else None,
                "rounds": rows, "onnxruntime": ort_rows}
     pairs = ", ".join("%.1f/%.1f" % (r["fp32_p50_ms"], r["int8_p50_ms"]) for r in rows)
     print(f"{args.model}: {n} held-out photos, top-1 {100 * top1 / n:.1f}%, top-5 set {100 * top5 / n:.1f}%, "
-          f"min cosine {min(cosines):.4f}; {int8_layers}/{len(layers)} layers int8 (last fold)"
+          f"min cosine {min(cosines):.4f}; {len(layers)} int8-able layers, kept fp32 per fold {kept}"
           + (f"; fp32/int8 p50 ({args.threads} thread(s), {args.rounds} interleaved rounds): "
              f"median {statistics.median(ratios):.2f}x ({pairs} ms)" if rows else ""))
     if args.json:
