@@ -94,19 +94,6 @@ int main(int argc, char** argv) {
     info.inputs.push_back({"in0", {1, 3, size, size}, "float32"});
     info.json = "{\"postprocess\": " + post + "}";
 
-    ncnn::Net net;
-    // The options the tvm-ncnn runtime sets (runtime/src/ncnn/region.cc), as ncnn_bench.
-    net.opt.lightmode = true;
-    net.opt.num_threads = threads;
-    net.opt.use_vulkan_compute = false;
-    net.opt.use_packing_layout = true;
-    net.opt.use_winograd_convolution = true;
-    net.opt.use_sgemm_convolution = true;
-    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = false;
-    net.opt.use_bf16_packed = net.opt.use_bf16_storage = false;
-    if (net.load_param(param.c_str()) != 0) throw std::runtime_error("load_param failed: " + param);
-    if (net.load_model(bin.c_str()) != 0) throw std::runtime_error("load_model failed: " + bin);
-
     auto t0 = std::chrono::steady_clock::now();
     cv::Mat bgr = cv::imread(photo, cv::IMREAD_COLOR);
     if (bgr.empty()) throw std::runtime_error("cannot read " + photo);
@@ -133,6 +120,19 @@ int main(int argc, char** argv) {
       tvm_ncnn::PreprocessImage(pixels, info, &unused);
       runtime_lb.push_back(MsSince(t0));
     }
+
+    ncnn::Net net;
+    // The options the tvm-ncnn runtime sets (runtime/src/ncnn/region.cc), as ncnn_bench.
+    net.opt.lightmode = true;
+    net.opt.num_threads = threads;
+    net.opt.use_vulkan_compute = false;
+    net.opt.use_packing_layout = true;
+    net.opt.use_winograd_convolution = true;
+    net.opt.use_sgemm_convolution = true;
+    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = false;
+    net.opt.use_bf16_packed = net.opt.use_bf16_storage = false;
+    if (net.load_param(param.c_str()) != 0) throw std::runtime_error("load_param failed: " + param);
+    if (net.load_model(bin.c_str()) != 0) throw std::runtime_error("load_model failed: " + bin);
 
     auto run = [&](ncnn::Mat* out) {
       ncnn::Extractor ex = net.create_extractor();
