@@ -322,9 +322,10 @@ def main(argv=None) -> int:
                    help="int8 activation scales: kl (default, KL divergence), aciq, eq (ncnn2table's methods)")
     p.add_argument("--keep-fp32", action="append", metavar="LAYERS",
                    help="int8: layers to leave fp32, comma-separated: names (from the export report or inspect), "
-                        "layer types (InnerProduct), or 'auto' (the most sensitive until --min-cosine holds)")
+                        "layer types (InnerProduct), 'auto' (the default: the most sensitive until --min-cosine "
+                        "holds), or 'none' (every layer int8)")
     p.add_argument("--min-cosine", type=float, default=0.99,
-                   help="--keep-fp32 auto: the lowest cosine similarity to fp32 each region output may have "
+                   help="int8 auto mode: the lowest cosine similarity to fp32 each region output may have "
                         "(default 0.99)")
     p.add_argument("--sign", metavar="KEY", help="sign model.so with this private key (tvm-ncnn keygen), for "
                                                  "runtimes given --trust KEY.pub")
