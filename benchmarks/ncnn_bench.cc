@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "measure.h"  // deploy_app/: the same measurements as deploy_app
+#include "native_net.h"
 
 #include "cpu.h"
 #include "mat.h"
@@ -139,17 +140,7 @@ int main(int argc, char** argv) {
 
     auto t0 = std::chrono::steady_clock::now();
     ncnn::Net net;
-    // The options the tvm-ncnn runtime sets (runtime/src/ncnn/region.cc, NcnnRegion::Build); the rest: defaults.
-    net.opt.lightmode = true;
-    net.opt.num_threads = threads;
-    net.opt.use_vulkan_compute = false;
-    net.opt.use_packing_layout = true;
-    net.opt.use_winograd_convolution = true;
-    net.opt.use_sgemm_convolution = true;
-    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = fp16;
-    net.opt.use_bf16_packed = net.opt.use_bf16_storage = false;
-    if (net.load_param(param.c_str()) != 0) throw std::runtime_error("load_param failed: " + param);
-    if (net.load_model(bin.c_str()) != 0) throw std::runtime_error("load_model failed: " + bin);
+    native_net::Load(net, param, bin, threads, fp16);
     const double load_ms = MsSince(t0);
 
     // The input Mat is built once, as a native ncnn user would; the timed call is extractor + input + extract.
@@ -157,13 +148,7 @@ int main(int argc, char** argv) {
     const size_t plane = static_cast<size_t>(x.shape[2] * x.shape[3]);
     for (int q = 0; q < in.c; ++q) std::memcpy(in.channel(q), x.data.data() + q * plane, plane * sizeof(float));
 
-    auto run = [&](ncnn::Mat* out) {
-      ncnn::Extractor ex = net.create_extractor();
-      if (ex.input(in_blob.c_str(), in) != 0) throw std::runtime_error("no input blob " + in_blob);
-      if (ex.extract(out_blob.c_str(), *out) != 0 || out->empty()) {
-        throw std::runtime_error("cannot extract " + out_blob);
-      }
-    };
+    auto run = [&](ncnn::Mat* out) { native_net::Run(net, in_blob, in, out_blob, out); };
     ncnn::Mat out;
     t0 = std::chrono::steady_clock::now();
     run(&out);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "measure.h"  // deploy_app/: the same measurements as deploy_app
+#include "native_net.h"
 
 #include "cpu.h"
 #include "mat.h"
@@ -122,23 +123,9 @@ int main(int argc, char** argv) {
     }
 
     ncnn::Net net;
-    // The options the tvm-ncnn runtime sets (runtime/src/ncnn/region.cc), as ncnn_bench.
-    net.opt.lightmode = true;
-    net.opt.num_threads = threads;
-    net.opt.use_vulkan_compute = false;
-    net.opt.use_packing_layout = true;
-    net.opt.use_winograd_convolution = true;
-    net.opt.use_sgemm_convolution = true;
-    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = false;
-    net.opt.use_bf16_packed = net.opt.use_bf16_storage = false;
-    if (net.load_param(param.c_str()) != 0) throw std::runtime_error("load_param failed: " + param);
-    if (net.load_model(bin.c_str()) != 0) throw std::runtime_error("load_model failed: " + bin);
+    native_net::Load(net, param, bin, threads, false);
 
-    auto run = [&](ncnn::Mat* out) {
-      ncnn::Extractor ex = net.create_extractor();
-      if (ex.input(in_blob.c_str(), in) != 0) throw std::runtime_error("no input blob " + in_blob);
-      if (ex.extract(out_blob.c_str(), *out) != 0 || out->empty()) throw std::runtime_error("cannot extract " + out_blob);
-    };
+    auto run = [&](ncnn::Mat* out) { native_net::Run(net, in_blob, in, out_blob, out); };
     ncnn::Mat out;
     run(&out);  // first run: not timed, as deploy_app's first_ms is apart from p50
     std::vector<double> times;
