@@ -11,82 +11,12 @@ import warnings
 
 import numpy as np
 
+from . import cli_types
 from .errors import ModelError
 
 
 class UsageError(Exception):
     """A wrong combination of arguments: one line, exit code 2 (as argparse's own errors)."""
-
-
-class _Version(argparse.Action):
-    """--version: the SDK, the TVM it compiles with and the ncnn of its runtime library, asked only when wanted
-    (the runtime library is loaded for it)."""
-
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from importlib.metadata import PackageNotFoundError, version
-
-        from . import __version__, native
-
-        try:
-            tvm = version("apache-tvm")
-        except PackageNotFoundError:
-            tvm = "not installed"
-        try:
-            ncnn = native.versions()["ncnn"]
-        except ModelError:
-            ncnn = "unknown (the runtime library is not built)"
-        print(f"tvm-ncnn {__version__}, TVM {tvm}, ncnn {ncnn}")
-        parser.exit()
-
-
-def _floats3(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not three comma-separated numbers") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"'{text}' has {len(values)} values, expected 3 (R,G,B)")
-    return values
-
-
-def _input_shape(text: str) -> tuple[str, list[int]]:
-    name, sep, dims = text.rpartition(":")
-    try:
-        shape = [int(d) for d in dims.split(",")]
-    except ValueError:
-        shape = []
-    if not sep or not name or not shape or any(d <= 0 for d in shape):
-        raise argparse.ArgumentTypeError(f"'{text}' is not NAME:D1,D2,... (e.g. input:1,3,224,224)")
-    return name, shape
-
-
-def _threads(text: str) -> int:
-    from . import native
-
-    most = native.limits()["max_threads"]
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= most:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to {most} (leave --threads out "
-                                         f"for the big cores of this machine)")
-    return value
-
-
-def _runs(text: str) -> int:
-    from .model import MAX_PROFILE_RUNS
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_PROFILE_RUNS:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number from 1 to {MAX_PROFILE_RUNS}")
-    return value
 
 
 def cmd_export(args) -> int:
@@ -284,19 +214,19 @@ def _read_input(path: str, model) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tvm-ncnn", description=__doc__)
-    parser.add_argument("--version", action=_Version, help="print the SDK, TVM and ncnn versions")
+    parser.add_argument("--version", action=cli_types.Version, help="print the SDK, TVM and ncnn versions")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a model (.onnx, .pt2) to one model.so")
     p.add_argument("model")
     p.add_argument("-o", "--output", default="model.so")
     p.add_argument("--target", default="host", help="host, rpi4, rpi5 or aarch64")
-    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224",
+    p.add_argument("--input", action="append", type=cli_types.input_shape, metavar="NAME:1,3,224,224",
                    help="static shape for an input (repeat for several)")
     p.add_argument("--labels", help="text file, one class label per line")
-    p.add_argument("--mean", type=_floats3, default=(0.0, 0.0, 0.0),
+    p.add_argument("--mean", type=cli_types.floats3, default=(0.0, 0.0, 0.0),
                    help="R,G,B in pixel units (0..255), e.g. ImageNet 123.675,116.28,103.53 (0..1 units are refused)")
-    p.add_argument("--std", type=_floats3, default=(1.0, 1.0, 1.0),
+    p.add_argument("--std", type=cli_types.floats3, default=(1.0, 1.0, 1.0),
                    help="R,G,B in pixel units (0..255), e.g. ImageNet 58.395,57.12,57.375")
     p.add_argument("--color", choices=["RGB", "BGR"], default="RGB", help="channel order the model expects")
     p.add_argument("--resize", default="stretch", metavar="MODE",
@@ -337,7 +267,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="tuning", help="directory for the tuning records (default tuning/)")
     p.add_argument("--target", default="host", help="host, rpi4, rpi5 or aarch64")
     p.add_argument("--trials", type=int, default=64, help="measured candidates in all (default 64)")
-    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224")
+    p.add_argument("--input", action="append", type=cli_types.input_shape, metavar="NAME:1,3,224,224")
     p.add_argument("--no-offload", action="store_true", help="tune the whole model in TVM (as export --no-offload)")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="measure on the boards of this RPC tracker")
     p.add_argument("--rpc-key", metavar="KEY", help="the boards' key at the tracker (e.g. rpi4)")
@@ -361,7 +291,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("inspect", help="what a model.so holds (any target), or where each op of a model "
                                        "would run (ncnn / TVM) and why")
     p.add_argument("model", help="a model file or an exported model.so")
-    p.add_argument("--input", action="append", type=_input_shape, metavar="NAME:1,3,224,224",
+    p.add_argument("--input", action="append", type=cli_types.input_shape, metavar="NAME:1,3,224,224",
                    help="static shape for an input of a model file (not of a model.so)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_inspect)
@@ -371,12 +301,12 @@ def main(argv=None) -> int:
     p.add_argument("input")
     p.add_argument("--output", help="save the outputs: FILE.npz holds each as NAME.npy; a .npy holds the one "
                    "output of a one-output model")
-    p.add_argument("--threads", type=_threads, help="threads (default: the big cores of this machine)")
+    p.add_argument("--threads", type=cli_types.threads, help="threads (default: the big cores of this machine)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--profile", action="store_true",
                    help="then time each ncnn region and TVM function over --repeat runs (as deploy_app --profile)")
-    p.add_argument("--repeat", type=_runs, default=10, help="profiled runs (default 10)")
+    p.add_argument("--repeat", type=cli_types.runs, default=10, help="profiled runs (default 10)")
     p.add_argument("--precision", choices=["fp32", "fp16"],
                    help="run the layers that are not int8 at this precision instead of the exported one")
     p.add_argument("--trust", metavar="KEY.pub", help="refuse model.so unless this public key signed it")
@@ -396,6 +326,9 @@ def main(argv=None) -> int:
     except ModelError as err:
         print(f"tvm-ncnn: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `tvm-ncnn inspect model.so | head`: the reader has what it wanted, as with cat
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
     except OSError as err:  # a file the command reads or writes: one line, not a traceback
         where = f"{err.filename}: " if err.filename else ""
         print(f"tvm-ncnn: error: {where}{err.strerror or err}", file=sys.stderr)
