@@ -87,13 +87,14 @@ void MappedWeights::Release(size_t begin, size_t end) const {
 }
 
 size_t ReleasingReader::read(void* buf, size_t size) const {
-  if (pos_ > released_) {  // a layer starts here: the ones before it are built
-    w_.Release(released_, pos_);
-    // Up to the page boundary at or before pos_: the partial page goes with the next release.
+  if (last_flag_ > released_) {  // the weights before the previous flag are read and, where ncnn does, transformed
+    w_.Release(released_, last_flag_);
+    // Up to the page boundary at or before it: the partial page goes with the next release.
     const uintptr_t base = reinterpret_cast<uintptr_t>(w_.data()), page = PageSize();
-    const uintptr_t boundary = (base + pos_) / page * page;
+    const uintptr_t boundary = (base + last_flag_) / page * page;
     if (boundary > base + released_) released_ = boundary - base;
   }
+  last_flag_ = pos_;
   const size_t n = std::min(size, w_.size() - pos_);
   if (n) std::memcpy(buf, w_.data() + pos_, n);
   pos_ += n;
@@ -107,6 +108,6 @@ size_t ReleasingReader::reference(size_t size, const void** buf) const {
   return size;
 }
 
-void ReleasingReader::ReleaseAll() const { w_.Release(released_, w_.size()); }
+void ReleasingReader::ReleaseAll() const { w_.Release(0, w_.size()); }
 
 }  // namespace tvm_ncnn

@@ -37,23 +37,28 @@ class MappedWeights {
 };
 
 // ncnn reads the weights through this: by reference (ncnn keeps pointers into the mapping where it does not
-// transform a weight). ncnn builds one layer at a time (load_model, then create_pipeline) and reads each layer's
-// main weight after a small read() of its 4-byte type flag; so a read() marks a point where the layers before
-// are built, and everything before it is released. Another weight of the same layer read with a flag of its own
-// (an LSTM's second matrix) may go too early: its pages fault back in from the file, costing time, not memory.
+// transform a weight). ncnn builds one layer at a time (load_model, then create_pipeline) and reads each weight
+// after a small read() of its 4-byte type flag, so a read() marks a point where the weights before the previous
+// flag are done with: a layer's weights are transformed in its create_pipeline, after all its weights (each with
+// its flag) are read. Releasing only up to the flag before the current one keeps a layer's last-but-one weight
+// resident until its pipeline is built (Gemm: B, then its bias C); a weight further back in a layer with more
+// flagged weights may fault back in while the pipeline reads it, and ReleaseAll drops those again at the end, so
+// what stays resident at run time is only what ncnn reads in place.
 class ReleasingReader : public ncnn::DataReader {
  public:
   explicit ReleasingReader(const MappedWeights& weights) : w_(weights) {}
   size_t read(void* buf, size_t size) const override;
   size_t reference(size_t size, const void** buf) const override;
   size_t consumed() const { return pos_; }
-  // Releases everything not yet released (after load_model: the last layers, and whatever was not read).
+  // Releases every page (after load_model: the last layers, what was not read, and what a pipeline faulted back
+  // in after its release; what a layer reads in place at run time faults in again then).
   void ReleaseAll() const;
 
  private:
   const MappedWeights& w_;
   mutable size_t pos_ = 0;
   mutable size_t released_ = 0;  // offset up to which the pages were released, on a page boundary
+  mutable size_t last_flag_ = 0;  // where the previous read() began: the weights before it are done with
 };
 
 }  // namespace tvm_ncnn
