@@ -112,7 +112,7 @@ int Run(const Args& a) {
   const tvm_ncnn::TensorInfo& want = info.inputs[0];
   if (!a.output.empty()) deploy_app::CheckOutputFile(a.output, info);  // .npy for several outputs: before the runs
   // Detectors: decode + NMS + mapping back through the letterbox (tvm_ncnn/detect.h), timed apart from inference.
-  const tvm_ncnn::Postprocess post = tvm_ncnn::ReadPostprocess(info);
+  const tvm_ncnn::Postprocess& post = info.postprocess;
   const bool detector = post.task == "detect" || post.task == "segment" || post.task == "pose";
   if (!detector && (a.score >= 0 || a.iou >= 0 || !a.draw.empty())) {
     throw UsageError{"--score, --iou and --draw are for detectors; model.so records task '" + post.task +

@@ -19,34 +19,7 @@
 
 namespace tvm_ncnn {
 
-// How to read a model's outputs (the metadata's "postprocess" object).
-struct Postprocess {
-  // "" (nothing recorded: an older model.so, or a model export could not recognise), "classify", "detect",
-  // "segment", "pose".
-  std::string task;
-  // detect/segment/pose: the output layout.
-  //   "yolov8":  ultralytics YOLOv8/11 (and v5u): output 0 [1, 4 + classes + extra, anchors], boxes cx,cy,w,h in
-  //              input pixels, class scores already sigmoid; extra = mask coefficients (segment, prototypes in
-  //              output 1 [1, M, H/4, W/4]) or keypoints x,y[,visibility] (pose).
-  //   "yolov5":  output 0 [1, anchors, 5 + classes]: cx,cy,w,h in input pixels, objectness, class scores;
-  //              score = objectness x class score.
-  //   "yolox":   output 0 [1, anchors, 5 + classes] before YOLOX's decode: x,y offsets and log w,h per grid
-  //              cell of each stride, objectness and class scores already sigmoid.
-  //   "picodet": PaddleDetection PicoDet without its post-processing: per stride a score output
-  //              [1, cells, classes] and a box output [1, cells, 4 x (reg_max + 1)] (distance distributions).
-  std::string layout;
-  int classes = 0;             // class count (from the output shapes)
-  double score = 0.25;         // default score threshold: a detection needs score > this
-  double iou = 0.45;           // default NMS threshold: a box overlapping a better one of its class by more goes
-  int max_detections = 300;    // at most this many, best first
-  std::vector<int> strides;    // yolox, picodet: the feature map strides, in the order of the anchors/outputs
-  int keypoints = 0;           // pose: keypoints per detection
-  int keypoint_dims = 0;       // pose: 2 (x, y) or 3 (x, y, visibility)
-};
-
-// The postprocess object of a model.so's metadata (ModelInfo::json). Throws Error naming the field when it is
-// malformed; task "" when the metadata has none.
-Postprocess ReadPostprocess(const ModelInfo& info);
+// What the outputs mean: ModelInfo::postprocess (tvm_ncnn/runtime.h), read from the metadata at load.
 
 struct Keypoint {
   float x = 0, y = 0;      // original image pixels

@@ -75,6 +75,31 @@ struct Preprocess {
   int pad = 114;            // "letterbox": the border's pixel value, 0..255
 };
 
+// How to read a model's outputs (the metadata's "postprocess" object; post-processing is tvm_ncnn/detect.h).
+struct Postprocess {
+  // "" (nothing recorded: an older model.so, or a model export could not recognise), "classify", "detect",
+  // "segment", "pose".
+  std::string task;
+  // detect/segment/pose: the output layout.
+  //   "yolov8":  ultralytics YOLOv8/11 (and v5u): output 0 [1, 4 + classes + extra, anchors], boxes cx,cy,w,h in
+  //              input pixels, class scores already sigmoid; extra = mask coefficients (segment, prototypes in
+  //              output 1 [1, M, H/4, W/4]) or keypoints x,y[,visibility] (pose).
+  //   "yolov5":  output 0 [1, anchors, 5 + classes]: cx,cy,w,h in input pixels, objectness, class scores;
+  //              score = objectness x class score.
+  //   "yolox":   output 0 [1, anchors, 5 + classes] before YOLOX's decode: x,y offsets and log w,h per grid
+  //              cell of each stride, objectness and class scores already sigmoid.
+  //   "picodet": PaddleDetection PicoDet without its post-processing: per stride a score output
+  //              [1, cells, classes] and a box output [1, cells, 4 x (reg_max + 1)] (distance distributions).
+  std::string layout;
+  int classes = 0;             // class count (from the output shapes)
+  double score = 0.25;         // default score threshold: a detection needs score > this
+  double iou = 0.45;           // default NMS threshold: a box overlapping a better one of its class by more goes
+  int max_detections = 300;    // at most this many, best first
+  std::vector<int> strides;    // yolox, picodet: the feature map strides, in the order of the anchors/outputs
+  int keypoints = 0;           // pose: keypoints per detection
+  int keypoint_dims = 0;       // pose: 2 (x, y) or 3 (x, y, visibility)
+};
+
 // What model.so says about itself (stored by the SDK at export time).
 struct ModelInfo {
   std::vector<TensorInfo> inputs;
@@ -87,6 +112,7 @@ struct ModelInfo {
   int ncnn_regions = 0;             // how many subgraphs run in ncnn
   std::string precision = "fp32";   // as exported: "fp32", "fp16" (ncnn's fp16 kernels where the CPU has fp16
                                     // arithmetic), "int8"; "fp32" for files exported before it was recorded
+  Postprocess postprocess;          // how to read the outputs (task "" when none is recorded)
   std::string json;                 // the metadata document exactly as stored in model.so
 };
 

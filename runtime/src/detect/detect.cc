@@ -2,30 +2,13 @@
 // original image's pixels through the ImageTransform the preprocessing reported (letterbox scale and padding).
 #include <algorithm>
 #include <cmath>
-#include <string>
 
 #include "detect/detect_internal.h"
 
 namespace tvm_ncnn {
-namespace {
-
-// The metadata's postprocess object, parsed once per model and thread rather than once per frame: parsing the
-// whole metadata document (labels included) cost more than decoding and NMS of a typical frame together.
-const Postprocess& CachedPostprocess(const ModelInfo& info) {
-  thread_local std::string json;
-  thread_local Postprocess parsed;
-  if (json.empty() || json != info.json) {
-    parsed = ReadPostprocess(info);
-    json = info.json;
-  }
-  return parsed;
-}
-
-}  // namespace
-
 std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
                               const ImageTransform& transform, const DetectOptions& options) {
-  const Postprocess& p = CachedPostprocess(info);
+  const Postprocess& p = info.postprocess;
   if (p.task != "detect" && p.task != "segment" && p.task != "pose") {
     throw Error(p.task.empty() ? "detect: the model is not a detector (model.so records no task; export it with "
                                  "--task detect|segment|pose)"

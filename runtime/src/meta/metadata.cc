@@ -153,6 +153,7 @@ struct MetaReader {
     if (auto labels = Find(root, "labels")) {
       for (const ffi::Any& l : List(*labels, "labels")) info.labels.push_back(Str(l, "labels[]"));
     }
+    if (auto pp = Find(root, "postprocess")) info.postprocess = ParsePostprocess(*pp);
     if (auto n = Find(root, "ncnn_regions")) info.ncnn_regions = static_cast<int>(Int(*n, "ncnn_regions"));
     // Absent before export recorded it: those files ran fp32 unless asked at load, and still do.
     if (auto p = Find(root, "precision")) info.precision = Str(*p, "precision");

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include <tvm/ffi/any.h>
+
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -18,6 +20,9 @@ constexpr int64_t kOldestMetadataFormatVersion = 1;
 // The metadata JSON -> ModelInfo (metadata.cc). Errors read "<where>: <field problem>". Does not compare
 // versions with this runtime; VersionMismatch does.
 ModelInfo ParseMetadata(const std::string& json, const std::string& where);
+
+// The metadata's "postprocess" object (postprocess.cc). Throws Error naming the field when it is malformed.
+Postprocess ParsePostprocess(const tvm::ffi::Any& object);
 
 // "" when model.so was built by the versions this runtime has, else " was built with TVM X, but this runtime
 // uses TVM Y; ..." for the first that differs (versions.cc).

@@ -1,15 +1,15 @@
-// The metadata's "postprocess" object -> Postprocess (runtime/FORMAT.md). Read from ModelInfo::json here rather
-// than in meta/metadata.cc: only post-processing needs it, and a model.so without it still loads and runs.
+// The metadata's "postprocess" object -> Postprocess (runtime/FORMAT.md), parsed with the rest of the metadata
+// (metadata.cc) so that post-processing a frame reads ModelInfo::postprocess instead of the JSON. A model.so
+// without the object loads with task "".
 #include <tvm/ffi/any.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
-#include <tvm/ffi/extra/json.h>
 #include <tvm/ffi/string.h>
 
 #include <optional>
 #include <string>
 
-#include "tvm_ncnn/detect.h"
+#include "meta/metadata.h"
 
 namespace tvm_ncnn {
 namespace {
@@ -41,15 +41,9 @@ int SmallInt(const ffi::Any& v, const char* key, int lo, int hi) {
 
 }  // namespace
 
-Postprocess ReadPostprocess(const ModelInfo& info) {
+Postprocess ParsePostprocess(const ffi::Any& object) {
   Postprocess p;
-  ffi::String err;
-  ffi::Any doc = ffi::json::Parse(ffi::String(info.json), &err);
-  auto root = doc.as<Obj>();
-  if (!err.empty() || !root.has_value()) return p;  // ParseMetadata accepted this JSON; nothing to add
-  auto pp = Find(*root, "postprocess");
-  if (!pp.has_value()) return p;
-  auto obj = (*pp).as<Obj>();
+  auto obj = object.as<Obj>();
   if (!obj.has_value()) throw Error("metadata: postprocess is not an object");
   if (auto v = Find(*obj, "task")) {
     auto s = (*v).as<ffi::String>();
