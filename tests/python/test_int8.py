@@ -46,15 +46,20 @@ def _inputs(n: int, seed: int) -> list[np.ndarray]:
     return out
 
 
+def _calibration_dir(directory, n: int, seed: int, transform=lambda x: x) -> str:
+    """A calibration directory of n .npy inputs (_inputs(n, seed), each through transform), sorted by name."""
+    directory.mkdir()
+    for i, x in enumerate(_inputs(n, seed)):
+        np.save(directory / f"x{i:02d}.npy", transform(x))
+    return str(directory)
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     work = tmp_path_factory.mktemp("int8")
     torch.manual_seed(0)
     onnx_path = zoo.to_onnx(TinyConvNet().eval(), str(work / "tiny.onnx"), (1, 3, 32, 32))
-    data = work / "calib"
-    data.mkdir()
-    for i, x in enumerate(_inputs(10, 3)):
-        np.save(data / f"x{i:02d}.npy", x)
+    data = _calibration_dir(work / "calib", 10, 3)
     fp32 = str(work / "tiny-fp32.so")
     tvm_ncnn.export(onnx_path, fp32, precision="fp32")
     int8 = str(work / "tiny-int8.so")
@@ -230,10 +235,7 @@ def test_two_regions_with_tvm_between(tmp_path):
     """Each region calibrated on the inputs the model really gives it (TVM's erf output for the second)."""
     torch.manual_seed(0)
     onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp_path / "split.onnx"), (1, 3, 32, 32))
-    data = tmp_path / "calib"
-    data.mkdir()
-    for i, x in enumerate(_inputs(5, 4)):
-        np.save(data / f"x{i}.npy", x)
+    data = _calibration_dir(tmp_path / "calib", 5, 4)
     result = tvm_ncnn.export(onnx_path, str(tmp_path / "split.so"), precision="int8", calibration=str(data))
     assert result.report.regions == 2 and len({l["layer"].split("/")[0] for l in result.int8["layers"]}) == 2
     assert result.int8["accuracy"]["outputs"][0]["cosine_min"] >= MIN_COSINE_VS_FP32, result.int8["text"]
@@ -302,9 +304,7 @@ def test_bias_correction_restores_a_channel_int8_rounds_away(tmp_path):
         net[2].weight[:, 1] *= 40.0
     onnx_path = zoo.to_onnx(net, str(tmp_path / "narrow.onnx"), (1, 3, 32, 32))
     data = tmp_path / "calib"
-    data.mkdir()
-    for i, x in enumerate(_inputs(10, 5)):
-        np.save(data / f"x{i:02d}.npy", np.abs(x) * 3)
+    _calibration_dir(data, 10, 5, lambda x: np.abs(x) * 3)
     cosines = {}
     for corrected in (False, True):
         result = tvm_ncnn.export(onnx_path, str(tmp_path / f"m{corrected}.so"), precision="int8",
