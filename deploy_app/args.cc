@@ -1,6 +1,7 @@
 // deploy_app's command line: the usage text and the parsed arguments (args.h).
 #include "args.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cctype>
 #include <cstdlib>
@@ -20,10 +21,17 @@ std::string LowerExtension(const std::string& path) {
   return ext;
 }
 
+std::string JoinNames(const std::vector<std::string>& names, const std::string& sep, const std::string& last) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i == 0 ? "" : i + 1 == names.size() ? last : sep) + names[i];
+  return out;
+}
+
 std::string Usage() {
+  const std::vector<std::string> load = tvm_ncnn::LoadPrecisions();
   return
     "usage: deploy_app model.so INPUT [--threads N] [--repeat N] [--output out.npy|out.npz] [--topk K] [--json]\n"
-    "                  [--precision fp32|fp16] [--profile] [--trust KEY.pub]\n"
+    "                  [--precision " + JoinNames(load, "|", "|") + "] [--profile] [--trust KEY.pub]\n"
     "\n"
     "Runs a tvm-ncnn model.so once on INPUT, then --repeat more times, and prints its outputs (name, shape,\n"
     "dtype), the top-k of the first with labels when it is class scores (a detector's boxes when model.so\n"
@@ -41,7 +49,8 @@ std::string Usage() {
     "  --iou T         detectors: the NMS IoU threshold, 0..1 (default: the one model.so records)\n"
     "  --draw FILE     detectors: write the image with boxes, labels, masks and keypoints to FILE (.jpg/.png)\n"
     "  --json          print one JSON object instead of text\n"
-    "  --precision P   fp32 or fp16 for the layers that are not int8, instead of what the model was exported\n"
+    "  --precision P   " + JoinNames(load, ", ", " or ") +
+    " for the layers that are not int8, instead of what the model was exported\n"
     "                  with; fp16 runs only where the CPU has fp16 arithmetic (Pi 5), fp32 elsewhere\n"
     "  --fp16          the same as --precision fp16\n"
     "  --trust KEY.pub refuse model.so, before loading it, unless KEY signed it (tvm-ncnn export --sign KEY)\n"
@@ -107,14 +116,15 @@ Args ParseArgs(int argc, char** argv) {
       a.json = true;
     } else if (arg == "--precision") {
       a.precision = next();
-      if (a.precision != "fp32" && a.precision != "fp16" && a.precision != "int8") {
-        throw UsageError{"--precision needs fp32, fp16 or int8, got '" + a.precision + "'"};
+      const std::vector<std::string> names = tvm_ncnn::Precisions();
+      if (std::find(names.begin(), names.end(), a.precision) == names.end()) {
+        throw UsageError{"--precision needs " + JoinNames(names, ", ", " or ") + ", got '" + a.precision + "'"};
       }
     } else if (arg == "--trust") {
       a.trust = next();
       if (a.trust.empty()) throw UsageError{"--trust needs a public key file (KEY.pub)"};
     } else if (arg == "--fp16" && !inline_value) {
-      a.precision = "fp16";
+      a.precision = arg.substr(2);  // --fp16 is --precision fp16
     } else if (arg == "--profile" && !inline_value) {
       a.profile = true;
     } else {

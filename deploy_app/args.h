@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace deploy_app {
 
@@ -23,6 +24,8 @@ struct Args {
 std::string Usage();
 // Throws UsageError naming the flag or value at fault.
 Args ParseArgs(int argc, char** argv);
+// "a, b or c" (sep ", ", last " or "), "a|b|c" (both "|"): names from the runtime's tables, as messages list them.
+std::string JoinNames(const std::vector<std::string>& names, const std::string& sep, const std::string& last);
 // ".jpg" for "x/Photo.JPG"; "" without an extension.
 std::string LowerExtension(const std::string& path);
 

@@ -113,10 +113,11 @@ int Run(const Args& a) {
   if (!a.output.empty()) deploy_app::CheckOutputFile(a.output, info);  // .npy for several outputs: before the runs
   // Detectors: decode + NMS + mapping back through the letterbox (tvm_ncnn/detect.h), timed apart from inference.
   const tvm_ncnn::Postprocess& post = info.postprocess;
-  const bool detector = post.task == "detect" || post.task == "segment" || post.task == "pose";
+  const std::vector<std::string> detector_tasks = tvm_ncnn::DetectorTasks();
+  const bool detector = std::find(detector_tasks.begin(), detector_tasks.end(), post.task) != detector_tasks.end();
   if (!detector && (a.score >= 0 || a.iou >= 0 || !a.draw.empty())) {
     throw UsageError{"--score, --iou and --draw are for detectors; model.so records task '" + post.task +
-                     "' (export with --task detect|segment|pose)"};
+                     "' (export with --task " + deploy_app::JoinNames(detector_tasks, "|", "|") + ")"};
   }
   if (!a.draw.empty() && !image) throw UsageError{"--draw needs an image INPUT, not a .npy"};
   tvm_ncnn::ImageTransform where;  // a .npy is the input itself: image = input pixels

@@ -4,6 +4,7 @@
 #include "args.h"
 #include "json.h"
 #include "npz.h"
+#include "tvm_ncnn/detect.h"
 
 namespace deploy_app {
 
@@ -63,7 +64,8 @@ bool ClassScores(const tvm_ncnn::Tensor& output) {
 std::string NotClassScoresLine(const tvm_ncnn::ModelInfo& info, const std::vector<tvm_ncnn::Tensor>& outputs) {
   const tvm_ncnn::Tensor& y = outputs.at(0);
   return "scores   none: output '" + OutputName(info, 0) + "' " + tvm_ncnn::ShapeString(y.shape) + " " + y.dtype +
-         " is not class scores and model.so records no task; export with --task detect|segment|pose to get " +
+         " is not class scores and model.so records no task; export with --task " +
+         JoinNames(tvm_ncnn::DetectorTasks(), "|", "|") + " to get " +
          "boxes, or save the raw outputs with --output " + SuggestedFile(outputs.size()) + "\n";
 }
 

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "mat.h"  // ncnn
+#include "meta/tables.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -24,6 +25,7 @@ struct InputGeometry {
   int height, width;
   float mean[3], norm[3];  // in the model's channel order
   bool bgr;
+  ResizeMode resize;
 };
 
 int Channels(PixelFormat f) {
@@ -94,13 +96,15 @@ InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
   if (pp.color != "RGB" && pp.color != "BGR") {
     throw Error(name + "model preprocess color '" + pp.color + "' is not RGB or BGR");
   }
-  if (pp.resize != "stretch" && pp.resize != "crop" && pp.resize != "letterbox") {
-    throw Error(name + "model preprocess resize '" + pp.resize + "' is not stretch, crop or letterbox");
+  const ResizeRow* mode = FindName(kResizeModes, pp.resize);
+  if (mode == nullptr) {
+    throw Error(name + "model preprocess resize '" + pp.resize + "' is not " +
+                JoinNames(Names(kResizeModes), ", ", " or "));
   }
-  if (pp.resize == "crop" && !(pp.crop_pct >= kMinCropPct && pp.crop_pct <= 1)) {
+  if (mode->id == ResizeMode::kCrop && !(pp.crop_pct >= kMinCropPct && pp.crop_pct <= 1)) {
     throw Error(name + "model preprocess crop_pct " + std::to_string(pp.crop_pct) + " is not in 0.01..1");
   }
-  if (pp.resize == "letterbox" && (pp.pad < 0 || pp.pad > 255)) {
+  if (mode->id == ResizeMode::kLetterbox && (pp.pad < 0 || pp.pad > 255)) {
     throw Error(name + "model preprocess pad " + std::to_string(pp.pad) + " is not a pixel value 0..255");
   }
   if (in.shape[2] * in.shape[3] > kMaxPixels) {
@@ -111,6 +115,7 @@ InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
   g.width = static_cast<int>(in.shape[3]);
   // mean/std are listed R,G,B; input channel c holds R,G,B or B,G,R as `color` says.
   g.bgr = pp.color == "BGR";
+  g.resize = mode->id;
   for (int c = 0; c < 3; ++c) {
     const int rgb = g.bgr ? 2 - c : c;
     if (pp.std[rgb] == 0.f) throw Error(name + "model preprocess std has a zero");
@@ -134,7 +139,7 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   const Preprocess& pp = info.preprocess;
   const int64_t w = width, h = height, W = in.width, H = in.height;
   int64_t rw = W, rh = H, left = 0, top = 0;  // resized size; the resized image's corner on the input
-  if (pp.resize == "crop") {
+  if (in.resize == ResizeMode::kCrop) {
     // Cover th x tw keeping the aspect ratio; the side that needs the larger scale gets its target exactly and
     // the other floor(target * side / this side), as torchvision's Resize(int) does for the longer side.
     const int64_t th = static_cast<int64_t>(std::floor(H / pp.crop_pct));
@@ -148,7 +153,7 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
     }
     left = -RoundHalfEven((rw - W) / 2.0);
     top = -RoundHalfEven((rh - H) / 2.0);
-  } else if (pp.resize == "letterbox") {
+  } else if (in.resize == ResizeMode::kLetterbox) {
     // ultralytics LetterBox: r = min(H/h, W/w), sizes rounded (half to even), the padding split with the odd pixel
     // at the bottom / right.
     const double r = std::min(static_cast<double>(H) / h, static_cast<double>(W) / w);
@@ -218,7 +223,7 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
   std::vector<uint8_t> canvas(static_cast<size_t>(W) * H * 3);
   const size_t cstride = static_cast<size_t>(W) * 3;
   const Preprocess& pp = info.preprocess;
-  if (pp.resize == "crop") {
+  if (in.resize == ResizeMode::kCrop) {
     // Resize the whole image, then cut: cutting first would move the sample points (not torchvision's result).
     const int rw = t.resized_width, rh = t.resized_height;
     std::vector<uint8_t> resized(static_cast<size_t>(rw) * rh * 3);
@@ -228,7 +233,7 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
       const uint8_t* row = resized.data() + (static_cast<size_t>(top + y) * rw + left) * 3;
       std::memcpy(canvas.data() + cstride * y, row, cstride);
     }
-  } else if (pp.resize == "letterbox") {
+  } else if (in.resize == ResizeMode::kLetterbox) {
     std::fill(canvas.begin(), canvas.end(), static_cast<uint8_t>(pp.pad));
     const size_t corner = static_cast<size_t>(t.offset_y) * cstride + static_cast<size_t>(t.offset_x) * 3;
     Resize(src, sw, sh, sstride, canvas.data() + corner, t.resized_width, t.resized_height, cstride);

@@ -56,6 +56,10 @@ struct DetectOptions {
 std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
                               const ImageTransform& transform, const DetectOptions& options = DetectOptions());
 
+// The tasks Detect reads ("detect", "segment", "pose": Postprocess::task of a detector), in the order export
+// lists them, for messages such as "export with --task detect|segment|pose".
+std::vector<std::string> DetectorTasks();
+
 // Writes the image at image_path (JPEG/PNG/BMP) with the detections drawn -- boxes, "label score", masks
 // tinted, keypoints as dots -- to out_path (.jpg/.jpeg or .png). Throws Error on an unreadable image or a path
 // that cannot be written.

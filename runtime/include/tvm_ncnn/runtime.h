@@ -145,6 +145,12 @@ struct ProfileReport {
 // What deploy_app --profile and tvm_ncnn.load(...).profile(x) print.
 std::string FormatProfile(const ProfileReport& report);
 
+// The precision names a model.so may record (ModelInfo::precision): "fp32", "fp16", "int8"; and those of them
+// Options::precision (and deploy_app --precision) may switch any model to: "fp32", "fp16" (the others run only as
+// exported).
+std::vector<std::string> Precisions();
+std::vector<std::string> LoadPrecisions();
+
 struct Options {
   int threads = 0;     // 0: the big cores found on this machine (DetectThreads); at most kMaxThreads
   // "": the precision model.so was exported with (ModelInfo::precision); "fp32" or "fp16" overrides it for the

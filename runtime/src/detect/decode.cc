@@ -1,12 +1,14 @@
-// Raw detector outputs -> candidate boxes in model input pixels, one function per output layout (detect.h
-// Postprocess::layout). Written from each family's description of its head: ultralytics' Detect/Segment/Pose
-// outputs (boxes already decoded by the graph), YOLOv5's, YOLOX's grid decode (paper, sec. 2.1; README export
-// without decode_in_inference) and PicoDet's GFL distance distributions.
+// Raw detector outputs -> candidate boxes in model input pixels, one function per output layout
+// (Postprocess::layout); meta/tables.h kLayouts names each layout's function, and Decode dispatches through it.
+// Written from each family's description of its head: ultralytics' Detect/Segment/Pose outputs (boxes already
+// decoded by the graph), YOLOv5's, YOLOX's grid decode (paper, sec. 2.1; README export without
+// decode_in_inference) and PicoDet's GFL distance distributions.
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "detect/detect_internal.h"
+#include "meta/tables.h"
 
 namespace tvm_ncnn {
 namespace detect {
@@ -34,48 +36,14 @@ void InputSize(const ModelInfo& info, int64_t* h, int64_t* w) {
   *w = info.inputs[0].shape[3];
 }
 
-// ultralytics: [1, 4 + nc + extra, N], one column per anchor; the best class of each column. The classes are
-// rows, so the best class is a running max over whole rows with the anchors in the inner loop (contiguous,
-// vectorized); boxes are read only for the anchors whose best class passes. Ties keep the lower class, as a
-// column-wise argmax does.
-std::vector<Candidate> YoloV8(const std::vector<Tensor>& outputs, const Postprocess& p, float score) {
-  const Tensor& y = Output(outputs, 0, p.layout);
-  if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[1] < 4 + p.classes || p.classes < 1) {
-    BadShape(y, p.layout, "[1, 4 + " + std::to_string(p.classes) + " classes + extra, anchors]");
-  }
-  const int64_t n = y.shape[2];
-  const float* d = y.f32();
-  std::vector<float> best(d + 4 * n, d + 5 * n);
-  std::vector<int> best_class(static_cast<size_t>(n), 0);
-  float* b = best.data();
-  int* bc = best_class.data();
-  for (int c = 1; c < p.classes; ++c) {
-    const float* row = d + (4 + c) * n;
-    for (int64_t a = 0; a < n; ++a) {
-      const bool higher = row[a] > b[a];
-      b[a] = higher ? row[a] : b[a];
-      bc[a] = higher ? c : bc[a];
-    }
-  }
-  std::vector<Candidate> out;
-  for (int64_t a = 0; a < n; ++a) {
-    const float s = b[a];
-    if (!(s > score)) continue;
-    const float cx = d[a], cy = d[n + a], hw = d[2 * n + a] / 2, hh = d[3 * n + a] / 2;
-    out.push_back({cx - hw, cy - hh, cx + hw, cy + hh, s, bc[a], a});
-  }
-  return out;
-}
-
-// [1, N, 5 + nc] rows: YOLOv5 (decoded) and YOLOX (grid offsets, log sizes: decoded here).
+// [1, N, 5 + nc] rows: YOLOv5 (decoded) and YOLOX (`yolox`: grid offsets, log sizes: decoded here).
 std::vector<Candidate> Rows(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
-                            float score) {
+                            float score, bool yolox) {
   const Tensor& y = Output(outputs, 0, p.layout);
   if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[2] != 5 + p.classes) {
     BadShape(y, p.layout, "[1, anchors, 5 + " + std::to_string(p.classes) + " classes]");
   }
   const int64_t n = y.shape[1], cols = y.shape[2];
-  const bool yolox = p.layout == "yolox";
   // YOLOX: anchors run stride by stride, row-major over each stride's grid.
   std::vector<int> anchor_stride;
   std::vector<int64_t> anchor_gx, anchor_gy;
@@ -123,10 +91,56 @@ std::vector<Candidate> Rows(const std::vector<Tensor>& outputs, const ModelInfo&
   return out;
 }
 
+}  // namespace
+
+// ultralytics: [1, 4 + nc + extra, N], one column per anchor; the best class of each column. The classes are
+// rows, so the best class is a running max over whole rows with the anchors in the inner loop (contiguous,
+// vectorized); boxes are read only for the anchors whose best class passes. Ties keep the lower class, as a
+// column-wise argmax does.
+std::vector<Candidate> DecodeYoloV8(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
+                                    float score) {
+  const Tensor& y = Output(outputs, 0, p.layout);
+  if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[1] < 4 + p.classes || p.classes < 1) {
+    BadShape(y, p.layout, "[1, 4 + " + std::to_string(p.classes) + " classes + extra, anchors]");
+  }
+  const int64_t n = y.shape[2];
+  const float* d = y.f32();
+  std::vector<float> best(d + 4 * n, d + 5 * n);
+  std::vector<int> best_class(static_cast<size_t>(n), 0);
+  float* b = best.data();
+  int* bc = best_class.data();
+  for (int c = 1; c < p.classes; ++c) {
+    const float* row = d + (4 + c) * n;
+    for (int64_t a = 0; a < n; ++a) {
+      const bool higher = row[a] > b[a];
+      b[a] = higher ? row[a] : b[a];
+      bc[a] = higher ? c : bc[a];
+    }
+  }
+  std::vector<Candidate> out;
+  for (int64_t a = 0; a < n; ++a) {
+    const float s = b[a];
+    if (!(s > score)) continue;
+    const float cx = d[a], cy = d[n + a], hw = d[2 * n + a] / 2, hh = d[3 * n + a] / 2;
+    out.push_back({cx - hw, cy - hh, cx + hw, cy + hh, s, bc[a], a});
+  }
+  return out;
+}
+
+std::vector<Candidate> DecodeYoloV5(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
+                                    float score) {
+  return Rows(outputs, info, p, score, false);
+}
+
+std::vector<Candidate> DecodeYoloX(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
+                                   float score) {
+  return Rows(outputs, info, p, score, true);
+}
+
 // PicoDet: per stride a score output [1, cells, nc] and a box output [1, cells, 4 (R + 1)]; each side's
 // distance is the expectation of a softmax over R + 1 bins, times the stride, from the cell centre.
-std::vector<Candidate> PicoDet(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
-                               float score) {
+std::vector<Candidate> DecodePicoDet(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
+                                     float score) {
   std::vector<const Tensor*> scores, dists;
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& t = Output(outputs, i, p.layout);
@@ -187,26 +201,12 @@ std::vector<Candidate> PicoDet(const std::vector<Tensor>& outputs, const ModelIn
   return out;
 }
 
-}  // namespace
-
 std::vector<Candidate> Decode(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
                               float score, NmsRule* rule) {
-  *rule = NmsRule();
-  if (p.layout == "yolov8") {
-    rule->max_candidates = 30000;  // ultralytics' max_nms
-    return YoloV8(outputs, p, score);
-  }
-  if (p.layout == "yolov5" || p.layout == "yolox") {
-    if (p.layout == "yolov5") rule->max_candidates = 30000;
-    return Rows(outputs, info, p, score);
-  }
-  if (p.layout == "picodet") {
-    rule->per_class_candidates = 200;
-    rule->per_class_keep = 100;
-    rule->iou_eps = 1e-5f;
-    return PicoDet(outputs, info, p, score);
-  }
-  throw Error("detect: model.so records no detection layout (task '" + p.task + "')");
+  const LayoutRow* layout = FindName(kLayouts, p.layout);
+  if (layout == nullptr) throw Error("detect: model.so records no detection layout (task '" + p.task + "')");
+  *rule = layout->nms;
+  return layout->decode(outputs, info, p, score);
 }
 
 }  // namespace detect

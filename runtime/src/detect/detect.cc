@@ -4,14 +4,16 @@
 #include <cmath>
 
 #include "detect/detect_internal.h"
+#include "meta/tables.h"
 
 namespace tvm_ncnn {
 std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
                               const ImageTransform& transform, const DetectOptions& options) {
   const Postprocess& p = info.postprocess;
-  if (p.task != "detect" && p.task != "segment" && p.task != "pose") {
+  const TaskRow* task = FindName(kTasks, p.task);
+  if (task == nullptr || !task->boxes) {
     throw Error(p.task.empty() ? "detect: the model is not a detector (model.so records no task; export it with "
-                                 "--task detect|segment|pose)"
+                                 "--task " + JoinNames(DetectorTasks(), "|", "|") + ")"
                                : "detect: the model is a " + p.task + " model, not a detector");
   }
   const double score = options.score >= 0 ? options.score : p.score;
@@ -28,11 +30,12 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
   auto image_x = [&](float x) { return std::clamp(static_cast<float>(transform.ToImageX(x)), 0.f, w); };
   auto image_y = [&](float y) { return std::clamp(static_cast<float>(transform.ToImageY(y)), 0.f, h); };
 
-  // Extra channels of yolov8 outputs (segment coefficients, pose keypoints) follow the classes, per anchor.
-  const Tensor* y0 = p.layout == "yolov8" ? &outputs[0] : nullptr;
+  // Extra channels (segment coefficients, pose keypoints) follow the classes, per anchor, in a layout with extras.
+  const LayoutRow* layout = FindName(kLayouts, p.layout);
+  const Tensor* y0 = layout != nullptr && layout->extras ? &outputs[0] : nullptr;
   const int64_t anchors = y0 ? y0->shape[2] : 0, extra = y0 ? y0->shape[1] - 4 - p.classes : 0;
   const Tensor* protos = nullptr;
-  if (p.task == "segment") {
+  if (task->id == Task::kSegment) {
     if (outputs.size() < 2 || outputs[1].shape.size() != 4 || outputs[1].shape[1] != extra ||
         outputs[1].dtype != "float32") {
       throw Error("detect: a segment model needs prototypes [1, " + std::to_string(extra) +
@@ -40,7 +43,7 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
     }
     protos = &outputs[1];
   }
-  if (p.task == "pose" && extra != static_cast<int64_t>(p.keypoints) * p.keypoint_dims) {
+  if (task->id == Task::kPose && extra != static_cast<int64_t>(p.keypoints) * p.keypoint_dims) {
     throw Error("detect: output 0 has " + std::to_string(extra) + " channels after the classes, not " +
                 std::to_string(p.keypoints) + " keypoints x " + std::to_string(p.keypoint_dims));
   }
@@ -58,7 +61,7 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
     d.class_id = c.cls;
     if (c.cls >= 0 && static_cast<size_t>(c.cls) < info.labels.size()) d.label = info.labels[c.cls];
     const float* extras = y0 ? y0->f32() + (4 + p.classes) * anchors + c.anchor : nullptr;
-    if (p.task == "pose") {
+    if (task->id == Task::kPose) {
       for (int k = 0; k < p.keypoints; ++k) {
         const float* kp = extras + static_cast<int64_t>(k) * p.keypoint_dims * anchors;
         Keypoint point;
@@ -73,5 +76,7 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
   }
   return found;
 }
+
+std::vector<std::string> DetectorTasks() { return Names(kTasks, &TaskRow::boxes); }
 
 }  // namespace tvm_ncnn

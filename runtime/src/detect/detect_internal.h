@@ -26,7 +26,8 @@ struct NmsRule {
 };
 
 // Every box scoring above `score` (YOLOX: at least `score`) as the layout says, and the rule its family's NMS
-// follows (decode.cc). Checks the output shapes against the layout, naming both.
+// follows: the layout's row of meta/tables.h kLayouts (decode.cc). Checks the output shapes against the layout,
+// naming both.
 std::vector<Candidate> Decode(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
                               float score, NmsRule* rule);
 

@@ -15,6 +15,7 @@
 
 #include "ffi_util.h"
 #include "meta/metadata.h"
+#include "meta/tables.h"
 #include "tvm_ncnn/detect.h"
 
 namespace tvm_ncnn {
@@ -57,7 +58,7 @@ ffi::Map<ffi::String, ffi::Any> DetectFfi(const ffi::Array<ffi::Tensor>& outputs
     options.iou = iou;
     options.max_detections = static_cast<int>(std::max<int64_t>(-1, std::min<int64_t>(max_detections, 1 << 20)));
     const std::vector<Detection> found = Detect(ys, info, t, options);
-    const bool segment = info.postprocess.task == "segment";
+    const bool segment = info.postprocess.task == NameOf(kTasks, Task::kSegment);
 
     const int64_t n = static_cast<int64_t>(found.size());
     const int64_t k = n ? static_cast<int64_t>(found[0].keypoints.size()) : 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "meta/metadata.h"
+#include "meta/tables.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -100,19 +101,21 @@ struct MetaReader {
   // How the image is fitted to the input (format 2 on); a model.so without the field stretches, as before.
   void Resize(const ffi::Map<ffi::Any, ffi::Any>& p, Preprocess* pp) const {
     if (auto r = Find(p, "resize")) pp->resize = Str(*r, "preprocess.resize");
-    if (pp->resize == "crop") {
+    const ResizeRow* mode = FindName(kResizeModes, pp->resize);
+    if (mode == nullptr) {
+      Bad("field 'preprocess.resize' is '" + pp->resize + "', not " + JoinNames(Names(kResizeModes), ", ", " or "));
+    }
+    if (mode->id == ResizeMode::kCrop) {
       if (auto c = Find(p, "crop_pct")) pp->crop_pct = Number(*c, "preprocess.crop_pct");
       if (!(pp->crop_pct >= 0.01 && pp->crop_pct <= 1)) {
         Bad("field 'preprocess.crop_pct' is " + std::to_string(pp->crop_pct) + ", not in 0.01..1");
       }
-    } else if (pp->resize == "letterbox") {
+    } else if (mode->id == ResizeMode::kLetterbox) {
       if (auto v = Find(p, "pad")) {
         const int64_t pad = Int(*v, "preprocess.pad");
         if (pad < 0 || pad > 255) Bad("field 'preprocess.pad' is " + std::to_string(pad) + ", not 0..255");
         pp->pad = static_cast<int>(pad);
       }
-    } else if (pp->resize != "stretch") {
-      Bad("field 'preprocess.resize' is '" + pp->resize + "', not stretch, crop or letterbox");
     }
   }
 
@@ -157,8 +160,8 @@ struct MetaReader {
     if (auto n = Find(root, "ncnn_regions")) info.ncnn_regions = static_cast<int>(Int(*n, "ncnn_regions"));
     // Absent before export recorded it: those files ran fp32 unless asked at load, and still do.
     if (auto p = Find(root, "precision")) info.precision = Str(*p, "precision");
-    if (info.precision != "fp32" && info.precision != "fp16" && info.precision != "int8") {
-      Bad("field 'precision' is '" + info.precision + "', not fp32, fp16 or int8");
+    if (FindName(kPrecisions, info.precision) == nullptr) {
+      Bad("field 'precision' is '" + info.precision + "', not " + JoinNames(Names(kPrecisions), ", ", " or "));
     }
     return info;
   }

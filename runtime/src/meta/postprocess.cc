@@ -10,6 +10,7 @@
 #include <string>
 
 #include "meta/metadata.h"
+#include "meta/tables.h"
 
 namespace tvm_ncnn {
 namespace {
@@ -50,20 +51,21 @@ Postprocess ParsePostprocess(const ffi::Any& object) {
     if (!s.has_value()) Bad("task is not a string");
     p.task = std::string(*s);
   }
-  if (p.task != "" && p.task != "classify" && p.task != "detect" && p.task != "segment" && p.task != "pose") {
-    Bad("task is '" + p.task + "', not classify, detect, segment or pose");
+  const TaskRow* task = FindName(kTasks, p.task);  // nullptr: none recorded ("")
+  if (task == nullptr && !p.task.empty()) {
+    Bad("task is '" + p.task + "', not " + JoinNames(Names(kTasks), ", ", " or "));
   }
   if (auto v = Find(*obj, "layout")) {
     auto s = (*v).as<ffi::String>();
     if (!s.has_value()) Bad("layout is not a string");
     p.layout = std::string(*s);
   }
-  const bool boxes = p.task == "detect" || p.task == "segment" || p.task == "pose";
-  if (boxes && p.layout != "yolov8" && p.layout != "yolov5" && p.layout != "yolox" && p.layout != "picodet") {
-    Bad("layout is '" + p.layout + "', not yolov8, yolov5, yolox or picodet");
-  }
-  if ((p.task == "segment" || p.task == "pose") && p.layout != "yolov8") {
-    Bad("layout " + p.layout + " has no " + p.task + " outputs (only yolov8 does)");
+  const bool boxes = task != nullptr && task->boxes;
+  const LayoutRow* layout = FindName(kLayouts, p.layout);
+  if (boxes && layout == nullptr) Bad("layout is '" + p.layout + "', not " + JoinNames(Names(kLayouts), ", ", " or "));
+  if (boxes && task->extras && !layout->extras) {
+    Bad("layout " + p.layout + " has no " + p.task + " outputs (only " +
+        JoinNames(Names(kLayouts, &LayoutRow::extras), ", ", " or ") + " does)");
   }
   if (auto v = Find(*obj, "classes")) p.classes = SmallInt(*v, "classes", 1, 1 << 20);
   if (auto v = Find(*obj, "score")) p.score = Number(*v, "score");
@@ -76,14 +78,14 @@ Postprocess ParsePostprocess(const ffi::Any& object) {
     if (!list.has_value()) Bad("strides is not a list");
     for (const ffi::Any& s : *list) p.strides.push_back(SmallInt(s, "strides[]", 1, 4096));
   }
-  if ((p.layout == "yolox" || p.layout == "picodet") && p.strides.empty()) Bad("strides is missing");
+  if (layout != nullptr && layout->strides && p.strides.empty()) Bad("strides is missing");
   if (auto v = Find(*obj, "keypoints")) {
     auto list = (*v).as<ffi::Array<ffi::Any>>();
     if (!list.has_value() || list->size() != 2) Bad("keypoints is not [count, dims]");
     p.keypoints = SmallInt((*list)[0], "keypoints[0]", 1, 100000);
     p.keypoint_dims = SmallInt((*list)[1], "keypoints[1]", 2, 3);
   }
-  if (p.task == "pose" && p.keypoints == 0) Bad("keypoints is missing for a pose model");
+  if (task != nullptr && task->id == Task::kPose && p.keypoints == 0) Bad("keypoints is missing for a pose model");
   if (boxes && p.classes == 0) Bad("classes is missing");
   return p;
 }
