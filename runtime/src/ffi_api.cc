@@ -12,6 +12,8 @@
 //   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn", "metadata_format"} (metadata_format: the
 //       metadata JSON's format_version this runtime reads, which export writes)
 //   tvm_ncnn.limits() -> Map[str, int]  {"max_threads"}
+//   tvm_ncnn.tables() -> Map[str, Array[str]]  {"precisions", "load_precisions", "tasks", "layouts", "resize_modes"}:
+//       the names of meta/tables.h in table order, which the Python SDK's tables must equal
 //   tvm_ncnn.detect_threads() -> int
 //   tvm_ncnn.top_k(output: Tensor, labels: Array[str], k: int) -> Map  {"kind", "description", "index",
 //       "label", "score"} (ScoreTopK: the top-k deploy_app prints)
@@ -31,6 +33,7 @@
 #include "ffi_util.h"
 #include "internal.h"
 #include "meta/metadata.h"
+#include "meta/tables.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -220,6 +223,19 @@ ffi::Map<ffi::String, ffi::String> Versions() {
 
 ffi::Map<ffi::String, int64_t> Limits() { return {{"max_threads", kMaxThreads}}; }
 
+ffi::Map<ffi::String, ffi::Array<ffi::String>> Tables() {
+  auto array = [](const std::vector<std::string>& names) {
+    ffi::Array<ffi::String> out;
+    for (const std::string& n : names) out.push_back(ffi::String(n));
+    return out;
+  };
+  return {{"precisions", array(Names(kPrecisions))},
+          {"load_precisions", array(Names(kPrecisions, &PrecisionRow::load))},
+          {"tasks", array(Names(kTasks))},
+          {"layouts", array(Names(kLayouts))},
+          {"resize_modes", array(Names(kResizeModes))}};
+}
+
 ffi::Map<ffi::String, ffi::Any> TopKFfi(const ffi::Tensor& output, const ffi::Array<ffi::String>& labels, int64_t k) {
   try {
     std::vector<std::string> names(labels.begin(), labels.end());
@@ -249,6 +265,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("tvm_ncnn.load_image", tvm_ncnn::LoadImageFfi)
       .def("tvm_ncnn.versions", tvm_ncnn::Versions)
       .def("tvm_ncnn.limits", tvm_ncnn::Limits)
+      .def("tvm_ncnn.tables", tvm_ncnn::Tables)
       .def("tvm_ncnn.top_k", tvm_ncnn::TopKFfi)
       .def("tvm_ncnn.detect_threads", []() { return static_cast<int64_t>(tvm_ncnn::DetectThreads()); });
 }

@@ -8,8 +8,11 @@
 
 #include <cstdlib>
 #include <initializer_list>
+#include <string>
+#include <vector>
 
 #include "check.h"
+#include "tvm_ncnn/detect.h"
 
 namespace ffi = tvm::ffi;
 
@@ -57,6 +60,29 @@ int main() {
     auto label = r.at("label").cast<ffi::Array<ffi::String>>();
     CHECK(index.size() == 2 && index[0] == 1 && index[1] == 2);
     CHECK(label.size() == 2 && std::string(label[0]) == "b");
+  }
+
+  // The name tables the Python SDK's tables must equal, keys and orders exactly (meta/tables.h).
+  auto tables = ffi::Function::GetGlobal("tvm_ncnn.tables");
+  CHECK(tables.has_value());
+  if (tables) {
+    auto t = (*tables)().cast<ffi::Map<ffi::String, ffi::Array<ffi::String>>>();
+    auto names = [&](const char* key) {
+      std::vector<std::string> out;
+      for (const ffi::String& s : t.at(key)) out.push_back(std::string(s));
+      return out;
+    };
+    using Names = std::vector<std::string>;
+    CHECK(t.size() == 5);
+    CHECK(names("precisions") == (Names{"fp32", "fp16", "int8"}));
+    CHECK(names("load_precisions") == (Names{"fp32", "fp16"}));
+    CHECK(names("tasks") == (Names{"classify", "detect", "segment", "pose"}));
+    CHECK(names("layouts") == (Names{"yolov8", "yolov5", "yolox", "picodet"}));
+    CHECK(names("resize_modes") == (Names{"stretch", "crop", "letterbox"}));
+    // The public functions deploy_app reads them through.
+    CHECK(tvm_ncnn::Precisions() == names("precisions"));
+    CHECK(tvm_ncnn::LoadPrecisions() == names("load_precisions"));
+    CHECK(tvm_ncnn::DetectorTasks() == (Names{"detect", "segment", "pose"}));
   }
 
   const std::string dir = TempDir();
