@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
     const double pre_ms = MsSince(t0);  // one call, decoding included, as deploy_app times it
 
     // The letterbox alone (decoding apart), median of 21: ncnn's calls above, and the runtime's PreprocessImage
-    // (image_preprocess.cc, what model.so's LoadImage runs after decoding) on the same pixels.
+    // (runtime/src/image/preprocess.cc, what model.so's LoadImage runs after decoding) on the same pixels.
     info.preprocess.std = {255.f, 255.f, 255.f};
     info.preprocess.resize = "letterbox";
     tvm_ncnn::Pixels pixels;

@@ -9,10 +9,10 @@
 namespace tvm_ncnn {
 
 // Throws Error("<what> '<path>': <reason>") unless path is an existing, readable regular file.
-// Returns its size in bytes.
+// Returns its size in bytes (io/files.cc).
 int64_t CheckReadableFile(const std::string& path, const char* what);
 
-// The system's memory page size (platform.cc): page-aligned views and page release (zero_copy.cc,
+// The system's memory page size (platform.cc): page-aligned views and page release (io/zero_copy.cc,
 // ncnn/mapped_weights.cc).
 uintptr_t PageSize();
 
@@ -27,7 +27,7 @@ struct RunPrecision {
 };
 RunPrecision ResolvePrecision(const std::string& exported, const Options& options);
 
-// Images (image_preprocess.cc): the model-side checks of PreprocessImage, which LoadImage runs before decoding,
+// Images (image/preprocess.cc): the model-side checks of PreprocessImage, which LoadImage runs before decoding,
 // and PreprocessImage with `where` ("image 'x.jpg'") starting its messages.
 void CheckImageInput(const ModelInfo& info, const std::string& where);
 Tensor PreprocessPixels(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform,

@@ -18,10 +18,10 @@
 #include "format/seal.h"
 #include "format/signature.h"
 #include "internal.h"
+#include "io/zero_copy.h"
 #include "meta/metadata.h"
-#include "profile.h"
+#include "profile/profile.h"
 #include "tvm_ncnn/runtime.h"
-#include "zero_copy.h"
 
 namespace tvm_ncnn {
 

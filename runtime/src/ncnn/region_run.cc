@@ -5,10 +5,10 @@
 #include <cstring>
 #include <sstream>
 
+#include "io/zero_copy.h"
 #include "ncnn/probe.h"
 #include "ncnn/region.h"
 #include "tvm_ncnn/runtime.h"
-#include "zero_copy.h"
 
 namespace tvm_ncnn {
 namespace {

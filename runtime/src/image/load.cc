@@ -1,4 +1,4 @@
-// Image file -> model input: decode with ncnn's simpleocv (stb), then PreprocessPixels (image_preprocess.cc), the
+// Image file -> model input: decode with ncnn's simpleocv (stb), then PreprocessPixels (image/preprocess.cc), the
 // path every image takes. The pixel count is read from the file header first, so a huge (or hostile) image is
 // refused before the decoder allocates for it.
 #include <cstring>

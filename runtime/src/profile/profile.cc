@@ -17,7 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "profile.h"
+#include "profile/profile.h"
 
 namespace tvm_ncnn {
 namespace {

@@ -1,5 +1,5 @@
 // The rule of zero_copy.h, and the allocation that meets it.
-#include "zero_copy.h"
+#include "io/zero_copy.h"
 
 #include <unistd.h>
 
