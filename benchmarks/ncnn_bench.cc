@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "measure.h"  // deploy_app/: the same measurements as deploy_app
 #include "native_net.h"
 
@@ -108,31 +109,21 @@ void SaveNpy(const std::string& path, const ncnn::Mat& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: ncnn_bench model.param model.bin input.npy [--threads N] [--repeat N] "
-                         "[--in in0] [--out out0] [--fp16] [--output out.npy]\n");
-    return 2;
-  }
-  std::string param = argv[1], bin = argv[2], input = argv[3], in_blob = "in0", out_blob = "out0", output;
+  std::string in_blob = "in0", out_blob = "out0", output;
   int threads = 0, repeat = 10;
   bool fp16 = false;
-  for (int i = 4; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--repeat") repeat = std::max(0, std::atoi(next().c_str()));  // 0: one-shot, the first run only
-    else if (a == "--in") in_blob = next();
-    else if (a == "--out") out_blob = next();
-    else if (a == "--fp16") fp16 = true;
-    else if (a == "--output") output = next();
-    else {
-      std::fprintf(stderr, "ncnn_bench: unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
+  const bool parsed = bench_args::Parse(argc, argv,
+      "ncnn_bench model.param model.bin input.npy [--threads N] [--repeat N] [--in in0] [--out out0] [--fp16] "
+      "[--output out.npy]", 3, {
+      {"--threads", [&](const std::string& v) { threads = std::atoi(v.c_str()); }},
+      {"--repeat", [&](const std::string& v) { repeat = std::max(0, std::atoi(v.c_str())); }},  // 0: one-shot
+      {"--in", [&](const std::string& v) { in_blob = v; }},
+      {"--out", [&](const std::string& v) { out_blob = v; }},
+      {"--fp16", [&](const std::string&) { fp16 = true; }, true},
+      {"--output", [&](const std::string& v) { output = v; }},
+  });
+  if (!parsed) return 2;
+  const std::string param = argv[1], bin = argv[2], input = argv[3];
   if (threads <= 0) threads = std::max(1, ncnn::get_big_cpu_count());
   try {
     Npy x = LoadNpy(input);

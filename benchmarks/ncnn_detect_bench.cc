@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "measure.h"  // deploy_app/: the same measurements as deploy_app
 #include "native_net.h"
 
@@ -60,33 +61,23 @@ ncnn::Mat Letterbox(const cv::Mat& bgr, int size, tvm_ncnn::ImageTransform* wher
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: ncnn_detect_bench model.param model.bin photo.jpg --post JSON [--threads N] "
-                         "[--repeat N] [--size 640] [--score S] [--iou I] [--in in0] [--out out0]\n");
-    return 2;
-  }
-  std::string param = argv[1], bin = argv[2], photo = argv[3], in_blob = "in0", out_blob = "out0", post;
+  std::string in_blob = "in0", out_blob = "out0", post;
   int threads = 0, repeat = 10, size = 640;
   tvm_ncnn::DetectOptions opts;
-  for (int i = 4; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--repeat") repeat = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--size") size = std::atoi(next().c_str());
-    else if (a == "--score") opts.score = std::atof(next().c_str());
-    else if (a == "--iou") opts.iou = std::atof(next().c_str());
-    else if (a == "--in") in_blob = next();
-    else if (a == "--out") out_blob = next();
-    else if (a == "--post") post = next();
-    else {
-      std::fprintf(stderr, "ncnn_detect_bench: unknown option %s\n", a.c_str());
-      return 2;
-    }
-  }
+  const bool parsed = bench_args::Parse(argc, argv,
+      "ncnn_detect_bench model.param model.bin photo.jpg --post JSON [--threads N] [--repeat N] [--size 640] "
+      "[--score S] [--iou I] [--in in0] [--out out0]", 3, {
+      {"--threads", [&](const std::string& v) { threads = std::atoi(v.c_str()); }},
+      {"--repeat", [&](const std::string& v) { repeat = std::max(1, std::atoi(v.c_str())); }},
+      {"--size", [&](const std::string& v) { size = std::atoi(v.c_str()); }},
+      {"--score", [&](const std::string& v) { opts.score = std::atof(v.c_str()); }},
+      {"--iou", [&](const std::string& v) { opts.iou = std::atof(v.c_str()); }},
+      {"--in", [&](const std::string& v) { in_blob = v; }},
+      {"--out", [&](const std::string& v) { out_blob = v; }},
+      {"--post", [&](const std::string& v) { post = v; }},
+  });
+  if (!parsed) return 2;
+  const std::string param = argv[1], bin = argv[2], photo = argv[3];
   if (threads <= 0) threads = std::max(1, ncnn::get_big_cpu_count());
   try {
     if (post.empty()) throw std::runtime_error("--post is required (the model.so's postprocess object)");

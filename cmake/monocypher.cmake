@@ -22,21 +22,12 @@ set(_tvm_ncnn_monocypher_dir "monocypher-py-0.0.3/src/monocypher-3.1.2-src")  # 
 
 include(${CMAKE_CURRENT_LIST_DIR}/pypi_file.cmake)
 
-function(tvm_ncnn_monocypher_sdist out)
-  tvm_ncnn_pypi_file(_sdist PROJECT monocypher-py FILE "${TVM_NCNN_MONOCYPHER_SDIST_NAME}"
+macro(tvm_ncnn_monocypher_sdist out)
+  tvm_ncnn_pypi_file(${out} PROJECT monocypher-py FILE "${TVM_NCNN_MONOCYPHER_SDIST_NAME}"
                      SHA256 "${TVM_NCNN_MONOCYPHER_SHA256}" OVERRIDE "${MONOCYPHER_SDIST}" WHAT "monocypher.cmake")
-  set(${out} "${_sdist}" PARENT_SCOPE)
-endfunction()
+endmacro()
 
-if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
-  if(NOT TVM_NCNN_DOWNLOAD_DIR)
-    message(FATAL_ERROR "usage: cmake -DTVM_NCNN_DOWNLOAD_DIR=<dir> [-DTVM_NCNN_PYTHON=<python>] "
-                        "-P cmake/monocypher.cmake")
-  endif()
-  tvm_ncnn_monocypher_sdist(_path)
-  execute_process(COMMAND "${CMAKE_COMMAND}" -E echo "${_path}")
-  return()
-endif()
+tvm_ncnn_pypi_script(tvm_ncnn_monocypher_sdist)  # cmake -P: fetch into the given cache, print the path, stop here
 
 set(MONOCYPHER_SDIST "" CACHE FILEPATH
     "${TVM_NCNN_MONOCYPHER_SDIST_NAME} to use instead of fetching it (sha256 is still checked)")

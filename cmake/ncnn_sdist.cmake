@@ -21,18 +21,9 @@ set(TVM_NCNN_NCNN_SHA256 "ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325
 
 include(${CMAKE_CURRENT_LIST_DIR}/pypi_file.cmake)
 
-function(tvm_ncnn_ncnn_sdist out)
-  tvm_ncnn_pypi_file(_sdist PROJECT ncnn FILE "ncnn-${TVM_NCNN_NCNN_VERSION}.tar.gz" SHA256 "${TVM_NCNN_NCNN_SHA256}"
+macro(tvm_ncnn_ncnn_sdist out)
+  tvm_ncnn_pypi_file(${out} PROJECT ncnn FILE "ncnn-${TVM_NCNN_NCNN_VERSION}.tar.gz" SHA256 "${TVM_NCNN_NCNN_SHA256}"
                      OVERRIDE "${NCNN_SDIST}" WHAT "ncnn_sdist.cmake")
-  set(${out} "${_sdist}" PARENT_SCOPE)
-endfunction()
+endmacro()
 
-# cmake -P: fetch into the given cache and print the path on stdout (message() would go to stderr).
-if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
-  if(NOT TVM_NCNN_DOWNLOAD_DIR)
-    message(FATAL_ERROR "usage: cmake -DTVM_NCNN_DOWNLOAD_DIR=<dir> [-DTVM_NCNN_PYTHON=<python>] "
-                        "-P cmake/ncnn_sdist.cmake")
-  endif()
-  tvm_ncnn_ncnn_sdist(_path)
-  execute_process(COMMAND "${CMAKE_COMMAND}" -E echo "${_path}")
-endif()
+tvm_ncnn_pypi_script(tvm_ncnn_ncnn_sdist)  # cmake -P: fetch into the given cache, print the path

@@ -4,6 +4,9 @@
 #
 #   tvm_ncnn_pypi_file(<var> PROJECT <pypi name> FILE <file name> SHA256 <hex> [OVERRIDE <path>] [WHAT <label>])
 #     -> <var> = path of the verified file
+#   tvm_ncnn_pypi_script(<fetch>)   (at the file scope of a caller that defines <fetch>(<var>), a macro or function)
+#     -> when that caller runs as `cmake -DTVM_NCNN_DOWNLOAD_DIR=<dir> [-DTVM_NCNN_PYTHON=<python>] -P <caller>`:
+#        fetches with <fetch>, prints the path on stdout (the Conan recipe reads it) and ends the script there
 #
 # Where the file comes from, first that applies:
 #   * OVERRIDE <path> (a -D<name>=<path> option of the caller): that file;
@@ -96,4 +99,23 @@ function(tvm_ncnn_pypi_file out)
   file(MAKE_DIRECTORY "${TVM_NCNN_DOWNLOAD_DIR}")
   _tvm_ncnn_pypi_download("${_py}" "${_a_PROJECT}" "${_path}" "${_a_SHA256}" "${_a_WHAT}")
   set(${out} "${_path}" PARENT_SCOPE)
+endfunction()
+
+# The `cmake -P` use of a file that pins one (ncnn_sdist.cmake, monocypher.cmake). A macro: its return() ends the
+# caller's script, and CMAKE_CURRENT_LIST_FILE is the caller's.
+macro(tvm_ncnn_pypi_script fetch)
+  if(CMAKE_SCRIPT_MODE_FILE STREQUAL CMAKE_CURRENT_LIST_FILE)
+    _tvm_ncnn_pypi_print(${fetch})
+    return()
+  endif()
+endmacro()
+
+function(_tvm_ncnn_pypi_print fetch)
+  get_filename_component(_script "${CMAKE_SCRIPT_MODE_FILE}" NAME)
+  if(NOT TVM_NCNN_DOWNLOAD_DIR)
+    message(FATAL_ERROR "usage: cmake -DTVM_NCNN_DOWNLOAD_DIR=<dir> [-DTVM_NCNN_PYTHON=<python>] "
+                        "-P cmake/${_script}")
+  endif()
+  cmake_language(CALL ${fetch} _path)
+  execute_process(COMMAND "${CMAKE_COMMAND}" -E echo "${_path}")  # stdout: message() would go to stderr
 endfunction()
