@@ -27,6 +27,7 @@
 
 #include "cpu.h"
 #include "mat.h"
+#include "meta/metadata.h"  // runtime/src: ParseMetadata
 #include "net.h"
 #include "simpleocv.h"
 #include "tvm_ncnn/detect.h"
@@ -81,10 +82,15 @@ int main(int argc, char** argv) {
   if (threads <= 0) threads = std::max(1, ncnn::get_big_cpu_count());
   try {
     if (post.empty()) throw std::runtime_error("--post is required (the model.so's postprocess object)");
-    // What Detect reads of a model: the input's shape and the metadata's postprocess object.
-    tvm_ncnn::ModelInfo info;
-    info.inputs.push_back({"in0", {1, 3, size, size}, "float32"});
-    info.json = "{\"postprocess\": " + post + "}";
+    // What Detect reads of a model: the input's shape and the metadata's postprocess object, parsed as the runtime
+    // parses a model.so's metadata at load (into ModelInfo::postprocess).
+    const std::string side = std::to_string(size);
+    const std::string input =
+        "{\"name\": \"in0\", \"shape\": [1, 3, " + side + ", " + side + "], \"dtype\": \"float32\"}";
+    tvm_ncnn::ModelInfo info = tvm_ncnn::ParseMetadata(
+        "{\"format_version\": " + std::to_string(tvm_ncnn::kMetadataFormatVersion) + ", \"tvm_version\": \"\", " +
+            "\"inputs\": [" + input + "], \"outputs\": [], \"postprocess\": " + post + "}",
+        "--post");
 
     auto t0 = std::chrono::steady_clock::now();
     cv::Mat bgr = cv::imread(photo, cv::IMREAD_COLOR);
