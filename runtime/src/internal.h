@@ -22,7 +22,7 @@ void CheckThreads(int64_t threads);
 // The precision a model runs at (precision.cc): `name` as Model::precision() reports it, and whether ncnn's fp16
 // storage/arithmetic options are on. Throws Error for a precision the model cannot run at.
 struct RunPrecision {
-  std::string name = "fp32";
+  std::string name;  // set by ResolvePrecision from the names of meta/tables.h kPrecisions
   bool fp16 = false;
 };
 RunPrecision ResolvePrecision(const std::string& exported, const Options& options);
