@@ -5,7 +5,7 @@ for native ncnn (benchmarks/ncnn_bench.cc, cross-built) and model.so (the aarch6
                                              [--photos DIR]
 
 With --photos (calibration photos, JPEG/PNG) also int8: model.so exported --precision int8 for the Pi, and as
-native ncnn that export's own int8 ncnn graph (the region's .param/.bin, as quantize.py writes it) in ncnn_bench
+native ncnn that export's own int8 ncnn graph (the region's .param/.bin, as ncnn/quantize.py writes it) in ncnn_bench
 -- the same int8 layers without the runtime's int8 chains (runtime/src/ncnn/int8_chain.h). The int8 rows end
 with their ratio to the fp32 row of the same system and CPU (fp32 / int8 instructions; > 1: fewer).
 
@@ -94,7 +94,7 @@ def prepare_int8(name: str, onnx_path: str, photos: str, work: Path) -> dict:
     and its ncnn region's int8 .param/.bin when the model is one region (bench_int8.regions_written)."""
     import tvm_ncnn
     from tvm_ncnn import zoo
-    from tvm_ncnn.int8_export import Calibration
+    from tvm_ncnn.int8.calibrate import Calibration
 
     from bench_int8 import regions_written
 
@@ -109,7 +109,7 @@ def prepare_int8(name: str, onnx_path: str, photos: str, work: Path) -> dict:
         if len(region.inputs) == 1 and len(region.outputs) == 1:
             m["int8_param"], m["int8_bin"] = str(work / f"{name}-int8.param"), str(work / f"{name}-int8.bin")
             Path(m["int8_param"]).write_text(region.param)
-            Path(m["int8_bin"]).write_bytes(bytes(region.weights))
+            Path(m["int8_bin"]).write_bytes(bytes(region.graph.serialize()[1]))
             m["int8_blobs"] = ["--in", region.inputs[0], "--out", region.outputs[0]]
     return m
 

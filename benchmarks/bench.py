@@ -10,7 +10,7 @@ For each model of the suite and each thread count, in one run:
                   tvm-ncnn's own overhead (ratio_to_native_ncnn).
   native-ncnn-py  the pnnx network in the ncnn PyPI wheel (a second reference: another build of ncnn)
   tvm-alone       model.so exported with --no-offload (everything compiled by TVM, with the default schedules of
-                  tvm_ncnn/tvm_schedules.py), run by deploy_app
+                  tvm_ncnn/compile/schedules.py), run by deploy_app
   tvm-alone-unscheduled  the same exported with TVM_NCNN_SCHEDULES=0 (TVM's unscheduled code): only when named
                   in --systems; slow, so it runs --tvm-repeat times per round
   onnxruntime     the ONNX model in onnxruntime (CPU provider)
@@ -61,7 +61,7 @@ from bench_systems import DEFAULT_SYSTEMS, INT8_SYSTEMS, ROOT, SYSTEMS, check_bu
 from bench_threads import threads_study
 
 SUITE = ["mobilenetv2", "resnet18", "squeezenet", "shufflenetv2", "efficientnet-lite0", "alexnet"]
-# the modern families (tvm_ncnn/zoo_modern.py): --models modern, or any of their names
+# the modern families (tvm_ncnn/zoo/modern.py): --models modern, or any of their names
 MODERN = ["vit_tiny_patch16_224", "mobilevit_xs", "efficientformerv2_s0", "convnext_femto", "edgenext_x_small",
           "fastvit_t8", "levit_128s", "efficientvit_m0", "yolov8n", "yolo11n"]
 QUICK = ["squeezenet", "mobilenetv2"]
@@ -70,7 +70,7 @@ QUICK = ["squeezenet", "mobilenetv2"]
 ROW_FIELDS = ["model", "threads", "system", "p50_ms", "p90_ms", "rss_mb", "steady_rss_mb", "load_ms", "first_ms",
               "runs", "rounds", "max_rel_err", "wait_policy"]
 # OpenMP (libgomp) settings per --wait-policy; onnxruntime's own pool is told the same.
-from tvm_ncnn.native import spin_counts  # noqa: E402
+from tvm_ncnn.runtime.native import spin_counts  # noqa: E402
 
 # GOMP_SPINCOUNT and TVM_THREAD_POOL_SPIN_COUNT as deploy_app sets them on this machine, from their one owner (the
 # runtime's thread policy, runtime/src/threads/thread_policy.cc), read without loading the runtime here.

@@ -56,7 +56,7 @@ def yolov8n(anchors: int | None, seed: int = 0):
     every class bias shifted alike so that `anchors` anchors' best class passes SCORE on the photo (None: all)."""
     import torch
 
-    from tvm_ncnn import zoo_modern
+    from tvm_ncnn.zoo import modern as zoo_modern
 
     model, _ = zoo_modern.torch_model("yolov8n", seed)  # the zoo's 320x320 input: here 640x640, 8400 anchors
     shape = (1, 3, 640, 640)
@@ -88,7 +88,7 @@ def prepare(case: str, anchors: int | None, workdir: Path) -> dict:
     import torch
 
     import tvm_ncnn
-    from tvm_ncnn import zoo_modern
+    from tvm_ncnn.zoo import modern as zoo_modern
 
     d = workdir / case
     d.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def prepare(case: str, anchors: int | None, workdir: Path) -> dict:
 def thread_env() -> dict:
     """Both systems in deploy_app's threading environment (the runtime's spin counts, as bench.py's default
     --wait-policy): native ncnn would otherwise spin libgomp's long default and the two would not compare."""
-    from tvm_ncnn.native import spin_counts
+    from tvm_ncnn.runtime.native import spin_counts
 
     gomp, tvm = spin_counts()
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TVM_NUM_THREADS",

@@ -2,7 +2,7 @@
 
   tvm-ncnn-int8     model.so exported --precision int8, calibrated on the photos (KL, as export does by default),
                     preprocessed as the zoo says the model was trained; run by deploy_app
-  native-ncnn-int8  that export's int8 ncnn graph (the region's .param/.bin, int8_scale_term 1 as quantize.py
+  native-ncnn-int8  that export's int8 ncnn graph (the region's .param/.bin, int8_scale_term 1 as ncnn/quantize.py
                     writes it) run by ncnn_bench, the same vendored ncnn: ncnn as anyone would run the graph. Only
                     for a model that is one ncnn region with one input and one output (what ncnn_bench takes).
                     The difference to tvm-ncnn-int8 is the runtime's own int8 handling (int8_chain.h) plus its
@@ -33,7 +33,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 def regions_written():
     """The ncnn regions codegen writes while inside, by symbol (the last write wins: an int8 export runs codegen
     for the fp32 calibration model first, then for the int8 one)."""
-    from tvm_ncnn import codegen
+    from tvm_ncnn.ncnn import codegen
 
     seen: dict = {}
     original = codegen.region_module
@@ -61,7 +61,7 @@ def prepare_int8(m: dict, photos: str, workdir: Path) -> None:
     bench_models.prepare."""
     import tvm_ncnn
     from tvm_ncnn import zoo
-    from tvm_ncnn.int8_export import Calibration
+    from tvm_ncnn.int8.calibrate import Calibration
 
     spec = zoo.MODELS[m["name"]]
     safe = m["name"].replace("-", "_")
@@ -80,7 +80,7 @@ def prepare_int8(m: dict, photos: str, workdir: Path) -> None:
             m["int8_param"] = str(workdir / f"{safe}_int8.param")
             m["int8_bin"] = str(workdir / f"{safe}_int8.bin")
             Path(m["int8_param"]).write_text(region.param)
-            Path(m["int8_bin"]).write_bytes(bytes(region.weights))
+            Path(m["int8_bin"]).write_bytes(bytes(region.graph.serialize()[1]))
             m["int8_in"], m["int8_out"] = region.inputs[0], region.outputs[0]
 
     # The same photos as tensors, as model.so preprocesses them, for onnxruntime's calibration.

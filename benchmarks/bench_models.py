@@ -48,7 +48,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool, tvm_unscheduled: bool = F
         with quiet(sys.stdout):
             zoo.to_onnx(module, onnx_path, shape)
     else:  # the modern families (timm, ultralytics)
-        from tvm_ncnn import zoo_modern
+        from tvm_ncnn.zoo import modern as zoo_modern
 
         module, shape = zoo_modern.torch_model(name)
         with quiet(sys.stdout):
@@ -69,7 +69,7 @@ def prepare(name: str, workdir: Path, tvm_alone: bool, tvm_unscheduled: bool = F
         m["tvm_so"] = tvm_ncnn.export(onnx_path, str(workdir / f"{safe}_tvm.so"), offload=False).path
         m["tvm_export_s"] = time.perf_counter() - start
     if tvm_unscheduled:
-        from tvm_ncnn import tvm_schedules
+        from tvm_ncnn.compile import schedules as tvm_schedules
 
         start = time.perf_counter()
         saved = os.environ.get(tvm_schedules.ENV)

@@ -7,7 +7,7 @@
 Accuracy: the photos (DESIGN.md: matplotlib's, scikit-learn's and scikit-image's sample images, as
 benchmarks/precision_accuracy.py takes them) are split into --folds folds; for each, the model is exported int8
 calibrated on the other folds' photos and compared with the fp32 export on the held-out fold (export's own
-report, int8_export.py), so every photo is judged by a model that never saw it. Reported over all photos:
+report, int8/calibrate.py), so every photo is judged by a model that never saw it. Reported over all photos:
 top-1 agreement, top-5 set agreement, lowest cosine similarity.
 --onnxruntime: the reference for what int8 reaches elsewhere, onnxruntime_int8.py: onnxruntime's own static
 int8 (QDQ, per-channel weights) calibrated MinMax and Entropy on the same folds, against onnxruntime fp32.
@@ -38,7 +38,7 @@ def p50(model_so: str, photo: str, threads: int, repeat: int) -> float:
 def main() -> int:
     import tvm_ncnn
     from tvm_ncnn import zoo
-    from tvm_ncnn.int8_export import Calibration
+    from tvm_ncnn.int8.calibrate import Calibration
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", required=True)

@@ -41,7 +41,7 @@ step "installing the SDK and its pinned dependencies into .venv"
 .venv/bin/pip install -q --no-deps -r sdk_python/requirements-nodeps.txt
 .venv/bin/pip install -q --no-deps -e sdk_python
 # tvm-ncnn tune: MetaSchedule crashes serializing IR with the pinned apache-tvm-ffi; tuning runs with this one
-# first on its path (sdk_python/tvm_ncnn/tuning.py)
+# first on its path (sdk_python/tvm_ncnn/cli/tune.py)
 [ -d .venv/tvm-ncnn-tune-ffi/tvm_ffi ] || \
   .venv/bin/pip install -q --no-deps --target .venv/tvm-ncnn-tune-ffi apache-tvm-ffi==0.1.14.post1
 

@@ -26,17 +26,23 @@ from .errors import ModelError  # noqa: E402
 # Exporting needs TVM's compiler (hundreds of MB once imported); running a model.so needs only the runtime, and
 # reading one (`tvm-ncnn inspect`) neither: tvm_ffi alone imports torch when it is installed (over a second).
 # Each side is imported on first use, so `tvm_ncnn.load` in an application stays small and inspect stays quick.
-_LAZY = {"load": "model", "LoadedModel": "model", "export": "exporter", "ExportResult": "exporter", "Preprocess": "exporter", "import_model": "frontend",
-         "PartitionReport": "placement", "inspect": "inspection", "read_metadata": "inspection"}
+_LAZY = {"load": "runtime.model", "LoadedModel": "runtime.model", "export": "exporter.api",
+         "ExportResult": "exporter.api", "Preprocess": "meta.preprocess", "import_model": "frontend.importer",
+         "PartitionReport": "partition.placement", "Task": "meta.postprocess", "inspect": "inspection", "read_metadata": "format.describe"}
+# Modules reached as attributes of the package (tvm_ncnn.signing.verify(...)) without importing them by hand.
+_MODULES = {"signing": "format.signing", "zoo": "zoo"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tvm_ncnn' has no attribute {name!r}")
+    elif name in _MODULES:
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
+    else:
+        raise AttributeError(f"module 'tvm_ncnn' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-__all__ = ["export", "load", "inspect", "read_metadata", "import_model", "Preprocess", "ExportResult", "LoadedModel",
-           "PartitionReport", "ModelError", "__version__"]
+__all__ = ["export", "load", "inspect", "read_metadata", "import_model", "Preprocess", "Task", "ExportResult",
+           "LoadedModel", "PartitionReport", "ModelError", "__version__"]

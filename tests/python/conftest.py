@@ -32,7 +32,7 @@ def tvm_reference(onnx_path: str, x: np.ndarray) -> np.ndarray:
     import tvm
     from tvm import relax
 
-    from tvm_ncnn.frontend import import_model
+    from tvm_ncnn.frontend.importer import import_model
 
     executable = tvm.compile(import_model(onnx_path).mod, target=tvm.target.Target({"kind": "llvm"}))
     vm = relax.VirtualMachine(executable, tvm.cpu())

@@ -24,7 +24,7 @@ import torch
 import tvm_ncnn
 from tvm_ncnn import zoo
 from tvm_ncnn.errors import ModelError
-from tvm_ncnn.targets import get_target
+from tvm_ncnn.compile.targets import get_target
 
 from conftest import DEPLOY_APP, ROOT, max_rel_error, onnxruntime_run
 from nets import SplitByUnsupported

@@ -9,8 +9,8 @@ import torch
 
 import tvm_ncnn
 from tvm_ncnn import zoo
-from tvm_ncnn.codegen import convert_region
-from tvm_ncnn.partition import partition, region_vars
+from tvm_ncnn.ncnn.codegen import convert_region
+from tvm_ncnn.partition.regions import partition, region_vars
 
 from conftest import max_rel_error, onnxruntime_run
 

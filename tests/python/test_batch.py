@@ -14,8 +14,8 @@ from torch import nn
 
 import tvm_ncnn
 from tvm_ncnn import zoo
-from tvm_ncnn.exporter import TvmFallbackWarning
-from tvm_ncnn.frontend import DefaultBatchWarning
+from tvm_ncnn.compile.lower import TvmFallbackWarning
+from tvm_ncnn.frontend.importer import DefaultBatchWarning
 
 from conftest import max_rel_error
 from nets import TinyConvNet
@@ -137,7 +137,7 @@ def test_cli_prints_the_default_batch_as_one_note(tmp_path):
 def test_what_counts_as_a_batch():
     """The leading axis of inputs of rank 2 or more, shared by all, up to batch.MAX_IMAGES (main is unrolled):
     a rank-1 input's only axis (ONNX's node tests feed [10000]) is not a batch of images."""
-    from tvm_ncnn.batch import MAX_IMAGES, batch_of
+    from tvm_ncnn.partition.batch import MAX_IMAGES, batch_of
 
     assert batch_of([[4, 3, 32, 32]]) == 4 and batch_of([[4, 3, 8], [4, 2]]) == 4
     assert batch_of([[10000]]) == 1 and batch_of([[4, 3], [2, 3]]) == 1 and batch_of([[4, 3], [4]]) == 1

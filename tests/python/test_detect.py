@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
 import tvm_ncnn  # noqa: E402
-from tvm_ncnn import zoo_modern  # noqa: E402
+from tvm_ncnn.zoo import modern as zoo_modern  # noqa: E402
 
 PHOTO = Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"  # 512 x 600
 
@@ -220,7 +220,7 @@ def test_yolox_decode(tmp_path):
     onnx_path = tmp_path / "yolox_head.onnx"
     torch.onnx.export(head, (torch.randn(1, 3, 128, 128),), str(onnx_path), dynamo=False, opset_version=17)
     so = tmp_path / "yolox.so"
-    tvm_ncnn.export(str(onnx_path), so, task=tvm_ncnn.tasks.Task("detect", layout="yolox", score=0.3))
+    tvm_ncnn.export(str(onnx_path), so, task=tvm_ncnn.Task("detect", layout="yolox", score=0.3))
     model = tvm_ncnn.load(so, threads=1)
     assert model.info["postprocess"]["strides"] == [8, 16, 32]
     x = np.random.default_rng(0).uniform(0, 255, (1, 3, 128, 128)).astype(np.float32)

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 import tvm_ncnn
-from tvm_ncnn import native, zoo
+from tvm_ncnn import zoo
+from tvm_ncnn.runtime import native
 
 from conftest import run_deploy_app
 from nets import TinyConvNet

@@ -1,4 +1,4 @@
-"""`tvm-ncnn inspect model.so` reads model.so's bytes, never loads it (sdk_python/tvm_ncnn/model_file.py): a model
+"""`tvm-ncnn inspect model.so` reads model.so's bytes, never loads it (sdk_python/tvm_ncnn/format/model_file.py): a model
 exported for a Pi inspects on the x86 workstation; --json; --input refused for a model.so; files without the
 partition report or with a version-1 metadata module still read; a changed metadata byte is refused; --version."""
 
@@ -13,7 +13,8 @@ import sys
 import pytest
 
 import tvm_ncnn
-from tvm_ncnn import model_file, zoo
+from tvm_ncnn import zoo
+from tvm_ncnn.format import model_file
 
 from nets import TinyConvNet
 

@@ -19,9 +19,11 @@ import pytest
 import torch
 
 import tvm_ncnn
-from tvm_ncnn import calibration, quantize, zoo
+from tvm_ncnn import zoo
+from tvm_ncnn.int8 import accuracy, calibration
+from tvm_ncnn.ncnn import quantize
 from tvm_ncnn.errors import ModelError
-from tvm_ncnn.int8_export import Calibration
+from tvm_ncnn.int8.calibrate import Calibration
 
 from nets import SplitByUnsupported, TinyConvNet
 
@@ -90,7 +92,7 @@ def test_int8_export_records_layers_and_reports_accuracy(work):
     model = tvm_ncnn.load(work["int8"], threads=1)
     assert model.precision == "int8"
     got, ref = model.single(work["x"]), tvm_ncnn.load(work["fp32"], threads=1).single(work["x"])
-    assert calibration.cosine(got, ref) >= MIN_COSINE_VS_FP32
+    assert accuracy.cosine(got, ref) >= MIN_COSINE_VS_FP32
     assert not np.array_equal(got, ref)  # int8 really ran
     assert os.path.getsize(work["int8"]) < os.path.getsize(work["fp32"])  # int8 weights are stored as int8
 
@@ -269,7 +271,7 @@ def test_int8_under_qemu_agrees_with_the_host(work, cpu, tmp_path):
     err = float(np.abs(got - host).max() / np.abs(host).max())
     tolerance = ARM_VS_HOST_INT8 if cpu == "cortex-a72" else 2e-2  # a76: the fp32 layers run fp16 there
     assert err <= tolerance, f"{cpu}: int8 differs from the host's int8 by {err:.2e} x max"
-    assert calibration.cosine(got, fp32) >= MIN_COSINE_VS_FP32
+    assert accuracy.cosine(got, fp32) >= MIN_COSINE_VS_FP32
 
 
 # ---- issue 14: what EfficientNet-Lite0's accuracy was lost to
@@ -294,7 +296,7 @@ def test_clip_bounded_blobs_are_scaled_by_absmax_not_clipped():
 def test_bias_correction_restores_a_channel_int8_rounds_away(tmp_path):
     """Per-tensor input scales round a narrow channel to a constant; a later layer's large weight on it turned
     that into an output shift (EfficientNet-Lite0's first depthwise conv alone took the output cosine to 0.94).
-    int8_bias.py measures the shift per channel and takes it off the bias."""
+    int8/bias.py measures the shift per channel and takes it off the bias."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU6(), torch.nn.Conv2d(4, 4, 3, padding=1),
                               torch.nn.Flatten(), torch.nn.Linear(4 * 32 * 32, 10)).eval()

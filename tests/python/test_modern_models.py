@@ -2,7 +2,7 @@
 attention, a ConvNeXt and YOLO detectors (detect, segment, pose). Each runs through model.so equal to
 onnxruntime, with (nearly) all its FLOPs in ncnn, in no more ncnn layers than pnnx writes for the same ONNX.
 
-These are variants other than the ones the converters were developed on (tvm_ncnn/zoo_modern.py lists both):
+These are variants other than the ones the converters were developed on (tvm_ncnn/zoo/modern.py lists both):
 a user's model is never the one in the test."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import tvm_ncnn
-from tvm_ncnn import zoo_modern
-from tvm_ncnn.codegen import convert_region
-from tvm_ncnn.partition import partition, region_vars
+from tvm_ncnn.zoo import modern as zoo_modern
+from tvm_ncnn.ncnn.codegen import convert_region
+from tvm_ncnn.partition.regions import partition, region_vars
 
 from conftest import max_rel_error
 

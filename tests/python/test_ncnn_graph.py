@@ -7,8 +7,8 @@ import struct
 
 import numpy as np
 
-from tvm_ncnn.graph_passes import run_passes
-from tvm_ncnn.ncnn_graph import NcnnGraph, shape_params
+from tvm_ncnn.ncnn.passes import run_passes
+from tvm_ncnn.ncnn.graph import NcnnGraph, shape_params
 
 
 def test_shape_params_map_outermost_to_c():

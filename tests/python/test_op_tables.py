@@ -7,7 +7,8 @@ from __future__ import annotations
 import pathlib
 import re
 
-from tvm_ncnn import graph_passes, ops
+from tvm_ncnn.ncnn import ops
+from tvm_ncnn.ncnn import passes as graph_passes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

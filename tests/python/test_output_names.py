@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import tvm_ncnn
-from tvm_ncnn.frontend import _output_names
+from tvm_ncnn.frontend.importer import _output_names
 
 from conftest import max_rel_error, run_deploy_app
 

@@ -12,9 +12,9 @@ from tvm import relax
 
 import tvm_ncnn
 from tvm_ncnn import zoo
-from tvm_ncnn.codegen import convert_region
-from tvm_ncnn.exporter import TvmFallbackWarning
-from tvm_ncnn.partition import partition, region_vars, report
+from tvm_ncnn.ncnn.codegen import convert_region
+from tvm_ncnn.compile.lower import TvmFallbackWarning
+from tvm_ncnn.partition.regions import partition, region_vars, report
 
 from conftest import max_rel_error, onnxruntime_run
 from nets import ShuffleBlock, SplitByUnsupported

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 import tvm_ncnn
-from tvm_ncnn import exporter, zoo
+from tvm_ncnn import zoo
+from tvm_ncnn.exporter import build
+from tvm_ncnn.format import describe as inspection
 from tvm_ncnn.errors import ModelError
 
 from conftest import run_deploy_app
@@ -98,13 +100,8 @@ def test_cli_export_run_and_inspect(tiny, tmp_path):
 
 def test_a_file_without_precision_runs_fp32(tiny, tmp_path, monkeypatch):
     """model.so files exported before precision was recorded keep loading, as fp32."""
-    class WithoutPrecision(dict):
-        def __setitem__(self, key, value):
-            if key != "precision":
-                super().__setitem__(key, value)
-
-    real = exporter._metadata
-    monkeypatch.setattr(exporter, "_metadata", lambda *a: WithoutPrecision(real(*a)))
+    real = build._metadata
+    monkeypatch.setattr(build, "_metadata", lambda *a: {k: v for k, v in real(*a).items() if k != "precision"})
     so = str(tmp_path / "old.so")
     tvm_ncnn.export(tiny["onnx"], so)
     assert "precision" not in tvm_ncnn.read_metadata(so)
@@ -112,4 +109,4 @@ def test_a_file_without_precision_runs_fp32(tiny, tmp_path, monkeypatch):
     assert model.precision == "fp32"
     text = run_deploy_app(so, tiny["input"], "--repeat", "1").stdout
     assert "precision fp32 (as exported)" in text, text
-    assert "precision  fp32" in tvm_ncnn.inspection.describe_text(tvm_ncnn.inspection.describe(so))
+    assert "precision  fp32" in inspection.describe_text(inspection.describe(so))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tvm_ncnn
-from tvm_ncnn.exporter import TvmFallbackWarning
+from tvm_ncnn.compile.lower import TvmFallbackWarning
 from tvm_ncnn import zoo
 from tvm_ncnn.errors import ModelError
 

@@ -20,9 +20,10 @@ import pytest
 import torch
 
 import tvm_ncnn
-from tvm_ncnn import signing, zoo
+from tvm_ncnn import zoo
+from tvm_ncnn.format import signing
 from tvm_ncnn.errors import ModelError
-from tvm_ncnn.inspection import describe
+from tvm_ncnn.format.describe import describe
 
 from conftest import ROOT, run_deploy_app
 

@@ -11,8 +11,8 @@ import torch
 
 import tvm_ncnn
 from tvm_ncnn import zoo
-from tvm_ncnn.codegen import convert_region
-from tvm_ncnn.partition import partition, region_vars
+from tvm_ncnn.ncnn.codegen import convert_region
+from tvm_ncnn.partition.regions import partition, region_vars
 
 from conftest import max_rel_error, onnxruntime_run
 from transformer_nets import ConvAttentionHybrid, TinyViT
@@ -55,7 +55,7 @@ def test_token_rows_keep_values_without_offload(exported, tmp_path):
     import tvm
     from tvm import relax
 
-    from tvm_ncnn.unit_batch import restore_unit_batch
+    from tvm_ncnn.frontend.unit_batch import restore_unit_batch
 
     onnx_path, _, shape = exported
     mod = restore_unit_batch(tvm_ncnn.import_model(onnx_path).mod)

@@ -1,4 +1,4 @@
-"""Tuning (tuning.py) and the RPC path (rpc.py, deploy_app/rpc_server.cc), with few trials so that CI stays short.
+"""Tuning (tune/search.py, compile/tuning_db.py) and the RPC path (tune/rpc.py, deploy_app/rpc_server.cc), with few trials so that CI stays short.
 
 The whole board path runs on this machine: TVM's RPC tracker on 127.0.0.1, the aarch64 bundle's
 tvm_ncnn_rpc_server under qemu-aarch64 joining it as 'rpi4', `tvm-ncnn tune --target rpi4` measuring two
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from tvm_ncnn.errors import ModelError
-from tvm_ncnn.targets import get_target
-from tvm_ncnn.tuning import TUNING_FILE, check_tuning_dir
+from tvm_ncnn.compile.targets import get_target
+from tvm_ncnn.compile.tuning_db import TUNING_FILE, check_tuning_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = Path(os.environ.get("TVM_NCNN_AARCH64_BUILD_DIR", ROOT / "build" / "aarch64")) / "tvm-ncnn-aarch64" / \

@@ -20,7 +20,9 @@ import pytest
 from onnx import TensorProto, helper
 
 import tvm_ncnn
-from tvm_ncnn import ModelError, native, runtime_functions
+from tvm_ncnn import ModelError
+from tvm_ncnn.compile import runtime_functions
+from tvm_ncnn.runtime import native
 
 from conftest import ROOT, deploy_app_output, max_rel_error, onnxruntime_run
 
@@ -194,7 +196,7 @@ def test_export_refuses_a_vm_call_the_runtime_lacks(work):
 def test_runtime_loads_before_and_after_tvm():
     """Both TVM's libtvm_runtime_extra.so and the runtime offer tvm.contrib.sort.*; a name registered twice aborts.
     The runtime first (tvm_ncnn.load needs no TVM), then `import tvm` (an export in the same process)."""
-    code = ("from tvm_ncnn import native; native.library_path(); import tvm, tvm_ffi; "
+    code = ("from tvm_ncnn.runtime import native; native.library_path(); import tvm, tvm_ffi; "
             "print(tvm_ffi.get_global_func('tvm.contrib.sort.topk') is not None)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=str(ROOT), env={**os.environ})

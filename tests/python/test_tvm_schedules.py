@@ -1,4 +1,4 @@
-"""The default CPU schedules (tvm_ncnn/tvm_schedules.py) change how fast TVM's code runs, never what it computes,
+"""The default CPU schedules (tvm_ncnn/compile/schedules.py) change how fast TVM's code runs, never what it computes,
 and never whether a model exports.
 
 Small ONNX graphs of ops that stay in TVM, with awkward shapes (sizes no vector width divides, rank 1 to 5,
@@ -18,9 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
 import tvm_ncnn
-from tvm_ncnn import tvm_schedules
-from tvm_ncnn.frontend import import_model
-from tvm_ncnn.targets import get_target
+from tvm_ncnn.compile import schedules as tvm_schedules
+from tvm_ncnn.frontend.importer import import_model
+from tvm_ncnn.compile.targets import get_target
 
 from conftest import max_rel_error
 

@@ -165,7 +165,7 @@ def test_corrupted_tvm_part_is_refused_by_the_seal(models, tmp_path, where):
 
 
 def test_seal_is_idempotent_and_optional(models, tmp_path):
-    import tvm_ncnn.native as native
+    from tvm_ncnn.runtime import native
 
     sealed = models["classifier"]["so"].read_bytes()
     (tmp_path / "again.so").write_bytes(sealed)
@@ -197,7 +197,7 @@ def test_files_with_weights_in_the_module_still_load(models, tmp_path, monkeypat
     import numpy as np
 
     import tvm_ncnn
-    from tvm_ncnn import weights_section
+    from tvm_ncnn.exporter import weights_section
 
     monkeypatch.setattr(weights_section, "addons", lambda executable, workdir: [])  # what export did before
     old = tmp_path / "v2.so"
@@ -257,7 +257,7 @@ def test_repeat_0_is_the_first_run_only(models):
 def test_ncnn_region_source_is_its_graph(models):
     """InspectSource of an ncnn module loaded from model.so is the region's ncnn graph (.param text)."""
     import tvm_ffi
-    from tvm_ncnn import native
+    from tvm_ncnn.runtime import native
 
     native.library_path()  # registers the module loaders
     found, stack = [], [tvm_ffi.load_module(str(models["two_regions"]["so"]))]

@@ -1,0 +1,5 @@
+"""The tvm-ncnn command (main.py); each command's own work in a module beside it."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,91 @@
+"""What a model.so holds, read from its bytes (model_file.py) and never loaded, so a model.so exported for
+another CPU describes here too: `tvm-ncnn inspect model.so` and tvm_ncnn.read_metadata."""
+
+from __future__ import annotations
+
+from ..meta.precision import describe as precision_text
+from ..meta.preprocess import resize_text
+from ..partition.placement import PartitionReport
+from . import model_file
+
+
+def read_metadata(path) -> dict:
+    """The metadata JSON stored in a model.so (runtime/FORMAT.md), read from the file's bytes: the file is not
+    loaded, so this works for a model exported for another CPU."""
+    return model_file.read(path).metadata
+
+
+def describe(path) -> dict:
+    """`tvm-ncnn inspect model.so --json`: the metadata, plus "file" (path, size, ELF machine, sealed) and
+    "labels_count"."""
+    found = model_file.read(path)
+    info = {"file": {"path": found.path, "size_bytes": found.size, "machine": found.machine, "sealed": found.sealed,
+                     "signed_by": found.signed_by}}
+    info.update(found.metadata)
+    info["labels_count"] = len(found.metadata.get("labels", []))
+    return info
+
+
+def _tensors(specs: list[dict]) -> str:
+    return "; ".join(f"'{s.get('name')}' [{','.join(map(str, s.get('shape', [])))}] {s.get('dtype')}" for s in specs)
+
+
+def _task_text(post: dict | None) -> str:
+    """The metadata's postprocess as one line: task, layout, thresholds (and strides, keypoints)."""
+    if not post:
+        return "none recorded (deploy_app prints the top-k of output 0)"
+    if post.get("task") != "detect" and "layout" not in post:
+        return post.get("task", "?")
+    text = (f"{post['task']} ({post['layout']}, {post.get('classes', '?')} classes; score > {post['score']:g}, "
+            f"NMS iou {post['iou']:g}, at most {post.get('max_detections', 300)}")
+    if "strides" in post:
+        text += f"; strides {','.join(map(str, post['strides']))}"
+    if "keypoints" in post:
+        text += f"; keypoints {post['keypoints'][0]}x{post['keypoints'][1]}"
+    return text + ")"
+
+
+def describe_text(info: dict) -> str:
+    """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
+    f = info["file"]
+    pre = info.get("preprocess", {})
+    numbers = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
+    # Files exported before precision was recorded run fp32 unless asked at load (--precision fp16).
+    precision = precision_text(info.get("precision", "fp32"))
+    lines = [
+        ("model.so", f"{f['path']} ({f['size_bytes'] / 1e6:.1f} MB, ELF {f['machine']}, "
+                     f"{'sealed' if f['sealed'] else 'no seal'}"
+                     + (f", signed by {f['signed_by']}: --trust checks it" if f.get("signed_by") else "") + ")"),
+        ("target", f"{info.get('target', '?')} ({info.get('triple', '?')})"),
+        ("inputs", _tensors(info.get("inputs", []))),
+        ("outputs", _tensors(info.get("outputs", []))),
+        ("preprocess", f"{pre.get('color', 'RGB')}, mean {numbers(pre.get('mean', []))}, "
+                       f"std {numbers(pre.get('std', []))} (pixel units)"),
+        ("resize", resize_text(pre)),
+        ("labels", str(info["labels_count"])),
+        ("task", _task_text(info.get("postprocess"))),
+        ("precision", str(precision)),
+        ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "
+                     f"ncnn {info.get('ncnn_version', '?')}"),
+    ]
+    if "partition" in info:
+        report = PartitionReport.from_json(info["partition"])
+        lines.append(("partition", f"{report.regions} ncnn region(s), {report.ncnn_ops}/{len(report.ops)} ops, "
+                                   f"{100 * report.ncnn_flops_share:.1f}% of FLOPs in ncnn"))
+    else:
+        lines.append(("partition", "not recorded (exported before model.so stored it)"))
+    text = "\n".join(f"{key:<11}{value}" for key, value in lines)
+    return text + ("\n" + _int8_text(info["int8"]) if info.get("int8") else "")
+
+
+def _int8_text(int8: dict) -> str:
+    """Each layer ncnn could run int8 and the precision it got (int8/calibrate.py's record)."""
+    layers = int8.get("layers", [])
+    n = sum(1 for layer in layers if layer.get("precision") == "int8")
+    head = (f"{'int8':<11}{int8.get('method', '?')} calibration on {int8.get('calibration_files', '?')} file(s) "
+            f"({int8.get('held_out_files', '?')} held out): {n} of {len(layers)} layers int8, the rest fp32")
+    width = max((len(layer["layer"]) for layer in layers), default=5)
+    rows = [f"  {layer['layer']:<{width}}  {layer['type']:<21}{layer['precision']:<6}"
+            + (f"input scale {layer['scale']:.6g}" if "scale" in layer else layer.get("why", ""))
+            for layer in layers]
+    return "\n".join([head, *rows])

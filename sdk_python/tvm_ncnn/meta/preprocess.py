@@ -1,0 +1,99 @@
+"""Preprocess: how deploy_app, load_image and C++ PreprocessImage turn an image into the model's input, as stored in
+model.so's metadata (runtime/FORMAT.md "preprocess"). The runtime applies it; this module only checks and records
+it, and refuses the usual mistakes early: mean/std written in 0..1 units, an unknown resize mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ModelError
+
+RESIZE_MODES = ("stretch", "crop", "letterbox")
+DEFAULT_CROP_PCT = 0.875  # timm's default (224 from 256)
+DEFAULT_PAD = 114         # ultralytics' letterbox gray
+MIN_CROP_PCT = 0.01       # the runtime's bound (image/preprocess.cc kMinCropPct)
+
+
+def parse_resize(spec: str) -> dict:
+    """'stretch' | 'crop[:PCT]' | 'letterbox[:PAD]' -> the metadata's fields, e.g. {"resize": "crop", "crop_pct":
+    0.875}. PCT: the share of the resized image the centre crop keeps (0.01..1); PAD: the border's pixel value."""
+    mode, _, arg = str(spec).partition(":")
+    usage = "use stretch, crop[:PCT] (e.g. crop:0.875) or letterbox[:PAD] (e.g. letterbox:114)"
+    if mode not in RESIZE_MODES:
+        raise ModelError(f"resize '{spec}' is not a resize mode: {usage}")
+    if mode == "stretch":
+        if arg:
+            raise ModelError(f"resize '{spec}': stretch takes no value; {usage}")
+        return {"resize": "stretch"}
+    if mode == "crop":
+        try:
+            pct = float(arg) if arg else DEFAULT_CROP_PCT
+        except ValueError:
+            pct = -1.0
+        if not MIN_CROP_PCT <= pct <= 1:
+            raise ModelError(f"resize '{spec}': the crop share must be a number from {MIN_CROP_PCT} to 1 "
+                             f"(e.g. crop:0.875, timm's crop_pct)")
+        return {"resize": "crop", "crop_pct": pct}
+    try:
+        pad = int(arg) if arg else DEFAULT_PAD
+    except ValueError:
+        pad = -1
+    if not 0 <= pad <= 255:
+        raise ModelError(f"resize '{spec}': the letterbox border must be a whole pixel value 0..255 (e.g. "
+                         f"letterbox:114)")
+    return {"resize": "letterbox", "pad": pad}
+
+
+def resize_text(pre: dict) -> str:
+    """The resize fields of a metadata 'preprocess' as a person reads them (inspect, errors)."""
+    mode = pre.get("resize", "stretch")
+    if mode == "crop":
+        pct = pre.get("crop_pct", DEFAULT_CROP_PCT)
+        return f"crop:{pct:g} (shorter side to the input size / {pct:g}, centre cut; bilinear)"
+    if mode == "letterbox":
+        pad = pre.get("pad", DEFAULT_PAD)
+        return f"letterbox:{pad} (fit whole, border value {pad}; bilinear)"
+    return "stretch (to the input size; bilinear)"
+
+
+def check_pixel_units(mean, std) -> None:
+    """Refuse mean/std that look like 0..1 units (torchvision's 0.485,0.456,0.406 / 0.229,0.224,0.225): the runtime
+    subtracts them from 0..255 pixel values, so such a model would run on inputs 255 times too large, silently. A
+    std of at most 1 that is not the default 1, or a mean within 0..1 that is not the default 0, is such a value:
+    in pixel units they scale the input up or shift it by less than one level, which no trained model asks for."""
+    std_units = all(s <= 1 for s in std) and any(s != 1 for s in std)
+    mean_units = all(0 <= m <= 1 for m in mean) and any(m != 0 for m in mean)
+    if not (std_units or mean_units):
+        return
+    text = lambda values: ",".join(f"{float(v):g}" for v in values)  # noqa: E731
+    fixed_mean = [m * 255 for m in mean] if mean_units else mean
+    fixed_std = [s * 255 for s in std] if std_units else std
+    raise ModelError(f"mean {text(mean)} / std {text(std)} look like 0..1 units, but they apply to pixel values "
+                     f"0..255: use --mean {text(fixed_mean)} --std {text(fixed_std)} (Python: Preprocess(mean=..., "
+                     f"std=...) with the same numbers)")
+
+
+@dataclass
+class Preprocess:
+    """How an image becomes the model's input: resize ('stretch', 'crop[:PCT]', 'letterbox[:PAD]'), then
+    (pixel - mean) / std per channel with pixels 0..255, channels in `color` order. mean and std are listed R,G,B."""
+
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    color: str = "RGB"
+    resize: str = "stretch"
+
+    def __post_init__(self):
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ModelError(f"mean and std take 3 values (R,G,B), got {list(self.mean)} and {list(self.std)}")
+        if any(s == 0 for s in self.std):
+            raise ModelError(f"std {list(self.std)} has a zero")
+        if self.color not in ("RGB", "BGR"):
+            raise ModelError(f"color order '{self.color}' is not RGB or BGR")
+        check_pixel_units(self.mean, self.std)
+        parse_resize(self.resize)
+
+    def to_json(self) -> dict:
+        """The metadata's "preprocess" object (runtime/FORMAT.md)."""
+        return {"mean": list(map(float, self.mean)), "std": list(map(float, self.std)), "color": self.color,
+                **parse_resize(self.resize)}

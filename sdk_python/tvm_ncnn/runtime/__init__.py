@@ -1,0 +1,1 @@
+"""Running a model.so in this process: the native runtime library, load(), images, detection post-processing."""
