@@ -1,4 +1,4 @@
-// Detect for Python (tvm_ncnn.load(...).detect, tvm_ncnn/detect.py), the same implementation deploy_app runs:
+// Detect for Python (tvm_ncnn.load(...).detect, tvm_ncnn/runtime/detect.py), the same implementation deploy_app runs:
 //
 //   tvm_ncnn.detect(outputs: Array[Tensor], info_json: str, transform: Map (ImageTransform's fields),
 //                   score: float, iou: float, max_detections: int)   (< 0: the model's default)

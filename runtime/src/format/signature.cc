@@ -167,7 +167,7 @@ tvm_ncnn::Ed25519Seed SeedFromBytes(const tvm::ffi::Bytes& b) {
 
 }  // namespace
 
-// For the SDK (sdk_python/tvm_ncnn/signing.py): it reads and writes the key files, the runtime does the crypto.
+// For the SDK (sdk_python/tvm_ncnn/format/signing.py): it reads and writes the key files, the runtime does the crypto.
 TVM_FFI_STATIC_INIT_BLOCK() {
   namespace refl = tvm::ffi::reflection;
   using tvm::ffi::Bytes;

@@ -1,6 +1,6 @@
 // int8 chains: an int8 convolution whose only reader is another int8 convolution hands it int8 instead of fp32.
 //
-// The exported int8 layers (int8_scale_term 1, sdk_python/tvm_ncnn/quantize.py) each quantize their fp32 input
+// The exported int8 layers (int8_scale_term 1, sdk_python/tvm_ncnn/ncnn/quantize.py) each quantize their fp32 input
 // and write fp32 output. Between two such layers that is a dequantize pass, an fp32 blob four times the size
 // through memory, and a quantize pass -- measured on x86 (MobileNetV2, 1 thread) it cost more than the int8
 // arithmetic saved, so int8 ran slower than fp32. ncnn's own requantize form (int8_scale_term > 100, the output

@@ -8,7 +8,7 @@
 //            weights are a symbol of model.so, read in place by ncnn (ncnn/mapped_weights.h). Older files hold
 //            them in the module's bytes: the module keeps the loader's bytes (no copy) only until the net is
 //            built, ncnn copying the weights.
-//   exported with tvm_ncnn.external_weights (sdk_python/tvm_ncnn/weights_section.py): writes version 3.
+//   exported with tvm_ncnn.external_weights (sdk_python/tvm_ncnn/export/weights_section.py): writes version 3.
 //   built    once, on the first tvm_ncnn.configure or the first call of <symbol>.
 //   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed); calls are serialized by a mutex.
 #include <tvm/ffi/cast.h>

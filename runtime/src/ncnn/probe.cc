@@ -1,4 +1,4 @@
-// int8 calibration support (sdk_python/tvm_ncnn/calibration.py drives it):
+// int8 calibration support (sdk_python/tvm_ncnn/int8/calibration.py drives it):
 //   tvm_ncnn.probe_start(["<symbol>/<blob>", ...])  regions of any model run from now on also copy out those
 //                                                   blobs (the fp32 activations a layer's int8 scale is set from)
 //   tvm_ncnn.probe_take() -> {"<symbol>/<blob>": Tensor}   what the runs since the last take collected

@@ -1,5 +1,5 @@
 // The thread policy's C interface (thread_policy.cc): what the runtime library and libtvm_ncnn_threads.so both
-// export. Python calls it through ctypes (sdk_python/tvm_ncnn/native.py); C++ applications use
+// export. Python calls it through ctypes (sdk_python/tvm_ncnn/runtime/native.py); C++ applications use
 // tvm_ncnn::CoordinateThreads (runtime.h) instead.
 #pragma once
 

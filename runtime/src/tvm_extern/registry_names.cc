@@ -1,5 +1,5 @@
 // tvm_ncnn_global_function_names(): every global function name this process has, one per line. Export asks it of
-// the runtime library loaded alone in a child process (sdk_python/tvm_ncnn/runtime_functions.py) to refuse a model
+// the runtime library loaded alone in a child process (sdk_python/tvm_ncnn/compile/runtime_functions.py) to refuse a model
 // that calls a function deploy_app would not find. A plain C symbol, called through ctypes: the child then needs no
 // tvm_ffi Python package, whose import also imports torch where it is installed (over a second, per export).
 #include <tvm/ffi/function.h>

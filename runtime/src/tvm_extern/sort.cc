@@ -16,7 +16,7 @@
 //
 // `import tvm` loads TVM's copies (libtvm_runtime_extra.so) into a Python process, and registering a global name
 // twice aborts the process. So these register only where the name is free, and the SDK loads TVM's library
-// before this one whenever TVM is installed (native.py), so that whichever comes second finds the name taken.
+// before this one whenever TVM is installed (tvm_ncnn/runtime/native.py), so that whichever comes second finds the name taken.
 #include <tvm/ffi/any.h>
 #include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/error.h>
