@@ -9,7 +9,6 @@ then the median is taken, so load on a shared machine that comes and goes hits e
 
 from __future__ import annotations
 
-import functools
 import random
 import statistics
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_report import cell
+from bench_report import print_rows
 from bench_systems import command, run_one
 
 # The systems a one-shot comparison needs by default: the product, its reference and the other runtime.
@@ -73,16 +72,8 @@ def one_shot(m: dict, threads: int, systems: list[str], runs: int, env: dict, wo
 
 
 def print_one_shot(rows: list[dict]) -> None:
-    header = (f"{'model':18s} {'thr':>3s} {'system':12s} {'load ms':>8s} {'first ms':>8s} {'l+f ms':>8s} "
-              f"{'x native':>8s} {'peak MB':>8s} {'x native':>8s} {'proc ms':>8s} {'x native':>8s} {'rel err':>8s}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        if "error" in r:
-            print(f"{r['model']:18s} {r['threads']:3d} {r['system']:12s} cannot run: {r['error'][:80]}")
-            continue
-        f = functools.partial(cell, r)
-        print(f"{r['model']:18s} {r['threads']:3d} {r['system']:12s} {f('load_ms', '8.1f')} {f('first_ms', '8.1f')} "
-              f"{f('load_first_ms', '8.1f')} {f('load_first_ratio', '8.2f')} {f('rss_mb', '8.1f')} "
-              f"{f('peak_rss_ratio', '8.2f')} {f('process_ms', '8.1f')} {f('process_ratio', '8.2f')} "
-              f"{f('max_rel_err', '8.1e')}")
+    print_rows(rows, 12, [("load ms", "load_ms", "8.1f"), ("first ms", "first_ms", "8.1f"),
+                          ("l+f ms", "load_first_ms", "8.1f"), ("x native", "load_first_ratio", "8.2f"),
+                          ("peak MB", "rss_mb", "8.1f"), ("x native", "peak_rss_ratio", "8.2f"),
+                          ("proc ms", "process_ms", "8.1f"), ("x native", "process_ratio", "8.2f"),
+                          ("rel err", "max_rel_err", "8.1e")])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from bench_systems import SYSTEMS
 
 
@@ -13,22 +11,26 @@ def cell(row: dict, key: str, fmt: str) -> str:
     return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-".rjust(len(format(0, fmt)))
 
 
-def print_table(rows: list[dict]) -> None:
-    header = (f"{'model':18s} {'thr':>3s} {'system':21s} {'p50 ms':>9s} {'p90 ms':>9s} {'x native':>8s} "
-              f"{'x wheel':>7s} {'x ort':>7s} {'peak MB':>8s} {'steady MB':>9s} {'load ms':>8s} {'first ms':>8s} "
-              f"{'rel err':>8s}")
+def print_rows(rows: list[dict], system_width: int, columns: list[tuple[str, str, str]]) -> None:
+    """A table of model, threads, system, then (title, key, format) columns; a row that could not run says why."""
+    header = f"{'model':18s} {'thr':>3s} {'system':{system_width}s} " + " ".join(
+        f"{title:>{len(format(0, fmt))}s}" for title, _, fmt in columns)
     print(header)
     print("-" * len(header))
     for r in rows:
+        lead = f"{r['model']:18s} {r['threads']:3d} {r['system']:{system_width}s}"
         if "error" in r:
-            print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} cannot run: {r['error'][:80]}")
-            continue
-        f = functools.partial(cell, r)
-        print(f"{r['model']:18s} {r['threads']:3d} {r['system']:21s} {f('p50_ms', '9.2f')} {f('p90_ms', '9.2f')} "
-              f"{f('ratio_to_native_ncnn', '8.3f')} {f('ratio_to_ncnn_wheel', '7.3f')} "
-              f"{f('ratio_to_onnxruntime', '7.2f')} {f('rss_mb', '8.1f')} "
-              f"{f('steady_rss_mb', '9.1f')} {f('load_ms', '8.1f')} {f('first_ms', '8.1f')} "
-              f"{f('max_rel_err', '8.1e')}")
+            print(f"{lead} cannot run: {r['error'][:80]}")
+        else:
+            print(lead + " " + " ".join(cell(r, key, fmt) for _, key, fmt in columns))
+
+
+def print_table(rows: list[dict]) -> None:
+    print_rows(rows, 21, [("p50 ms", "p50_ms", "9.2f"), ("p90 ms", "p90_ms", "9.2f"),
+                          ("x native", "ratio_to_native_ncnn", "8.3f"), ("x wheel", "ratio_to_ncnn_wheel", "7.3f"),
+                          ("x ort", "ratio_to_onnxruntime", "7.2f"), ("peak MB", "rss_mb", "8.1f"),
+                          ("steady MB", "steady_rss_mb", "9.1f"), ("load ms", "load_ms", "8.1f"),
+                          ("first ms", "first_ms", "8.1f"), ("rel err", "max_rel_err", "8.1e")])
 
 
 def plot(rows: list[dict], path: str) -> None:

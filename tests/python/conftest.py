@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,12 @@ def tvm_reference(onnx_path: str, x: np.ndarray) -> np.ndarray:
     executable = tvm.compile(import_model(onnx_path).mod, target=tvm.target.Target({"kind": "llvm"}))
     vm = relax.VirtualMachine(executable, tvm.cpu())
     return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def tvm_ncnn_cli(*args) -> subprocess.CompletedProcess:
+    """The tvm-ncnn command, as `python -m tvm_ncnn.cli` with this interpreter."""
+    return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
 
 
 def run_deploy_app(model_so: str, input_path: str, *extra: str, check: bool = True):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,13 +11,8 @@ import torch
 import tvm_ncnn
 from tvm_ncnn import zoo
 
-from conftest import max_rel_error, onnxruntime_run, run_deploy_app
+from conftest import max_rel_error, onnxruntime_run, run_deploy_app, tvm_ncnn_cli
 from nets import SplitByUnsupported, TinyConvNet
-
-
-def tvm_ncnn_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_export_inspect_run(tmp_path):

@@ -16,14 +16,10 @@ import tvm_ncnn
 from tvm_ncnn import zoo
 from tvm_ncnn.format import model_file
 
+from conftest import tvm_ncnn_cli
 from nets import TinyConvNet
 
 CROSS_CXX = shutil.which("aarch64-linux-gnu-g++")
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +32,7 @@ def exported(tmp_path_factory):
     for target in ("host", "rpi4"):
         if target == "rpi4" and CROSS_CXX is None:
             continue
-        done = cli("export", onnx_path, "-o", work / f"{target}.so", "--target", target, "--labels",
+        done = tvm_ncnn_cli("export", onnx_path, "-o", work / f"{target}.so", "--target", target, "--labels",
                    work / "labels.txt", "--mean", "127,127,127", "--std", "128,128,128", "--color", "BGR")
         assert done.returncode == 0, done.stderr
         paths[target] = work / f"{target}.so"
@@ -47,7 +43,7 @@ def exported(tmp_path_factory):
 def test_inspect_reads_any_target_without_loading(exported, target):
     if target not in exported:
         pytest.skip("no aarch64-linux-gnu-g++ to export for rpi4")
-    done = cli("inspect", exported[target])
+    done = tvm_ncnn_cli("inspect", exported[target])
     assert done.returncode == 0, done.stderr  # before: a dlopen error for the aarch64 file
     text = done.stdout
     machine, triple = ("aarch64", "aarch64-linux-gnu") if target == "rpi4" else ("x86_64", "x86_64-linux-gnu")
@@ -57,7 +53,7 @@ def test_inspect_reads_any_target_without_loading(exported, target):
                    "nn.conv2d"):
         assert needle in text, f"{needle!r} not in:\n{text}"
 
-    info = json.loads(cli("inspect", exported[target], "--json").stdout)
+    info = json.loads(tvm_ncnn_cli("inspect", exported[target], "--json").stdout)
     assert info["target"] == target and info["triple"] == triple
     assert info["file"]["machine"] == machine and info["file"]["sealed"] is True
     assert info["labels_count"] == 10 and info["labels"][3] == "class-3"
@@ -70,12 +66,12 @@ def test_inspect_reads_any_target_without_loading(exported, target):
 
 def test_inspect_json_of_a_model_to_export(tmp_path):
     onnx_path = zoo.to_onnx(TinyConvNet().eval(), str(tmp_path / "t.onnx"), (1, 3, 32, 32))
-    info = json.loads(cli("inspect", onnx_path, "--json").stdout)
+    info = json.loads(tvm_ncnn_cli("inspect", onnx_path, "--json").stdout)
     assert info["partition"]["regions"] == 1 and info["source"] == onnx_path
 
 
 def test_inspect_refuses_input_for_a_model_so(exported):
-    done = cli("inspect", exported["host"], "--input", "input:1,3,64,64")
+    done = tvm_ncnn_cli("inspect", exported["host"], "--input", "input:1,3,64,64")
     assert done.returncode == 2  # before: --input silently ignored
     assert done.stderr.startswith("tvm-ncnn: error: --input") and len(done.stderr.splitlines()) == 1
 
@@ -103,7 +99,7 @@ def test_old_files_stay_readable(exported, tmp_path):
     old = json.loads(text)
     del old["partition"]  # exported before the report was stored
     (tmp_path / "old.so").write_bytes(_with_json(data, json.dumps(old)))
-    done = cli("inspect", tmp_path / "old.so")
+    done = tvm_ncnn_cli("inspect", tmp_path / "old.so")
     assert done.returncode == 0, done.stderr
     assert "no seal" in done.stdout and "partition  not recorded" in done.stdout
 
@@ -123,7 +119,7 @@ def test_damaged_files_are_refused_in_one_line(exported, tmp_path):
     (tmp_path / "cut.so").write_bytes(exported["host"].read_bytes()[:2000])
     for name, needle in (("flipped.so", "fails its checksum"), ("notelf.so", "not an ELF"),
                          ("cut.so", "truncated"), ("missing.so", "no such file")):
-        done = cli("inspect", tmp_path / name)
+        done = tvm_ncnn_cli("inspect", tmp_path / name)
         assert done.returncode == 1 and needle in done.stderr, (name, done.stderr)
         assert len(done.stderr.splitlines()) == 1, done.stderr
 
@@ -137,7 +133,7 @@ def test_checksum_matches_the_runtime(exported):
 
 
 def test_version_names_sdk_tvm_and_ncnn():
-    done = cli("--version")
+    done = tvm_ncnn_cli("--version")
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert line.startswith(f"tvm-ncnn {tvm_ncnn.__version__}, TVM 0.27") and ", ncnn 1.0." in line, line

@@ -6,8 +6,6 @@ refused in one line, and a model that is not a classifier gets one plain line in
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from torch import nn
 import tvm_ncnn
 from tvm_ncnn.frontend.importer import _output_names
 
-from conftest import max_rel_error, run_deploy_app
+from conftest import max_rel_error, run_deploy_app, tvm_ncnn_cli
 
 SHAPES = {"boxes": [1, 6, 4], "scores": [1, 6, 3]}
 
@@ -39,11 +37,6 @@ class DictHeads(BoxesAndScores):
     def forward(self, x):
         boxes, scores = super().forward(x)
         return {"boxes": boxes, "scores": scores}
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +63,10 @@ def test_names_in_metadata_inspect_and_load(two):
     _, _, so, x_path, refs = two
     specs = [{"name": n, "shape": s, "dtype": "float32"} for n, s in SHAPES.items()]
     assert tvm_ncnn.read_metadata(so)["outputs"] == specs  # before: output0, output1
-    text = cli("inspect", so)
+    text = tvm_ncnn_cli("inspect", so)
     assert text.returncode == 0, text.stderr
     assert "'boxes' [1,6,4] float32" in text.stdout and "'scores' [1,6,3] float32" in text.stdout, text.stdout
-    assert json.loads(cli("inspect", so, "--json").stdout)["outputs"] == specs
+    assert json.loads(tvm_ncnn_cli("inspect", so, "--json").stdout)["outputs"] == specs
     model = tvm_ncnn.load(so)
     assert [o["name"] for o in model.outputs] == ["boxes", "scores"]
     for got, (name, ref) in zip(model(np.load(x_path)), refs.items()):
@@ -110,7 +103,7 @@ def test_deploy_app_saves_every_output_as_npz(two, deploy_app):
 def test_npy_for_two_outputs_is_refused_in_one_line(two, deploy_app):
     work, _, so, x_path, _ = two
     for run in (lambda path: run_deploy_app(str(so), str(x_path), "--output", str(path), check=False),
-                lambda path: cli("run", so, x_path, "--output", path)):
+                lambda path: tvm_ncnn_cli("run", so, x_path, "--output", path)):
         path = work / "refused.npy"
         done = run(path)
         assert done.returncode == 2 and not path.exists(), (done.stdout, done.stderr)
@@ -121,7 +114,7 @@ def test_npy_for_two_outputs_is_refused_in_one_line(two, deploy_app):
 def test_cli_run_saves_npz_and_says_it_is_not_a_classifier(two):
     work, _, so, x_path, refs = two
     out = work / "cli.npz"
-    done = cli("run", so, x_path, "--output", out)
+    done = tvm_ncnn_cli("run", so, x_path, "--output", out)
     assert done.returncode == 0, done.stderr
     assert "output   'boxes' [1,6,4] float32" in done.stdout and "not class scores" in done.stdout, done.stdout
     assert "top-" not in done.stdout
@@ -129,7 +122,7 @@ def test_cli_run_saves_npz_and_says_it_is_not_a_classifier(two):
         assert sorted(saved.files) == ["boxes", "scores"]
         for name, ref in refs.items():
             assert max_rel_error(saved[name], ref) <= 1e-4, name
-    doc = json.loads(cli("run", so, x_path, "--json").stdout)
+    doc = json.loads(tvm_ncnn_cli("run", so, x_path, "--json").stdout)
     assert "topk" not in doc and doc["scores"] is None
 
 
