@@ -25,6 +25,7 @@ from tvm_ncnn.ncnn import quantize
 from tvm_ncnn.errors import ModelError
 from tvm_ncnn.int8.calibrate import Calibration
 
+from conftest import onnxruntime_run
 from nets import SplitByUnsupported, TinyConvNet
 
 # int8 against fp32 (cosine similarity of the outputs, on inputs like the calibration data): what ncnn's int8
@@ -91,9 +92,9 @@ def test_int8_export_records_layers_and_reports_accuracy(work):
     # The region graph holds ncnn's int8 form: int8_scale_term on every quantized layer.
     model = tvm_ncnn.load(work["int8"], threads=1)
     assert model.precision == "int8"
-    got, ref = model.single(work["x"]), tvm_ncnn.load(work["fp32"], threads=1).single(work["x"])
-    assert accuracy.cosine(got, ref) >= MIN_COSINE_VS_FP32
-    assert not np.array_equal(got, ref)  # int8 really ran
+    got, ref = model.single(work["x"]), onnxruntime_run(work["onnx"], work["x"])
+    assert accuracy.cosine(got, ref) >= MIN_COSINE_VS_FP32  # measured here, against onnxruntime's fp32
+    assert not np.array_equal(got, tvm_ncnn.load(work["fp32"], threads=1).single(work["x"]))  # int8 really ran
     assert os.path.getsize(work["int8"]) < os.path.getsize(work["fp32"])  # int8 weights are stored as int8
 
 
@@ -125,7 +126,13 @@ def test_auto_mode_keeps_layers_until_the_bound_holds(work, tmp_path):
     layers = result.int8["layers"]
     kept = [l for l in layers if l["precision"] == "fp32"]
     assert kept and all(l["why"].startswith("auto") for l in kept)
-    assert len(kept) < len(layers) or result.int8["accuracy"]["outputs"][0]["cosine_min"] >= 0.9999999
+    # The bound holds on the inputs auto measures (the calibration files: every 5th of the 10 is held out; this
+    # one-region net's output is the region's), measured here against onnxruntime's fp32 -- or every layer is kept.
+    model = tvm_ncnn.load(out, threads=1)
+    calibrated = [p for i, p in enumerate(sorted(Path(work["data"]).glob("*.npy"))) if i % 5 != 4]
+    worst = min(accuracy.cosine(model.single(x), onnxruntime_run(work["onnx"], x))
+                for x in (np.load(p) for p in calibrated))
+    assert len(kept) == len(layers) or worst >= 0.9999999 - 1e-7, (len(kept), len(layers), worst)
 
 
 def test_other_methods_calibrate(work, tmp_path):
@@ -327,3 +334,26 @@ def test_default_is_auto_and_none_is_all_int8(work, tmp_path):
     with pytest.raises(ModelError, match="cannot be combined"):
         tvm_ncnn.export(work["onnx"], str(tmp_path / "x.so"), precision="int8",
                         calibration=Calibration(work["data"], keep_fp32=["none", "InnerProduct"]))
+
+
+def test_dead_channels_and_blobs_quantize_without_overflow():
+    """A channel of denormal weights (a real recogniser had them) or an all-zero one gets scale 0, and a blob of
+    tiny values a finite activation scale: no inf or NaN scale, and no numpy warning reaches the user."""
+    import warnings
+
+    weight = np.ones((3, 4), np.float32)
+    weight[1] = 1e-40  # denormal: 127 / 1e-40 overflows float32
+    weight[2] = 0.0
+    layer = quantize.Layer("Convolution", "c", ["x"], ["y"], {0: 3, 1: 1, 6: 12},
+                           weights=[(weight.reshape(-1), True), (np.zeros(3, np.float32), False)])
+    stats = calibration.BlobStats()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scales = quantize.weight_scales(layer)
+        quantize.quantize_layer(layer, 10.0)
+        stats.see_absmax(np.full((1, 4), 1e-39, np.float32))
+        stats.see_histogram(np.full((1, 4), 1e-39, np.float32))
+        activation = stats.scale("kl")
+    assert scales[0] == 127 and scales[1] == 0 and scales[2] == 0
+    assert np.isfinite(activation) and 0 < activation <= quantize.MAX_SCALE
+    assert np.all(np.isfinite(layer.weights[-2][0]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ncnn.quantize import aciq_threshold
+from ..ncnn.quantize import MAX_SCALE, aciq_threshold
 
 BINS = 2048
 TARGET_BINS = 128
@@ -92,7 +92,7 @@ class BlobStats:
             threshold = aciq_threshold(self.absmax, self.count)
         else:
             threshold = (kl_threshold_bin(self.histogram) + 0.5) * self.absmax / BINS
-        return float(np.float32(127.0 / threshold))
+        return float(np.float32(min(127.0 / threshold, MAX_SCALE)))
 
 
 def collect(run, probe_keys: list[str], inputs, method: str, bounded: frozenset = frozenset()) -> dict[str, float]:

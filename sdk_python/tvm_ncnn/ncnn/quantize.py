@@ -114,6 +114,12 @@ def key(symbol: str, layer: Layer) -> str:
     return f"{symbol}/{layer.name}"
 
 
+# The largest scale written: a weight or activation scale past it (a dead channel or blob, values under ~1e-16)
+# would overflow float32, or make ncnn's dequantization scale 1 / (input scale x weight scale) inf or NaN; a
+# scale this large already quantizes such values to 0, which is what they contribute.
+MAX_SCALE = 1e18
+
+
 # Layers a blob passes through keeping its values within their range (a clip's bound still holds after them).
 RANGE_KEEPING = ("Pooling", "Split", "Reshape", "Flatten", "Dropout", "Noop", "Permute", "Crop", "Slice",
                  "Padding", "Interp")
@@ -156,16 +162,17 @@ def aciq_threshold(absmax: float, count: int, bits: int = 8) -> float:
 
 
 def weight_scales(layer: Layer, method: str = "kl") -> np.ndarray:
-    """float32 scales, one per channel group: 127 (31 for winograd) over max|w|, or over ACIQ's clip; 0 for an
-    all-zero group (ncnn then writes 0 for that channel before the bias)."""
+    """float32 scales, one per channel group: 127 (31 for winograd) over max|w|, or over ACIQ's clip; 0 for a
+    dead group, all zero or so small that its scale would pass MAX_SCALE (ncnn then writes 0 for that channel
+    before the bias: what those weights contribute)."""
     weight = np.asarray(layer.weights[0][0], dtype=np.float32).reshape(channel_groups(layer), -1)
     absmax = np.abs(weight).max(axis=1).astype(np.float64)
     bits = 6 if winograd_6bit(layer) else 8
     if method == "aciq":
         absmax = np.array([aciq_threshold(a, weight.shape[1], bits) for a in absmax])
     levels = 31.0 if bits == 6 else 127.0
-    with np.errstate(divide="ignore"):
-        scales = np.where(absmax > 0, levels / np.where(absmax > 0, absmax, 1.0), 0.0)
+    live = absmax * MAX_SCALE > levels
+    scales = np.where(live, levels / np.where(live, absmax, 1.0), 0.0)
     return scales.astype(np.float32)
 
 
