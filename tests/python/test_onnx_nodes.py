@@ -28,26 +28,27 @@ OPS = ["conv", "convtranspose", "maxpool", "averagepool", "globalaveragepool", "
 BINARY = {"Add", "Sub", "Mul", "Div", "MatMul", "Concat", "Max", "Min", "Pow"}
 
 TVM_IMPORTER = "TVM's ONNX importer does not support it"
-TVM_RESIZE = "TVM's resize2d computes coordinates from the output size, ONNX from the given scales; runs in TVM"
+# Cases export refuses, in one line matching the pattern: no import computes them right (frontend/onnx_nodes.py).
+REFUSED = {
+    "test_batchnorm_example_training_mode": "in training mode",
+    "test_batchnorm_epsilon_training_mode": "in training mode",
+    "test_resize_downsample_scales_linear": "downsamples",
+    "test_resize_downsample_scales_cubic": "downsamples",
+    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": "downsamples",
+    "test_resize_downsample_scales_linear_align_corners": "downsamples",
+    "test_resize_downsample_scales_cubic_align_corners": "downsamples",
+}
+for _name in ("scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic"):
+    REFUSED[f"test_resize_downsample_{_name}_antialias"] = "antialiases"
 EXPECTED_FAILURES = {
-    "test_batchnorm_example_training_mode": "training-mode BatchNormalization (batch statistics): inference only",
-    "test_batchnorm_epsilon_training_mode": "training-mode BatchNormalization (batch statistics): inference only",
-    "test_convtranspose_output_shape": "TVM's importer ignores ConvTranspose output_shape",
-    "test_averagepool_2d_ceil_last_window_starts_on_pad": "TVM's own avg_pool2d differs from ONNX here; runs in TVM",
-    "test_clip_min_greater_than_max": "TVM's clip returns min where ONNX returns max; runs in TVM",
+    # 5.6e-5 off (1.6e-4 of max|ref|, over the 1e-4 bound) because the expected values are given to 4 decimals
+    "test_averagepool_2d_ceil_last_window_starts_on_pad": "ONNX's expected output is rounded to 4 decimals",
     "test_maxpool_with_argmax_2d_precomputed_pads": TVM_IMPORTER + " (MaxPool indices output)",
     "test_maxpool_with_argmax_2d_precomputed_strides": TVM_IMPORTER + " (MaxPool indices output)",
     "test_reduce_max_bool_inputs": TVM_IMPORTER + " (ReduceMax of bool)",
-    "test_resize_downsample_scales_linear": TVM_RESIZE,
-    "test_resize_downsample_scales_linear_align_corners": TVM_IMPORTER + " (divides by zero on a 1-pixel output)",
-    "test_resize_downsample_scales_cubic": TVM_RESIZE,
-    "test_resize_downsample_scales_cubic_align_corners": TVM_RESIZE,
-    "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside": TVM_RESIZE,
     "test_resize_downsample_scales_linear_half_pixel_symmetric": TVM_IMPORTER + " (half_pixel_symmetric)",
     "test_resize_upsample_scales_linear_half_pixel_symmetric": TVM_IMPORTER + " (half_pixel_symmetric)",
 }
-for _name in ("scales_linear", "sizes_linear", "scales_cubic", "sizes_cubic"):
-    EXPECTED_FAILURES[f"test_resize_downsample_{_name}_antialias"] = "TVM's resize2d has no antialiasing; runs in TVM"
 for _name in ("upsample_scales_nearest_axes_2_3", "upsample_scales_nearest_axes_3_2", "upsample_sizes_nearest_axes_2_3",
               "upsample_sizes_nearest_axes_3_2", "tf_crop_and_resize_axes_2_3", "tf_crop_and_resize_axes_3_2",
               "upsample_sizes_nearest_not_larger", "upsample_sizes_nearest_not_smaller",
@@ -58,6 +59,7 @@ for _name in ("4d_axis0", "4d_axis_negative_4", "4d_axis1", "4d_axis_negative_3"
               "2d_axis_negative_1", "3d_axis0_epsilon", "3d_axis_negative_3_epsilon", "3d_axis1_epsilon",
               "3d_axis_negative_2_epsilon", "3d_axis2_epsilon", "3d_axis_negative_1_epsilon"):
     EXPECTED_FAILURES[f"test_layer_normalization_{_name}"] = TVM_IMPORTER + " (LayerNormalization Mean/InvStdDev outputs)"
+# ... so test_layer_normalization_output checks their output Y alone
 for _name in ("reduce_max_empty_set", "reduce_max_empty_set_bool", "reduce_sum_empty_set",
               "reduce_sum_empty_set_non_reduced_axis_zero", "reduce_sum_square_empty_set", "reshape_allowzero_reordered",
               "slice_start_out_of_bounds", "split_zero_size_splits_opset13", "split_zero_size_splits_opset18"):
@@ -105,11 +107,17 @@ CASES = _cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_node(case, tmp_path):
+def test_node(case, tmp_path, request):
     if case.name in EXPECTED_FAILURES:
-        pytest.xfail(EXPECTED_FAILURES[case.name])  # not run: several of these take seconds to fail
+        # Run, and strictly: a fix turns the case red until the list is updated, so no reason outlives its cause.
+        request.applymarker(pytest.mark.xfail(reason=EXPECTED_FAILURES[case.name], strict=True))
     inputs, expected = case.data_sets[0]
     model, inputs = freeze_constant_inputs(onnx.ModelProto.FromString(case.model.SerializeToString()), inputs)
+    if case.name in REFUSED:
+        with pytest.raises(ModelError, match=REFUSED[case.name]) as refused:
+            tvm_ncnn.export(model, tmp_path / "node.so")
+        assert "\n" not in str(refused.value)
+        return
     try:
         tvm_ncnn.export(model, tmp_path / "node.so")
     except ModelError as err:
@@ -123,3 +131,22 @@ def test_node(case, tmp_path):
             assert float(np.abs(out.astype(np.float64) - ref).max(initial=0)) <= 1e-4 * scale
         else:
             np.testing.assert_array_equal(out, ref)
+
+
+LAYER_NORMS = [c for c in CASES if c.name.startswith("test_layer_normalization_")]
+
+
+@pytest.mark.parametrize("case", LAYER_NORMS, ids=[c.name for c in LAYER_NORMS])
+def test_layer_normalization_output(case, tmp_path):
+    """Y alone of every LayerNormalization case (its Mean/InvStdDev outputs are what TVM's importer cannot take):
+    each axis placed where it is computed right, in ncnn or in TVM."""
+    inputs, expected = case.data_sets[0]
+    model, inputs = freeze_constant_inputs(onnx.ModelProto.FromString(case.model.SerializeToString()), inputs)
+    del model.graph.output[1:]
+    for node in model.graph.node:
+        del node.output[1:]
+    tvm_ncnn.export(model, tmp_path / "y.so")
+    got = tvm_ncnn.load(tmp_path / "y.so")(*inputs)[0]
+    ref = expected[0]
+    assert got.shape == ref.shape
+    assert float(np.abs(got.astype(np.float64) - ref).max()) <= 1e-4 * max(float(np.abs(ref).max()), 1e-6)

@@ -13,6 +13,7 @@ from tvm import relax
 
 from ..errors import ModelError
 from ..relax_util import scalar_constant, static_shape
+from . import onnx_nodes
 
 
 class DefaultBatchWarning(UserWarning):
@@ -87,6 +88,7 @@ def _from_onnx(model, input_shapes, source: str) -> Imported:
         raise ModelError(f"{source}: the ONNX graph has no nodes")
     model = _fix_input_shapes(model, input_shapes or {}, source)
     model = _simplify_onnx(model, source)
+    model = onnx_nodes.fix_or_refuse(model, source)
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
@@ -180,15 +182,15 @@ def _relax_clip(original):
             if all(b is not None or inputs[i + 1] is None for i, b in enumerate(bounds[:2])):
                 lo = bounds[0] if bounds[0] is not None else float("-inf")
                 hi = bounds[1] if bounds[1] is not None else float("inf")
-                return relax.op.clip(inputs[0], lo, hi)
+                return relax.op.clip(inputs[0], min(lo, hi), hi)  # ONNX: min > max gives max everywhere
             return super()._impl_v13(bb, inputs, attr, params)
 
         @classmethod
         def _impl_v1(cls, bb, inputs, attr, params):
             if inputs[0].ty.dtype not in ("float32", "float16", "float64"):
                 return super()._impl_v1(bb, inputs, attr, params)
-            return relax.op.clip(inputs[0], float(attr.get("min", float("-inf"))),
-                                 float(attr.get("max", float("inf"))))
+            lo, hi = float(attr.get("min", float("-inf"))), float(attr.get("max", float("inf")))
+            return relax.op.clip(inputs[0], min(lo, hi), hi)  # ONNX: min > max gives max everywhere
 
     return Clip
 

@@ -17,8 +17,11 @@ def why_not_layer_norm(call) -> str | None:
         return reason
     rank = len(shape_of(call.args[0]))
     axes = sorted(int(a) % rank for a in call.attrs.axes)
-    if axes not in ([rank - 1], [rank - 2, rank - 1]) or (len(axes) == 2 and rank < 3):
+    if axes not in ([rank - 1], [rank - 2, rank - 1]):
         return "layer_norm over axes other than the last one or two"
+    if len(axes) == 2 and rank != 4:
+        # ncnn's LayerNorm spans h x w only on a 3-D blob (c, h, w); on a 2-D one it normalizes each row alone
+        return f"layer_norm over the last two axes of a rank-{rank} tensor (ncnn spans two axes only at rank 4)"
     if not (is_constant(call.args[1]) and is_constant(call.args[2])):
         return "gamma/beta are not constants"
     return None
