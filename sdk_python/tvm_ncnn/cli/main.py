@@ -32,7 +32,7 @@ def cmd_export(args) -> int:
         result = export(args.model, args.output, target=args.target, input_shapes=dict(args.input or []),
                         labels=args.labels, preprocess=pre, offload=not args.no_offload, precision=args.precision,
                         task=task, sign=args.sign, calibration=_calibration(args),
-                        tuning=args.tuning)
+                        tuning=args.tuning, verify=not args.no_verify)
     for warning in caught:
         if issubclass(warning.category, TvmFallbackWarning):
             print(f"tvm-ncnn: warning: {warning.message}", file=sys.stderr)
@@ -238,6 +238,8 @@ def main(argv=None) -> int:
                         "to H/PCT, centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD]: fit "
                         "whole, border of pixel value PAD, as YOLO (114)")
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="write model.so without checking it against onnxruntime / torch / TVM alone (recorded)")
     p.add_argument("--task", choices=postprocess.TASKS,
                    help="what the outputs are, for deploy_app and detect() (default: recognised for ultralytics "
                         "YOLOv8/11 and PicoDet graphs, else none)")

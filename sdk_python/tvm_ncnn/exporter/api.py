@@ -27,6 +27,7 @@ from ..runtime import native
 from ..runtime.model import load
 from . import tasks
 from .build import Prepared, build
+from .verify import reference_for
 
 __all__ = ["export", "ExportResult", "Preprocess", "TvmFallbackWarning"]
 
@@ -45,13 +46,15 @@ class ExportResult:
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
            preprocess: Preprocess | None = None, offload: bool = True, example_inputs=None,
            precision: str | None = None, task: Task | str | None = None, sign=None,
-           tuning=None, calibration=None) -> ExportResult:
+           tuning=None, calibration=None, verify: bool = True) -> ExportResult:
     """Export `model` (see frontend.importer.import_model for what it accepts) to one model.so for `target`.
     precision (meta/precision.py): "fp16" (None, the default: ncnn's fp16 kernels where the CPU has fp16
     arithmetic, fp32 elsewhere), "fp32", or "int8" with calibration= (a directory, or calibrate.Calibration).
     task (meta/postprocess.py): what the outputs mean ("detect", Task(...)); None: recognised where certain.
     sign: a private key file (tvm-ncnn keygen) whose Ed25519 signature is appended (format/signing.py).
-    tuning: a directory `tvm-ncnn tune` wrote for this target: its tuned schedules replace the defaults."""
+    tuning: a directory `tvm-ncnn tune` wrote for this target: its tuned schedules replace the defaults.
+    verify: check the build against onnxruntime / torch / TVM alone on a random input and refuse a model that
+    computes other values (exporter/verify.py); False writes it unchecked, and the metadata says so."""
     start = time.perf_counter()
     precision = check_export(precision)
     if calibration is not None and precision != "int8":
@@ -76,7 +79,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     fallback = placement.tvm_warning() if offload else None
     if fallback:
         warnings.warn(fallback, TvmFallbackWarning, stacklevel=2)
-    prepared = Prepared(imported, mod, placement, labels, preprocess or Preprocess(), postprocess)
+    reference = reference_for(model, imported) if verify else None
+    prepared = Prepared(imported, mod, placement, labels, preprocess or Preprocess(), postprocess, reference)
     if calibration is not None:
         return _export_int8(prepared, device, path, calibration, tuning, sign, start)
     signer, schedules = build(prepared, device, path, precision, tuning=tuning, sign=sign)

@@ -22,7 +22,7 @@ from ..meta.preprocess import Preprocess
 from ..ncnn.quantize import Plan
 from ..partition.placement import PartitionReport
 from ..runtime import native
-from . import weights_section
+from . import verify, weights_section
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Prepared:
     labels: list[str]
     preprocess: Preprocess
     postprocess: dict | None  # how Detect reads the outputs (runtime/src/detect/)
+    reference: verify.Reference | None = None  # what the build is checked against; None: not checked
 
 
 def build(prepared: Prepared, device: DeviceTarget, path: str, precision: str, int8: Plan | None = None,
@@ -46,9 +47,16 @@ def build(prepared: Prepared, device: DeviceTarget, path: str, precision: str, i
     except Exception as err:
         raise ModelError(f"{prepared.imported.source}: TVM could not compile the part left to it: "
                          f"{err}".splitlines()[0]) from err
-    # never a model that cannot run
+    # never a model that cannot run, nor one that computes wrong
     runtime_functions.check(executable, prepared.imported.source, native.library_path())
+    if prepared.reference is None:
+        checked = {"result": "skipped", "why": "--no-verify"}
+    elif device.cross:
+        checked = {"result": "skipped", "why": f"a {device.name} model does not run here"}
+    else:
+        checked = verify.check(executable, prepared, prepared.reference, precision)
     metadata = _metadata(prepared, device, precision, int8_record)
+    metadata["verify"] = checked
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     return _write_library(executable, path, device, sign), report
 

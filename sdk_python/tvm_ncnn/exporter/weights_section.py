@@ -48,5 +48,5 @@ def addons(executable, workdir: str) -> list[str]:
     source = os.path.join(workdir, "tvm_ncnn_weights.S")
     with open(source, "w") as f:
         # "a": allocated, read-only, no code: mapped by dlopen with the rest of the read-only data.
-        f.write("\n".join([f'.section .rodata.tvm_ncnn_weights,"a"', f".balign {SECTION_ALIGN}", *lines, ""]))
+        f.write("\n".join(['.section .rodata.tvm_ncnn_weights,"a"', f".balign {SECTION_ALIGN}", *lines, ""]))
     return [source]

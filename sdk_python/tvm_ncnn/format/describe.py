@@ -65,6 +65,7 @@ def describe_text(info: dict) -> str:
         ("labels", str(info["labels_count"])),
         ("task", _task_text(info.get("postprocess"))),
         ("precision", str(precision)),
+        ("verified", _verify_text(info.get("verify"))),
         ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "
                      f"ncnn {info.get('ncnn_version', '?')}"),
     ]
@@ -76,6 +77,16 @@ def describe_text(info: dict) -> str:
         lines.append(("partition", "not recorded (exported before model.so stored it)"))
     text = "\n".join(f"{key:<11}{value}" for key, value in lines)
     return text + ("\n" + _int8_text(info["int8"]) if info.get("int8") else "")
+
+
+def _verify_text(record: dict | None) -> str:
+    """How export checked the model before writing it (exporter/verify.py)."""
+    if not record:
+        return "not recorded (exported before export checked its models)"
+    if record.get("result") == "passed":
+        return (f"against {record.get('reference')} on a random input: largest error "
+                f"{record.get('max_error', 0):.2g} x max|ref|")
+    return f"no ({record.get('why', record.get('result'))})"
 
 
 def _int8_text(int8: dict) -> str:

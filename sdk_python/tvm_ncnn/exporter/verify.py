@@ -1,0 +1,172 @@
+"""Export checks what it built before it writes model.so: the compiled model (its ncnn regions and TVM code, run
+in this process) and an independent reference -- onnxruntime for an ONNX model, torch for a torch model, TVM
+without offload otherwise -- run the same random input, and every output must agree. On a mismatch it names the
+first ncnn region that computes other values than TVM on the very inputs ncnn got (the runtime's probe copies
+each region's inputs and outputs; compile/region_reference.py compiles the regions with TVM), with its ops and
+layers, and refuses the export in one line. A converter that is wrong on an architecture nobody tested is then
+an error at export, never a silent wrong answer on the device.
+
+The check runs where the model can run: a model for this machine, or the fp32 twin an int8 export builds (the
+int8 model itself is held to fp32 by its accuracy report). Its result is recorded in model.so's metadata
+("verify", runtime/FORMAT.md) and shown by inspect."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from ..compile.region_reference import RegionRunner, flat
+from ..errors import ModelError
+from ..ncnn.codegen import region_graphs
+from ..runtime import native
+
+TOLERANCE = 1e-3  # largest absolute error over max |reference| (fp32 ncnn against fp32 references: ~1e-6)
+INTEGER_AGREEMENT = 0.99  # integer outputs (indices, classes): the share that must be equal (ties may flip)
+SEED = 20261206
+
+
+@dataclass
+class Reference:
+    name: str
+    run: Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+def reference_for(model, imported) -> Reference:
+    """The independent reference for `model` as export was given it."""
+    path = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    if (path and path.endswith(".onnx")) or type(model).__name__ == "ModelProto":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+        if ort is not None:
+            data = path if path else model.SerializeToString()
+            return Reference("onnxruntime", lambda xs: _onnxruntime(ort, data, xs))
+    torch_module = _torch_module(model, path)
+    if torch_module is not None:
+        return Reference("torch", lambda xs: _torch(torch_module, xs))
+    return Reference("TVM without offload", lambda xs: _tvm_alone(imported.mod, xs))
+
+
+def check(executable, prepared, reference: Reference, precision: str) -> dict:
+    """The "verify" record for the metadata, or ModelError in one line when the model computes wrong."""
+    if precision == "int8":
+        return {"result": "skipped", "why": "int8 is held to fp32 by its accuracy report"}
+    inputs = random_inputs(prepared.imported.inputs)
+    got = run_executable(executable, inputs)
+    try:
+        expected = reference.run(inputs)
+    except Exception as err:  # noqa: BLE001 -- a reference that cannot run is no evidence either way
+        return {"result": "skipped", "why": f"{reference.name} could not run it: {err}".splitlines()[0][:200]}
+    worst, where = 0.0, ""
+    for spec, a, b in zip(prepared.imported.outputs, got, expected):
+        error = output_error(a, b)
+        if error > worst:
+            worst, where = error, spec.name
+    record = {"result": "passed", "reference": reference.name, "inputs": 1, "max_error": worst}
+    if worst > TOLERANCE:
+        source = prepared.imported.source
+        raise ModelError(f"{source}: model.so's output '{where}' differs from {reference.name}'s by {worst:.3g} x "
+                         f"max|ref| on a random input; {_culprit(executable, prepared, inputs)}; export with "
+                         f"--no-offload, or --no-verify to write it anyway")
+    return record
+
+
+def random_inputs(specs) -> list[np.ndarray]:
+    """One input per model input: standard normal floats, zeros for integers (indices stay in range)."""
+    rng = np.random.default_rng(SEED)
+    return [rng.standard_normal(s.shape).astype(s.dtype) if np.dtype(s.dtype).kind == "f"
+            else np.zeros(s.shape, dtype=s.dtype) for s in specs]
+
+
+def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    return [o.numpy() for o in flat(vm["main"](*(tvm.runtime.tensor(x) for x in inputs)))]
+
+
+def output_error(got: np.ndarray, ref: np.ndarray) -> float:
+    """Largest absolute error over max |ref| where the reference is finite (random inputs may take a log or a
+    square root out of its domain in both), or the share of integers that differ; inf for another shape."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    if got.shape != ref.shape:
+        return float("inf")
+    if ref.dtype.kind != "f":
+        disagree = float(np.mean(got != ref)) if ref.size else 0.0
+        return 0.0 if disagree <= 1 - INTEGER_AGREEMENT else disagree
+    finite = np.isfinite(ref)
+    if not finite.any():
+        return 0.0
+    a, b = got[finite].astype(np.float64), ref[finite].astype(np.float64)
+    scale = max(float(np.abs(b).max()), 1e-6)
+    return float(np.abs(a - b).max() / scale) if np.isfinite(a).all() else float("inf")
+
+
+def _culprit(executable, prepared, inputs) -> str:
+    """The first ncnn region, in run order, whose outputs differ from TVM's on the inputs ncnn got."""
+    regions = region_graphs(prepared.mod)
+    if not regions:
+        return "there is no ncnn region: the difference is TVM's"
+    keys = [f"{s}/{b}" for s, r in regions.items() for b in r.inputs + r.outputs]
+    native.get_function("tvm_ncnn.probe_start")(keys)
+    try:
+        run_executable(executable, inputs)
+        taken = {str(k): np.from_dlpack(v).copy() for k, v in native.get_function("tvm_ncnn.probe_take")().items()}
+    finally:
+        native.get_function("tvm_ncnn.probe_stop")()
+    tvm_regions = RegionRunner(prepared.mod)
+    for symbol in sorted(regions, key=lambda s: int(s.rpartition("_")[2] or 0)):
+        region = regions[symbol]
+        if any(f"{symbol}/{b}" not in taken for b in region.inputs + region.outputs):
+            continue  # not run for this input
+        ins = [taken[f"{symbol}/{b}"].reshape(shape) for b, shape in zip(region.inputs, region.input_shapes)]
+        expected = tvm_regions(symbol, ins)
+        got = [taken[f"{symbol}/{b}"].reshape(np.shape(e)) for b, e in zip(region.outputs, expected)]
+        error = max(output_error(g, e) for g, e in zip(got, expected))
+        if error > TOLERANCE:
+            index = symbol.rpartition("_")[2]
+            ops = sorted({o.op for o in prepared.placement.ops if o.place == f"ncnn:{index}"})
+            layers = Counter(layer.type for layer in region.graph.layers if layer.type != "Input")
+            return (f"ncnn region {symbol} computes other values than TVM on the same inputs ({error:.3g} x "
+                    f"max|ref|; ops {', '.join(ops)}; ncnn layers "
+                    f"{', '.join(f'{t} x{n}' for t, n in layers.most_common())})")
+    return "every ncnn region matches TVM on its own inputs: the difference is in the part TVM compiles"
+
+
+def _onnxruntime(ort, data, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, inputs)))
+
+
+def _torch_module(model, path: str | None):
+    if path and path.endswith(".pt2"):
+        import torch
+
+        return torch.export.load(path).module()
+    if type(model).__name__ == "ExportedProgram":
+        return model.module()
+    if hasattr(model, "forward") and hasattr(model, "parameters"):
+        return model
+    return None
+
+
+def _torch(module, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(x) for x in inputs))
+    if isinstance(out, dict):
+        out = list(out.values())
+    items = out if isinstance(out, (list, tuple)) else [out]
+    return [t.detach().numpy() if hasattr(t, "detach") else np.asarray(t) for t in flat(items)]
+
+
+def _tvm_alone(mod, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    executable = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+    return run_executable(executable, inputs)
