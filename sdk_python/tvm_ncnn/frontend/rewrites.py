@@ -57,19 +57,19 @@ def _batch_norm_as_affine(func: relax.Function) -> relax.Function:
 
 def _broadcast_into_binary(func: relax.Function) -> relax.Function:
     for op in BINARY:
-        for side in (0, 1):
-            broadcast = is_op("relax.broadcast_to")(wildcard(), wildcard())
-            operands = [wildcard(), broadcast] if side else [broadcast, wildcard()]
-            pattern = is_op(op)(*operands)
+        broadcast, other = is_op("relax.broadcast_to")(wildcard(), wildcard()), wildcard()
+        pattern = is_op(op)(other, broadcast) | is_op(op)(broadcast, other)
 
-            def rewrite(call, matches, side=side, broadcast=broadcast):
-                source, other = matches[broadcast].args[0], call.args[1 - side]
-                if not _broadcasts_to(shape_of(source), shape_of(other), shape_of(call)):
-                    return call
-                args = [other, source] if side else [source, other]
-                return relax.Call(call.op, args, call.attrs, call.ty_args)
+        def rewrite(call, matches, broadcast=broadcast, other=other):
+            # The side is read from the call itself: TVM's matcher also matches add and multiply with their
+            # operands swapped, so the pattern's order does not say which argument the broadcast was.
+            source, rest = matches[broadcast].args[0], matches[other]
+            if not _broadcasts_to(shape_of(source), shape_of(rest), shape_of(call)):
+                return call
+            args = [rest, source] if call.args[0].same_as(rest) else [source, rest]
+            return relax.Call(call.op, args, call.attrs, call.ty_args)
 
-            func = rewrite_call(pattern, rewrite, func)
+        func = rewrite_call(pattern, rewrite, func)
     return func
 
 
