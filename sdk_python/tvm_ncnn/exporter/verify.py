@@ -24,6 +24,7 @@ from tvm import relax
 from ..compile.region_reference import RegionRunner, flat
 from ..errors import ModelError
 from ..ncnn.codegen import region_graphs
+from ..partition.regions import for_ncnn
 from ..runtime import native
 
 TOLERANCE = 1e-3  # largest absolute error over max |reference| (fp32 ncnn against fp32 references: ~1e-6)
@@ -72,9 +73,10 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
     record = {"result": "passed", "reference": reference.name, "inputs": 1, "max_error": worst}
     if worst > TOLERANCE:
         source = prepared.imported.source
+        culprit = _culprit(executable, prepared, inputs, expected)
         raise ModelError(f"{source}: model.so's output '{where}' differs from {reference.name}'s by {worst:.3g} x "
-                         f"max|ref| on a random input; {_culprit(executable, prepared, inputs)}; export with "
-                         f"--no-offload, or --no-verify to write it anyway")
+                         f"max|ref| on a random input; {culprit}; export with --no-offload, or --no-verify to "
+                         f"write it anyway")
     return record
 
 
@@ -107,8 +109,14 @@ def output_error(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(a - b).max() / scale) if np.isfinite(a).all() else float("inf")
 
 
-def _culprit(executable, prepared, inputs) -> str:
-    """The first ncnn region, in run order, whose outputs differ from TVM's on the inputs ncnn got."""
+def _culprit(executable, prepared, inputs, expected) -> str:
+    """What computes wrong: the value-preserving rewrites before partitioning (the rewritten model alone in TVM
+    already differs), or the first ncnn region, in run order, whose outputs differ from TVM's on the inputs ncnn
+    got."""
+    rewritten = _tvm_alone(for_ncnn(prepared.imported.mod), inputs)
+    if max(output_error(a, b) for a, b in zip(rewritten, expected)) > TOLERANCE:
+        return ("the Relax rewrites before partitioning (frontend/rewrites.py, unit_batch.py) change its values: "
+                "the rewritten model alone in TVM differs too")
     regions = region_graphs(prepared.mod)
     if not regions:
         return "there is no ncnn region: the difference is TVM's"

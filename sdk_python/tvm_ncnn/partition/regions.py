@@ -14,8 +14,13 @@ from ..frontend.rewrites import simplify_for_ncnn
 from ..frontend.unit_batch import restore_unit_batch
 
 
+def for_ncnn(mod: tvm.IRModule) -> tvm.IRModule:
+    """The value-preserving rewrites partitioning starts with, so that ncnn takes more of the model."""
+    return restore_unit_batch(simplify_for_ncnn(mod))
+
+
 def partition(mod: tvm.IRModule) -> tvm.IRModule:
-    mod = _isolate_extern_calls(restore_unit_batch(simplify_for_ncnn(mod)))
+    mod = _isolate_extern_calls(for_ncnn(mod))
     mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
     mod = relax.transform.MergeCompositeFunctions()(mod)
     return _name_regions(mod)
