@@ -7,6 +7,7 @@ Same boxes (IoU >= 0.99), classes and scores (1e-4); deploy_app prints and draws
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 
 from conftest import DEPLOY_APP
 
+os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics' exporter: no downloads, no pip installs of its own
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
@@ -163,6 +166,61 @@ def test_classifier_refuses_detector_flags(yolo, tmp_path):
     assert "postprocess" not in tvm_ncnn.read_metadata(so)
     proc = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--score", "0.3"], capture_output=True, text=True)
     assert proc.returncode == 2 and "for detectors" in proc.stderr
+
+
+# ---- ultralytics' own ONNX export: its metadata says the task and the preprocessing
+
+
+def ultralytics_onnx(yaml: str, directory: Path, imgsz: int, **kwargs) -> str:
+    """ONNX as `yolo export format=onnx` writes it (metadata_props: task, stride, imgsz, names, end2end), random
+    weights from the yaml."""
+    from ultralytics import YOLO
+
+    cwd = os.getcwd()
+    os.chdir(directory)  # the exporter writes beside the (yaml) model name
+    try:
+        return str(directory / YOLO(yaml).export(format="onnx", imgsz=imgsz, simplify=False, **kwargs))
+    finally:
+        os.chdir(cwd)
+
+
+def test_ultralytics_onnx_records_its_preprocessing(tmp_path, capsys):
+    """Exported with no flags, ultralytics' own ONNX records what ultralytics feeds it -- LetterBox (114, centred)
+    and pixels / 255 for detect, shorter side + centre cut and / 255 for classify -- and says where it came from;
+    a flag overrides only what it sets. The input is ultralytics' LetterBox of the photo's pixels (within one level; OpenCV's SIMD paths round a few pixels of a large shrink
+    otherwise)."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    from tvm_ncnn.cli.main import main
+
+    onnx_path = ultralytics_onnx("yolov8n.yaml", tmp_path, 320)
+    so = tmp_path / "y.so"
+    assert main(["export", onnx_path, "-o", str(so)]) == 0
+    printed = capsys.readouterr().out
+    meta = tvm_ncnn.read_metadata(so)
+    assert meta["preprocess"] == {"mean": [0.0] * 3, "std": [255.0] * 3, "color": "RGB", "resize": "letterbox",
+                                  "pad": 114, "anchor": "center"}
+    assert meta["postprocess"]["task"] == "detect" and len(meta["labels"]) == 80
+    assert set(meta["sources"].values()) == {"the model's metadata (ultralytics detect)"}
+    assert "letterbox:114 (fit whole, centred" in printed and "from the model's metadata" in printed, printed
+    model = tvm_ncnn.load(so, threads=2)
+    bgr = cv2.imread(str(PHOTO))
+    ref = LetterBox(new_shape=(320, 320), auto=False)(image=bgr)[:, :, ::-1].transpose(2, 0, 1)[None] / 255.0
+    got = model.load_image(bgr, pixel_format="BGR")  # the same decoded pixels (stb and libjpeg differ a little)
+    apart = np.abs(got - ref.astype(np.float32)) * 255  # in pixel levels
+    assert apart.max() < 1.001 and (apart > 0.5).mean() < 0.01, (apart.max(), (apart > 0.5).mean())
+
+    cls_onnx = ultralytics_onnx("yolov8n-cls.yaml", tmp_path, 64)
+    tvm_ncnn.export(cls_onnx, tmp_path / "c.so", preprocess=tvm_ncnn.Preprocess(color="BGR"))
+    meta = tvm_ncnn.read_metadata(tmp_path / "c.so")
+    assert meta["preprocess"] == {"mean": [0.0] * 3, "std": [255.0] * 3, "color": "BGR", "resize": "crop",
+                                  "crop_pct": 1.0}
+    assert meta["postprocess"] == {"task": "classify"} and meta["sources"]["color"] == "flags"
+    assert meta["sources"]["resize"] == "the model's metadata (ultralytics classify)"
+    shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", str(tmp_path / "c.so")],
+                           capture_output=True, text=True, timeout=300).stdout
+    assert "crop:1 (shorter side" in shown and "color from flags" in shown, shown
 
 
 # ---- YOLOX: a head with YOLOX's export layout, decoded by the reference written from the paper

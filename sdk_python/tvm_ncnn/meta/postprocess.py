@@ -73,6 +73,7 @@ class Task:
     keypoints: tuple[int, int] | None = None  # pose: (count, 2 or 3)
     max_detections: int = 300
     labels: list[str] = field(default_factory=list)  # found in the model (ultralytics names), if any
+    source: str = "flags"  # where it was recognised (exporter/tasks.py), for export's output and inspect
 
     def __post_init__(self):
         if self.task not in TASKS:
