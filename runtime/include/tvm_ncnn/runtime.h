@@ -69,10 +69,12 @@ struct Preprocess {
   //     input: the shorter side becomes floor(H / crop_pct)), then cut H x W from the centre -- timm's and
   //     torchvision's evaluation transform (Resize + CenterCrop), e.g. crop_pct 0.875: 224 from 256.
   // "letterbox": keep the aspect ratio, scale the whole image to fit inside H x W, centre it and fill the rest with
-  //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False).
+  //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False); with
+  //     letterbox_topleft the image sits in the top-left corner, padded right and bottom (YOLOX's preproc).
   std::string resize = "stretch";
   double crop_pct = 0.875;  // "crop": 0.01..1 (a double: floor(224 / 0.8) must be 280, as Python computes it)
   int pad = 114;            // "letterbox": the border's pixel value, 0..255
+  bool letterbox_topleft = false;  // "letterbox": metadata "anchor": "topleft" (default "center")
 };
 
 // How to read a model's outputs (the metadata's "postprocess" object; post-processing is tvm_ncnn/detect.h).
