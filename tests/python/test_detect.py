@@ -55,22 +55,28 @@ def match(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_clas
 
 
 def yolo_with_scores(name: str, seed: int = 0):
-    """An ultralytics model from yaml with every conv re-drawn at unit gain (He init; fused random BN otherwise
-    fades the features to constants) and class biases around -1, so that boxes differ in size and score
-    0.05..0.95 rather than the random-init prior's 1e-4 everywhere."""
+    """An ultralytics model from yaml with varied scores (with_scores)."""
     model, shape = zoo_modern.torch_model(name, seed)
+    return with_scores(model, seed), shape
+
+
+def with_scores(model, seed: int = 0):
+    """Every conv re-drawn at unit gain (He init; fused random BN otherwise fades the features to constants) and
+    class biases around -1, so that boxes differ in size and score 0.05..0.95 rather than the random-init prior's
+    1e-4 everywhere."""
     g = torch.Generator().manual_seed(seed + 1)
+    head = model.model[-1]
     with torch.no_grad():
-        dfl = set(model.model[-1].dfl.modules())  # fixed weights: the bins' expectation
+        dfl = set(head.dfl.modules())  # fixed weights: the bins' expectation
         for conv in model.modules():
             if isinstance(conv, torch.nn.Conv2d) and conv not in dfl:
                 fan_in = conv.weight[0].numel()
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 if conv.bias is not None:
                     conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
-        for seq in model.model[-1].cv3:
+        for seq in [*head.cv3, *(getattr(head, "one2one_cv3", None) or [])]:
             seq[-1].bias.add_(-1.0)
-    return model, shape
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -171,15 +177,18 @@ def test_classifier_refuses_detector_flags(yolo, tmp_path):
 # ---- ultralytics' own ONNX export: its metadata says the task and the preprocessing
 
 
-def ultralytics_onnx(yaml: str, directory: Path, imgsz: int, **kwargs) -> str:
+def ultralytics_onnx(yaml: str, directory: Path, imgsz: int, scores: bool = False, **kwargs) -> str:
     """ONNX as `yolo export format=onnx` writes it (metadata_props: task, stride, imgsz, names, end2end), random
-    weights from the yaml."""
+    weights from the yaml (scores: varied, with_scores)."""
     from ultralytics import YOLO
 
     cwd = os.getcwd()
     os.chdir(directory)  # the exporter writes beside the (yaml) model name
     try:
-        return str(directory / YOLO(yaml).export(format="onnx", imgsz=imgsz, simplify=False, **kwargs))
+        yolo = YOLO(yaml)
+        if scores:
+            with_scores(yolo.model)
+        return str(directory / yolo.export(format="onnx", imgsz=imgsz, simplify=False, **kwargs))
     finally:
         os.chdir(cwd)
 
@@ -221,6 +230,33 @@ def test_ultralytics_onnx_records_its_preprocessing(tmp_path, capsys):
     shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", str(tmp_path / "c.so")],
                            capture_output=True, text=True, timeout=300).stdout
     assert "crop:1 (shorter side" in shown and "color from flags" in shown, shown
+
+
+@pytest.mark.parametrize("yaml", ["yolov10n.yaml", "yolo26n.yaml"])
+def test_end2end_heads_match_ultralytics(yaml, tmp_path):
+    """NMS-free heads exported end to end (ultralytics' nms=False: output [1, 300, 6], metadata end2end True) are
+    recognised from the metadata with no flags and decoded with no NMS: the same rows, in the same order, as
+    ultralytics' non_max_suppression(end2end=True) + scale_boxes on the same raw outputs."""
+    from ultralytics.utils import nms, ops
+
+    onnx_path = ultralytics_onnx(yaml, tmp_path, 320, scores=True, nms=False)
+    so = tmp_path / "e2e.so"
+    tvm_ncnn.export(onnx_path, so)
+    model = tvm_ncnn.load(so, threads=2)
+    post = model.info["postprocess"]
+    assert (post["task"], post["layout"], post["classes"]) == ("detect", "end2end", 80)
+    raw = model(model.load_image(str(PHOTO)))
+    assert raw[0].shape == (1, 300, 6)
+    conf = float(np.quantile(raw[0][0, :, 4], 0.5))  # half the rows pass
+    found = model.postprocess(raw, model.image_transform((512, 600)), score=conf)
+    det = nms.non_max_suppression(torch.from_numpy(raw[0]), conf, 0.7, end2end=True)[0]
+    boxes = ops.scale_boxes((320, 320), det[:, :4].clone(), (600, 512))
+    assert len(found) == len(det) > 100
+    assert np.array_equal(found.scores, det[:, 4].numpy()) and np.array_equal(found.classes, det[:, 5].numpy())
+    assert np.abs(found.boxes - boxes.numpy()).max() < 1e-3
+    shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", str(so)], capture_output=True,
+                           text=True, timeout=300).stdout
+    assert "detect (end2end, 80 classes; score > 0.25, no NMS" in shown, shown
 
 
 # ---- YOLOX: a head with YOLOX's export layout, decoded by the reference written from the paper

@@ -92,8 +92,10 @@ struct Postprocess {
   //              cell of each stride, objectness and class scores already sigmoid.
   //   "picodet": PaddleDetection PicoDet without its post-processing: per stride a score output
   //              [1, cells, classes] and a box output [1, cells, 4 x (reg_max + 1)] (distance distributions).
+  //   "end2end": NMS-free heads exported end to end (YOLOv10, YOLO26): output 0 [1, N, 6], rows x1,y1,x2,y2 in
+  //              input pixels, score, class index; no NMS (iou unused).
   std::string layout;
-  int classes = 0;             // class count (from the output shapes)
+  int classes = 0;             // class count (from the output shapes; end2end: the model's names)
   double score = 0.25;         // default score threshold: a detection needs score > this
   double iou = 0.45;           // default NMS threshold: a box overlapping a better one of its class by more goes
   int max_detections = 300;    // at most this many, best first

@@ -23,6 +23,7 @@ struct NmsRule {
   int per_class_candidates = 0;   // > 0: per class, only the best this many (PicoDet's candidate_size)
   int per_class_keep = 0;         // > 0: per class, keep at most this many (PicoDet's keep_top_k)
   float iou_eps = 0;              // added to the IoU's denominator (PicoDet)
+  bool none = false;              // an NMS-free head: the boxes as decoded, best first, at most max_detections
 };
 
 // Every box scoring above `score` (YOLOX: at least `score`) as the layout says, and the rule its family's NMS

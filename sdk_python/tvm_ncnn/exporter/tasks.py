@@ -38,7 +38,7 @@ def resolve(model, imported, asked: Task | str | None,
         asked.keypoints = asked.keypoints or found.keypoints
         asked.strides = asked.strides or found.strides
         asked.labels = found.labels
-    labels = labels or asked.labels
+    labels = asked.labels = labels or asked.labels
     if asked.task == "classify":
         return {"task": "classify"}, labels, asked.source
     return _spec(asked, imported), labels, asked.source
@@ -57,7 +57,7 @@ def _spec(t: Task, imported) -> dict:
     spec = {"task": t.task, "layout": layout, "score": float(score if t.score is None else t.score),
             "iou": float(iou if t.iou is None else t.iou), "max_detections": int(t.max_detections)}
     extra = _extra_channels(t, outputs)
-    spec["classes"] = family.classes(outputs, extra)
+    spec["classes"] = family.classes(outputs, extra) or len(t.labels)  # end2end: the model's names count them
     if t.task == "pose":
         count, dims = t.keypoints
         if count * dims != extra:
@@ -66,7 +66,8 @@ def _spec(t: Task, imported) -> dict:
     if family.strides:
         spec["strides"] = list(t.strides or family.strides)
     if spec["classes"] < 1:
-        raise ModelError(f"--task {t.task} --layout {layout}: outputs {outputs} leave no class channels")
+        raise ModelError(f"--task {t.task} --layout {layout}: outputs {outputs} leave no class channels"
+                         + ("; the end2end layout counts the classes from --labels" if layout == "end2end" else ""))
     return spec
 
 
@@ -134,6 +135,11 @@ def _from_onnx(proto, imported) -> Task | None:
         labels = meta["character"].split("\n")
     outputs = [list(o.shape) for o in imported.outputs]
     source = f"the model's metadata (ultralytics {meta.get('task')})"
+    if meta.get("end2end") == "True" and meta.get("task") in ("detect", "segment", "pose", "obb"):
+        if meta["task"] != "detect":
+            raise ModelError(f"an end-to-end (NMS-free) ultralytics {meta['task']} model is not supported yet: "
+                             f"export it from ultralytics with nms=None (the default) for the {meta['task']} outputs")
+        return Task("detect", "end2end", labels=labels, source=source)
     if meta.get("task") in ("detect", "segment", "pose"):
         kpt = tuple(ast.literal_eval(meta["kpt_shape"])) if "kpt_shape" in meta else None
         return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels, source=source)

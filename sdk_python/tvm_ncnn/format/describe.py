@@ -36,8 +36,9 @@ def _task_text(post: dict | None) -> str:
         return "none recorded (deploy_app prints the top-k of output 0)"
     if post.get("task") != "detect" and "layout" not in post:
         return post.get("task", "?")
+    nms = "no NMS (an NMS-free head)" if post["layout"] == "end2end" else f"NMS iou {post['iou']:g}"
     text = (f"{post['task']} ({post['layout']}, {post.get('classes', '?')} classes; score > {post['score']:g}, "
-            f"NMS iou {post['iou']:g}, at most {post.get('max_detections', 300)}")
+            f"{nms}, at most {post.get('max_detections', 300)}")
     if "strides" in post:
         text += f"; strides {','.join(map(str, post['strides']))}"
     if "keypoints" in post:

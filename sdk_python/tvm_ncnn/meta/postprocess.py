@@ -31,6 +31,11 @@ def _score_outputs(outputs: list[list[int]], extra: int) -> int:
     return min(o[2] for o in outputs) if outputs and all(len(o) == 3 for o in outputs) else 0
 
 
+def _named_classes(outputs: list[list[int]], extra: int) -> int:
+    """[1, detections, 6] rows carry a class index, not a channel per class: the count is the model's names'."""
+    return 0
+
+
 @dataclass(frozen=True)
 class Layout:
     """A detector family's raw outputs. score and iou are the family's own defaults (ultralytics predict: conf
@@ -49,6 +54,7 @@ LAYOUT_TABLE = (
     Layout("yolov5", 0.25, 0.45, _channels_last),
     Layout("yolox", 0.25, 0.45, _channels_last, strides=(8, 16, 32)),
     Layout("picodet", 0.5, 0.5, _score_outputs, strides=(8, 16, 32, 64)),
+    Layout("end2end", 0.25, 0.7, _named_classes),  # NMS-free heads (YOLOv10, YOLO26): iou is not used
 )
 LAYOUTS = tuple(layout.name for layout in LAYOUT_TABLE)
 
