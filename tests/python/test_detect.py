@@ -259,6 +259,43 @@ def test_end2end_heads_match_ultralytics(yaml, tmp_path):
     assert "detect (end2end, 80 classes; score > 0.25, no NMS" in shown, shown
 
 
+def test_obb_matches_ultralytics_rotated_nms(tmp_path):
+    """ultralytics' own ONNX of YOLO11n-obb (metadata task obb), exported with no flags: oriented boxes decoded
+    (xywh + angle), ultralytics' rotated NMS (ProbIoU, Fast NMS) and mapped back as its scale_boxes(xywh=True):
+    the same boxes, in the same order, as ultralytics' non_max_suppression(rotated=True) on the same raw outputs;
+    deploy_app's --json carries rbox beside the axis-aligned box and --draw writes the outlines."""
+    from ultralytics.utils import nms, ops
+
+    so = tmp_path / "obb.so"
+    tvm_ncnn.export(ultralytics_onnx("yolo11n-obb.yaml", tmp_path, 320, scores=True), so)
+    model = tvm_ncnn.load(so, threads=2)
+    post = model.info["postprocess"]
+    assert (post["task"], post["layout"], post["classes"]) == ("obb", "yolov8", 80)
+    assert model.info["preprocess"]["resize"] == "letterbox" and model.info["preprocess"]["std"] == [255.0] * 3
+    raw = model(model.load_image(str(PHOTO)))
+    found = model.postprocess(raw, model.image_transform((512, 600)))
+    det = nms.non_max_suppression(torch.from_numpy(raw[0]), post["score"], post["iou"], nc=80, rotated=True)[0]
+    ref = torch.cat([det[:, :4], det[:, -1:]], 1)
+    ref[:, :4] = ops.scale_boxes((320, 320), ref[:, :4], (600, 512), xywh=True)
+    print(f"obb: {len(found)} rotated boxes, ultralytics {len(det)}")
+    assert len(found) == len(det) > 5
+    assert np.abs(found.scores - det[:, 4].numpy()).max() < 1e-6
+    assert np.array_equal(found.classes, det[:, 5].numpy().astype(int))
+    assert np.abs(found.rboxes - ref.numpy()).max() < 1e-3
+    cx = np.clip(found.rboxes[:, 0], 0, 512)  # box: the rotated box's extent, clipped to the image
+    assert ((found.boxes[:, 0] <= cx) & (cx <= found.boxes[:, 2])).all()
+
+    drawn = tmp_path / "obb.png"
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--json", "--repeat", "1", "--draw", str(drawn)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["task"] == "obb" and len(report["detections"]) == len(found)
+    for d, rbox in zip(report["detections"], found.rboxes):
+        assert np.allclose(d["rbox"], rbox, atol=0.01) and len(d["box"]) == 4
+    assert drawn.stat().st_size > 0
+
+
 # ---- YOLOX: a head with YOLOX's export layout, decoded by the reference written from the paper
 
 

@@ -36,6 +36,19 @@ std::vector<Candidate> Decode(const std::vector<Tensor>& outputs, const ModelInf
 // class is above `iou`. Returns the kept boxes, best first (ties: decode order), at most max_detections (nms.cc).
 std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const NmsRule& rule, int max_detections);
 
+// An oriented box: centre, size and angle (radians), in model input pixels (obb).
+struct RotatedBox {
+  float cx, cy, w, h, angle;
+};
+
+// The rotated box of `anchor` in an obb output 0 [1, 4 + classes + 1, anchors] (rotated.cc).
+RotatedBox RotatedOf(const Tensor& y0, int classes, int64_t anchor);
+
+// ultralytics' rotated NMS: per class, best score first, a box is dropped when any better candidate of its class
+// (kept or not: Fast NMS) has a ProbIoU with it above `iou`. At most max_detections, best first (rotated.cc).
+std::vector<Candidate> RotatedNms(std::vector<Candidate> candidates, const Tensor& y0, int classes, float iou,
+                                  const NmsRule& rule, int max_detections);
+
 // The instance mask of a yolov8 segment detection (masks.cc): sigmoid(coefficients . prototypes) > 0.5, sampled
 // bilinearly at each image pixel's centre mapped into the prototypes, within the box.
 Mask InstanceMask(const Tensor& protos, const float* coefficients, int64_t coefficient_stride,

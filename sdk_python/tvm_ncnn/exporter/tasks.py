@@ -72,11 +72,13 @@ def _spec(t: Task, imported) -> dict:
 
 
 def _extra_channels(t: Task, outputs: list[list[int]]) -> int:
-    """yolov8: channels after the classes -- mask coefficients (the prototypes' count) or keypoints."""
+    """yolov8: channels after the classes -- mask coefficients (the prototypes' count), keypoints or the angle."""
     if t.task == "segment":
         if len(outputs) < 2 or len(outputs[1]) != 4:
             raise ModelError(f"--task segment needs prototypes [1, M, H/4, W/4] as output 1; outputs are {outputs}")
         return outputs[1][1]
+    if t.task == "obb":
+        return 1  # the angle
     if t.task == "pose":
         if t.keypoints is None:
             raise ModelError("--task pose: give the keypoint shape (--keypoints 17,3) or export the ultralytics "
@@ -122,6 +124,8 @@ def _from_ultralytics_module(module) -> Task | None:
         return Task("segment", "yolov8", labels=labels, source=source)
     if kind == "Pose":
         return Task("pose", "yolov8", keypoints=tuple(head.kpt_shape), labels=labels, source=source)
+    if kind == "OBB":
+        return Task("obb", "yolov8", labels=labels, source=source)
     return None
 
 
@@ -140,7 +144,7 @@ def _from_onnx(proto, imported) -> Task | None:
             raise ModelError(f"an end-to-end (NMS-free) ultralytics {meta['task']} model is not supported yet: "
                              f"export it from ultralytics with nms=None (the default) for the {meta['task']} outputs")
         return Task("detect", "end2end", labels=labels, source=source)
-    if meta.get("task") in ("detect", "segment", "pose"):
+    if meta.get("task") in ("detect", "segment", "pose", "obb"):
         kpt = tuple(ast.literal_eval(meta["kpt_shape"])) if "kpt_shape" in meta else None
         return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels, source=source)
     if meta.get("task") == "classify" and labels:

@@ -10,8 +10,8 @@ from typing import Callable
 
 from ..errors import ModelError
 
-TASKS = ("classify", "detect", "segment", "pose")
-DETECTOR_TASKS = ("detect", "segment", "pose")  # outputs decoded into boxes by the runtime's Detect
+TASKS = ("classify", "detect", "segment", "pose", "obb")
+DETECTOR_TASKS = ("detect", "segment", "pose", "obb")  # outputs decoded into boxes by the runtime's Detect
 
 
 def _channels_last(outputs: list[list[int]], extra: int) -> int:

@@ -1,0 +1,80 @@
+// Oriented boxes (task "obb", ultralytics YOLOv8/11-obb: output 0 [1, 4 + classes + 1, anchors], the last channel
+// the angle in radians): their NMS, as ultralytics' rotated non_max_suppression decides it, and the mapping of a
+// rotated box back to the image.
+//
+// Its NMS differs from the greedy one (nms.cc) in two ways, both kept so that the same boxes survive:
+// - the overlap is ProbIoU (Llerena et al. 2021, arXiv 2106.06072): each box as a 2-D Gaussian with the box's
+//   centre and covariance R diag(w^2/12, h^2/12) R^T; the Bhattacharyya distance B between two Gaussians gives the
+//   Hellinger distance sqrt(1 - exp(-B)), and 1 - that is the overlap;
+// - it is Fast NMS (Bolya et al. 2019, arXiv 1904.02689): a box is dropped when any better box of its class
+//   overlaps it by more than the threshold, whether or not that better box was itself dropped.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "detect/detect_internal.h"
+
+namespace tvm_ncnn {
+namespace detect {
+namespace {
+
+constexpr double kEps = 1e-7;  // keeps the Gaussians' determinants and the distance away from 0
+
+struct Gaussian {
+  double x, y, a, b, c;  // centre; covariance [[a, c], [c, b]]
+};
+
+Gaussian GaussianOf(const RotatedBox& r) {
+  const double va = static_cast<double>(r.w) * r.w / 12, vb = static_cast<double>(r.h) * r.h / 12;
+  const double cos = std::cos(r.angle), sin = std::sin(r.angle);
+  return {r.cx, r.cy, va * cos * cos + vb * sin * sin, va * sin * sin + vb * cos * cos, (va - vb) * cos * sin};
+}
+
+double ProbIou(const Gaussian& p, const Gaussian& q) {
+  const double a = p.a + q.a, b = p.b + q.b, c = p.c + q.c;
+  const double dx = p.x - q.x, dy = p.y - q.y;
+  const double det = a * b - c * c;
+  // B = 1/8 d^T S^-1 d + 1/2 ln(det S / sqrt(det P det Q)), S = (P + Q) / 2; written with a, b, c of P + Q.
+  const double mahalanobis = (a * dy * dy + b * dx * dx) / (det + kEps) * 0.25 - c * dx * dy / (det + kEps) * 0.5;
+  const double spread = std::max(0.0, p.a * p.b - p.c * p.c) * std::max(0.0, q.a * q.b - q.c * q.c);
+  const double log_term = 0.5 * std::log(det / (4 * std::sqrt(spread) + kEps) + kEps);
+  const double bhattacharyya = std::clamp(mahalanobis + log_term, kEps, 100.0);
+  return 1 - std::sqrt(1 - std::exp(-bhattacharyya) + kEps);
+}
+
+}  // namespace
+
+RotatedBox RotatedOf(const Tensor& y0, int classes, int64_t anchor) {
+  const int64_t n = y0.shape[2];
+  const float* d = y0.f32() + anchor;
+  return {d[0], d[n], d[2 * n], d[3 * n], d[(4 + static_cast<int64_t>(classes)) * n]};
+}
+
+std::vector<Candidate> RotatedNms(std::vector<Candidate> candidates, const Tensor& y0, int classes, float iou,
+                                  const NmsRule& rule, int max_detections) {
+  std::vector<int32_t> order(candidates.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return candidates[a].score > candidates[b].score; });
+  if (rule.max_candidates > 0 && static_cast<int64_t>(order.size()) > rule.max_candidates) {
+    order.resize(static_cast<size_t>(rule.max_candidates));
+  }
+  // Per class, every candidate seen so far (kept or not: Fast NMS), as Gaussians.
+  std::vector<std::vector<Gaussian>> seen(static_cast<size_t>(std::max(classes, 1)));
+  std::vector<Candidate> kept;
+  for (int32_t i : order) {
+    const Candidate& c = candidates[i];
+    if (c.cls < 0 || c.cls >= static_cast<int>(seen.size())) continue;
+    const Gaussian g = GaussianOf(RotatedOf(y0, classes, c.anchor));
+    std::vector<Gaussian>& better = seen[c.cls];
+    const bool keep = std::none_of(better.begin(), better.end(), [&](const Gaussian& o) { return ProbIou(o, g) > iou; });
+    better.push_back(g);
+    if (!keep) continue;
+    kept.push_back(c);
+    if (max_detections > 0 && static_cast<int>(kept.size()) >= max_detections) break;
+  }
+  return kept;
+}
+
+}  // namespace detect
+}  // namespace tvm_ncnn
