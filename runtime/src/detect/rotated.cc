@@ -10,6 +10,7 @@
 //   overlaps it by more than the threshold, whether or not that better box was itself dropped.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "detect/detect_internal.h"
@@ -30,16 +31,19 @@ Gaussian GaussianOf(const RotatedBox& r) {
   return {r.cx, r.cy, va * cos * cos + vb * sin * sin, va * sin * sin + vb * cos * cos, (va - vb) * cos * sin};
 }
 
-double ProbIou(const Gaussian& p, const Gaussian& q) {
+// ProbIoU(p, q) > iou. `b_max`: the distance B above which it cannot be (below); with `bounded`, B's first term
+// alone above it answers no without the logarithm and the exponential.
+bool Overlaps(const Gaussian& p, const Gaussian& q, double iou, double b_max, bool bounded) {
   const double a = p.a + q.a, b = p.b + q.b, c = p.c + q.c;
   const double dx = p.x - q.x, dy = p.y - q.y;
   const double det = a * b - c * c;
   // B = 1/8 d^T S^-1 d + 1/2 ln(det S / sqrt(det P det Q)), S = (P + Q) / 2; written with a, b, c of P + Q.
   const double mahalanobis = (a * dy * dy + b * dx * dx) / (det + kEps) * 0.25 - c * dx * dy / (det + kEps) * 0.5;
+  if (bounded && mahalanobis > b_max) return false;
   const double spread = std::max(0.0, p.a * p.b - p.c * p.c) * std::max(0.0, q.a * q.b - q.c * q.c);
   const double log_term = 0.5 * std::log(det / (4 * std::sqrt(spread) + kEps) + kEps);
   const double bhattacharyya = std::clamp(mahalanobis + log_term, kEps, 100.0);
-  return 1 - std::sqrt(1 - std::exp(-bhattacharyya) + kEps);
+  return 1 - std::sqrt(1 - std::exp(-bhattacharyya) + kEps) > iou;
 }
 
 }  // namespace
@@ -59,16 +63,54 @@ std::vector<Candidate> RotatedNms(std::vector<Candidate> candidates, const Tenso
   if (rule.max_candidates > 0 && static_cast<int64_t>(order.size()) > rule.max_candidates) {
     order.resize(static_cast<size_t>(rule.max_candidates));
   }
-  // Per class, every candidate seen so far (kept or not: Fast NMS), as Gaussians.
-  std::vector<std::vector<Gaussian>> seen(static_cast<size_t>(std::max(classes, 1)));
+  // Per class, every candidate seen so far (kept or not: Fast NMS), as Gaussians, with their centres and traces
+  // apart for the bound below.
+  struct Seen {
+    std::vector<Gaussian> g;
+    std::vector<float> x, y, trace;
+  };
+  std::vector<Seen> seen(static_cast<size_t>(std::max(classes, 1)));
+  // A cheap exact bound first: B >= d^T (P + Q)^-1 d / 4 >= |d|^2 / (4 trace(P + Q)) (the log term is >= 0 by
+  // Minkowski's determinant inequality), and ProbIoU > iou needs B < -ln(1 + eps - (1 - iou)^2). Pairs farther
+  // apart than that skip the logarithm and the exponential; the margin keeps rounding on the exact side. The bound
+  // runs over blocks of candidates without an early exit, which the compiler vectorizes: with thousands of boxes
+  // of one class (every anchor above the threshold) the pairs are millions.
+  // The inequality needs each determinant well above eps: a box under about 0.6 px square (det < 0.01 px^4) gets
+  // an infinite reach, so that every pair with it takes the exact test.
+  const double hd = 1.0 - iou, b_max = -std::log(std::max(1 + kEps - hd * hd, 1e-300)) * 1.001 + 1e-4;
+  const float reach = static_cast<float>(4 * b_max);
+  constexpr size_t kBlock = 64;
   std::vector<Candidate> kept;
   for (int32_t i : order) {
     const Candidate& c = candidates[i];
     if (c.cls < 0 || c.cls >= static_cast<int>(seen.size())) continue;
     const Gaussian g = GaussianOf(RotatedOf(y0, classes, c.anchor));
-    std::vector<Gaussian>& better = seen[c.cls];
-    const bool keep = std::none_of(better.begin(), better.end(), [&](const Gaussian& o) { return ProbIou(o, g) > iou; });
-    better.push_back(g);
+    Seen& better = seen[c.cls];
+    const bool tiny = g.a * g.b - g.c * g.c < 1e-2;
+    const float gx = static_cast<float>(g.x), gy = static_cast<float>(g.y);
+    const float gt = tiny ? std::numeric_limits<float>::infinity() : static_cast<float>(g.a + g.b);
+    bool keep = true;
+    for (size_t start = 0; keep && start < better.g.size(); start += kBlock) {
+      const size_t n = std::min(kBlock, better.g.size() - start);
+      const float *x = better.x.data() + start, *y = better.y.data() + start, *t = better.trace.data() + start;
+      bool near[kBlock];
+      bool any = false;
+      for (size_t j = 0; j < n; ++j) {
+        const float dx = x[j] - gx, dy = y[j] - gy;
+        near[j] = dx * dx + dy * dy <= reach * (t[j] + gt) * 1.001f + 1e-3f;  // float: a little more margin
+        any |= near[j];
+      }
+      for (size_t j = 0; any && j < n; ++j) {
+        if (near[j] && Overlaps(better.g[start + j], g, iou, b_max, !tiny && std::isfinite(t[j]))) {
+          keep = false;
+          break;
+        }
+      }
+    }
+    better.x.push_back(gx);
+    better.y.push_back(gy);
+    better.trace.push_back(gt);
+    better.g.push_back(g);
     if (!keep) continue;
     kept.push_back(c);
     if (max_detections > 0 && static_cast<int>(kept.size()) >= max_detections) break;
