@@ -1,4 +1,4 @@
-"""Detection end to end (issue 15 item 6): YOLOv8n at 640x640 on a real photo, letterbox + inference +
+"""Detection end to end (issue 15 item 6; the OBB rows: issue 26): YOLOv8n at 640x640 on a real photo, letterbox + inference +
 decode/NMS, model.so (deploy_app) against native ncnn on pnnx's graph of the same model with the SAME
 post-processing (build/host/benchmarks/ncnn_detect_bench: tvm_ncnn::Detect on ncnn's output).
 
@@ -52,15 +52,20 @@ def letterboxed_photo(size: int = 640) -> np.ndarray:
 
 
 def yolov8n(anchors: int | None, seed: int = 0):
-    """YOLOv8n from yaml, every conv re-drawn at unit gain (random BN fades features to constants otherwise), then
-    every class bias shifted alike so that `anchors` anchors' best class passes SCORE on the photo (None: all)."""
-    import torch
-
+    """YOLOv8n from yaml, biased (below) for `anchors` passing anchors."""
     from tvm_ncnn.zoo import modern as zoo_modern
 
     model, _ = zoo_modern.torch_model("yolov8n", seed)  # the zoo's 320x320 input: here 640x640, 8400 anchors
-    shape = (1, 3, 640, 640)
+    return biased(model, anchors, seed), (1, 3, 640, 640)
+
+
+def biased(model, anchors: int | None, seed: int = 0):
+    """Every conv re-drawn at unit gain (random BN fades features to constants otherwise), then every class bias
+    shifted alike so that `anchors` anchors' best class passes SCORE on the photo (None: all)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed + 1)
+    model.eval()
     with torch.no_grad():
         dfl = set(model.model[-1].dfl.modules())
         for conv in model.modules():
@@ -71,7 +76,7 @@ def yolov8n(anchors: int | None, seed: int = 0):
         # The class logits themselves (the head's sigmoid saturates in float32): the last conv of each cv3 branch.
         heads, logits = model.model[-1].cv3, []
         hooks = [seq[-1].register_forward_hook(lambda mod, i, o: logits.append(o.flatten(2))) for seq in heads]
-        model(torch.from_numpy(letterboxed_photo(shape[2])))
+        model(torch.from_numpy(letterboxed_photo(640)))
         for h in hooks:
             h.remove()
         best = np.sort(torch.cat(logits, 2)[0].max(0).values.double().numpy())[::-1]  # per anchor, best first
@@ -80,7 +85,36 @@ def yolov8n(anchors: int | None, seed: int = 0):
         target = best[-1] - 1.0 if anchors is None else (best[anchors - 1] + best[anchors]) / 2
         for seq in heads:
             seq[-1].bias.add_(float(logit(SCORE) - target))
-    return model, shape
+    return model
+
+
+def prepare_obb(case: str, anchors: int | None, workdir: Path) -> dict:
+    """YOLO11n-obb as ultralytics' own exporter writes it (its metadata gives model.so the task and the
+    letterbox, no flags), biased as YOLOv8n; model.so only (native ncnn has no rotated NMS to compare)."""
+    import tvm_ncnn
+
+    d = workdir / f"obb_{case}"
+    d.mkdir(parents=True, exist_ok=True)
+    so = d / "obb.so"
+    if not so.exists():
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+        from ultralytics import YOLO
+
+        cwd = os.getcwd()
+        os.chdir(d)  # the exporter writes beside the (yaml) model name
+        try:
+            yolo = YOLO("yolo11n-obb.yaml")
+            biased(yolo.model, anchors)
+            onnx_path = yolo.export(format="onnx", imgsz=640, simplify=False)
+        finally:
+            os.chdir(cwd)
+        tvm_ncnn.export(str(d / onnx_path), so)
+    m = tvm_ncnn.load(so, threads=1)
+    raw = m(m.load_image(str(PHOTO)))[0][0]
+    classes = m.info["postprocess"]["classes"]
+    passing = int((raw[4:4 + classes].max(axis=0) > SCORE).sum())
+    return {"case": f"obb {case}", "so": str(so), "passing": passing, "anchors": raw.shape[1]}
 
 
 def prepare(case: str, anchors: int | None, workdir: Path) -> dict:
@@ -157,8 +191,10 @@ def main() -> None:
             sys.exit(f"bench_detect: {exe} is missing; build first (cmake --build build/host)")
     workdir = Path(args.workdir)
     models = [prepare("realistic", args.anchors, workdir), prepare("worst", None, workdir)]
+    obb = [prepare_obb("realistic", args.anchors, workdir), prepare_obb("worst", None, workdir)]
     threads = [int(t) for t in args.threads.split(",")]
     cells = [(t, m, s) for t in threads for m in models for s in ("model.so", "native")]
+    cells += [(t, m, "model.so") for t in threads for m in obb]
     got: dict[tuple, list[dict]] = {(t, m["case"], s): [] for t, m, s in cells}
     print(f"# {machine_load()}; {args.rounds} rounds x {len(cells)} cells, --repeat {args.repeat}", flush=True)
     rng = random.Random(0)
@@ -188,6 +224,14 @@ def main() -> None:
             print(f"{t:>3} {c:<10} {m['passing']:>5} {found:>5} | {so[0]:7.2f} {so[1]:7.2f} {so[2]:6.2f} | "
                   f"{nat[0]:7.2f} {nat[1]:7.2f} {nat[2]:6.2f} | {so[2] / so[1]:8.2%} {(lb + so[2]) / so[1]:13.2%} "
                   f"{sum(so) / sum(nat):9.3f}")
+    print("\nYOLO11n-obb 640x640 (ultralytics' own ONNX, no flags), model.so: decode + rotated NMS (ProbIoU) + "
+          "mapping")
+    for t in threads:
+        for m in obb:
+            so = [med(k, t, m["case"], "model.so") for k in ("pre", "inf", "post")]
+            found = got[(t, m["case"], "model.so")][0]["found"]
+            print(f"{t:>3} {m['case']:<14} {m['passing']:>5} {found:>5} | pre {so[0]:6.2f}  inf {so[1]:7.2f}  "
+                  f"post {so[2]:6.2f} | post/inf {so[2] / so[1]:6.2%}")
     print("\nletterbox alone (decoding apart), median ms: runtime PreprocessImage vs ncnn from_pixels_resize + "
           "copy_make_border + normalize")
     for t in threads:

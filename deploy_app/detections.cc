@@ -25,6 +25,11 @@ std::string DetectionsJson(const std::vector<tvm_ncnn::Detection>& found, const 
       j += "]";
     }
     if (task == "segment") j += ", \"mask_area\": " + std::to_string(d.mask.area);
+    if (task == "obb" && d.rbox.size() == 5) {  // cx, cy, w, h in image pixels, angle in radians
+      j += ", \"rbox\": [" + JsonNumber(d.rbox[0], "%.2f") + ", " + JsonNumber(d.rbox[1], "%.2f") + ", " +
+           JsonNumber(d.rbox[2], "%.2f") + ", " + JsonNumber(d.rbox[3], "%.2f") + ", " + JsonNumber(d.rbox[4], "%.5f") +
+           "]";
+    }
     j += "}";
   }
   return j + "]";
@@ -40,6 +45,11 @@ std::string DetectionsText(const std::vector<tvm_ncnn::Detection>& found, const 
                   d.score, d.x1, d.y1, d.x2, d.y2);
     out += line;
     if (task == "segment") out += "  (mask " + std::to_string(d.mask.area) + " px)";
+    if (task == "obb" && d.rbox.size() == 5) {
+      std::snprintf(line, sizeof(line), "  (rotated %.1f x %.1f at %.1f deg)", d.rbox[2], d.rbox[3],
+                    d.rbox[4] * 57.29577951308232);
+      out += line;
+    }
     if (task == "pose") {
       int visible = 0;
       for (const tvm_ncnn::Keypoint& k : d.keypoints) visible += k.visibility >= 0.5f;

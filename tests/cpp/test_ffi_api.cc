@@ -37,7 +37,7 @@ int main() {
   CHECK(std::string(v.at("sdk")) == tvm_ncnn::SdkVersion());
   CHECK(std::string(v.at("tvm")) == tvm_ncnn::TvmVersion());
   CHECK(std::string(v.at("ncnn")) == tvm_ncnn::NcnnVersion());
-  CHECK(std::string(v.at("metadata_format")) == "2");  // 2: preprocess.resize (FORMAT.md)
+  CHECK(std::string(v.at("metadata_format")) == "3");  // 2: preprocess.resize (FORMAT.md)
   CHECK((*detect)().cast<int64_t>() == detected);
 
   // The limits Python checks against, and the top-k `tvm-ncnn run` prints (ScoreTopK's, as deploy_app's).
@@ -76,13 +76,13 @@ int main() {
     CHECK(t.size() == 5);
     CHECK(names("precisions") == (Names{"fp32", "fp16", "int8"}));
     CHECK(names("load_precisions") == (Names{"fp32", "fp16"}));
-    CHECK(names("tasks") == (Names{"classify", "detect", "segment", "pose"}));
-    CHECK(names("layouts") == (Names{"yolov8", "yolov5", "yolox", "picodet"}));
+    CHECK(names("tasks") == (Names{"classify", "detect", "segment", "pose", "obb"}));
+    CHECK(names("layouts") == (Names{"yolov8", "yolov5", "yolox", "picodet", "end2end"}));
     CHECK(names("resize_modes") == (Names{"stretch", "crop", "letterbox"}));
     // The public functions deploy_app reads them through.
     CHECK(tvm_ncnn::Precisions() == names("precisions"));
     CHECK(tvm_ncnn::LoadPrecisions() == names("load_precisions"));
-    CHECK(tvm_ncnn::DetectorTasks() == (Names{"detect", "segment", "pose"}));
+    CHECK(tvm_ncnn::DetectorTasks() == (Names{"detect", "segment", "pose", "obb"}));
   }
 
   const std::string dir = TempDir();

@@ -7,6 +7,7 @@ Same boxes (IoU >= 0.99), classes and scores (1e-4); deploy_app prints and draws
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 
 from conftest import DEPLOY_APP
 
+os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics' exporter: no downloads, no pip installs of its own
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
@@ -52,22 +55,28 @@ def match(ours_boxes, ours_scores, ours_classes, ref_boxes, ref_scores, ref_clas
 
 
 def yolo_with_scores(name: str, seed: int = 0):
-    """An ultralytics model from yaml with every conv re-drawn at unit gain (He init; fused random BN otherwise
-    fades the features to constants) and class biases around -1, so that boxes differ in size and score
-    0.05..0.95 rather than the random-init prior's 1e-4 everywhere."""
+    """An ultralytics model from yaml with varied scores (with_scores)."""
     model, shape = zoo_modern.torch_model(name, seed)
+    return with_scores(model, seed), shape
+
+
+def with_scores(model, seed: int = 0):
+    """Every conv re-drawn at unit gain (He init; fused random BN otherwise fades the features to constants) and
+    class biases around -1, so that boxes differ in size and score 0.05..0.95 rather than the random-init prior's
+    1e-4 everywhere."""
     g = torch.Generator().manual_seed(seed + 1)
+    head = model.model[-1]
     with torch.no_grad():
-        dfl = set(model.model[-1].dfl.modules())  # fixed weights: the bins' expectation
+        dfl = set(head.dfl.modules())  # fixed weights: the bins' expectation
         for conv in model.modules():
             if isinstance(conv, torch.nn.Conv2d) and conv not in dfl:
                 fan_in = conv.weight[0].numel()
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 if conv.bias is not None:
                     conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 0.1)
-        for seq in model.model[-1].cv3:
+        for seq in [*head.cv3, *(getattr(head, "one2one_cv3", None) or [])]:
             seq[-1].bias.add_(-1.0)
-    return model, shape
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +174,128 @@ def test_classifier_refuses_detector_flags(yolo, tmp_path):
     assert proc.returncode == 2 and "for detectors" in proc.stderr
 
 
+# ---- ultralytics' own ONNX export: its metadata says the task and the preprocessing
+
+
+def ultralytics_onnx(yaml: str, directory: Path, imgsz: int, scores: bool = False, **kwargs) -> str:
+    """ONNX as `yolo export format=onnx` writes it (metadata_props: task, stride, imgsz, names, end2end), random
+    weights from the yaml (scores: varied, with_scores)."""
+    from ultralytics import YOLO
+
+    cwd = os.getcwd()
+    os.chdir(directory)  # the exporter writes beside the (yaml) model name
+    try:
+        yolo = YOLO(yaml)
+        if scores:
+            with_scores(yolo.model)
+        return str(directory / yolo.export(format="onnx", imgsz=imgsz, simplify=False, **kwargs))
+    finally:
+        os.chdir(cwd)
+
+
+def test_ultralytics_onnx_records_its_preprocessing(tmp_path, capsys):
+    """Exported with no flags, ultralytics' own ONNX records what ultralytics feeds it -- LetterBox (114, centred)
+    and pixels / 255 for detect, shorter side + centre cut and / 255 for classify -- and says where it came from;
+    a flag overrides only what it sets. The input is ultralytics' LetterBox of the photo's pixels (within one level; OpenCV's SIMD paths round a few pixels of a large shrink
+    otherwise)."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    from tvm_ncnn.cli.main import main
+
+    onnx_path = ultralytics_onnx("yolov8n.yaml", tmp_path, 320)
+    so = tmp_path / "y.so"
+    assert main(["export", onnx_path, "-o", str(so)]) == 0
+    printed = capsys.readouterr().out
+    meta = tvm_ncnn.read_metadata(so)
+    assert meta["preprocess"] == {"mean": [0.0] * 3, "std": [255.0] * 3, "color": "RGB", "resize": "letterbox",
+                                  "pad": 114, "anchor": "center"}
+    assert meta["postprocess"]["task"] == "detect" and len(meta["labels"]) == 80
+    assert set(meta["sources"].values()) == {"the model's metadata (ultralytics detect)"}
+    assert "letterbox:114 (fit whole, centred" in printed and "from the model's metadata" in printed, printed
+    model = tvm_ncnn.load(so, threads=2)
+    bgr = cv2.imread(str(PHOTO))
+    ref = LetterBox(new_shape=(320, 320), auto=False)(image=bgr)[:, :, ::-1].transpose(2, 0, 1)[None] / 255.0
+    got = model.load_image(bgr, pixel_format="BGR")  # the same decoded pixels (stb and libjpeg differ a little)
+    apart = np.abs(got - ref.astype(np.float32)) * 255  # in pixel levels
+    assert apart.max() < 1.001 and (apart > 0.5).mean() < 0.01, (apart.max(), (apart > 0.5).mean())
+
+    cls_onnx = ultralytics_onnx("yolov8n-cls.yaml", tmp_path, 64)
+    tvm_ncnn.export(cls_onnx, tmp_path / "c.so", preprocess=tvm_ncnn.Preprocess(color="BGR"))
+    meta = tvm_ncnn.read_metadata(tmp_path / "c.so")
+    assert meta["preprocess"] == {"mean": [0.0] * 3, "std": [255.0] * 3, "color": "BGR", "resize": "crop",
+                                  "crop_pct": 1.0}
+    assert meta["postprocess"] == {"task": "classify"} and meta["sources"]["color"] == "flags"
+    assert meta["sources"]["resize"] == "the model's metadata (ultralytics classify)"
+    shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", str(tmp_path / "c.so")],
+                           capture_output=True, text=True, timeout=300).stdout
+    assert "crop:1 (shorter side" in shown and "color from flags" in shown, shown
+
+
+@pytest.mark.parametrize("yaml", ["yolov10n.yaml", "yolo26n.yaml"])
+def test_end2end_heads_match_ultralytics(yaml, tmp_path):
+    """NMS-free heads exported end to end (ultralytics' nms=False: output [1, 300, 6], metadata end2end True) are
+    recognised from the metadata with no flags and decoded with no NMS: the same rows, in the same order, as
+    ultralytics' non_max_suppression(end2end=True) + scale_boxes on the same raw outputs."""
+    from ultralytics.utils import nms, ops
+
+    onnx_path = ultralytics_onnx(yaml, tmp_path, 320, scores=True, nms=False)
+    so = tmp_path / "e2e.so"
+    tvm_ncnn.export(onnx_path, so)
+    model = tvm_ncnn.load(so, threads=2)
+    post = model.info["postprocess"]
+    assert (post["task"], post["layout"], post["classes"]) == ("detect", "end2end", 80)
+    raw = model(model.load_image(str(PHOTO)))
+    assert raw[0].shape == (1, 300, 6)
+    conf = float(np.quantile(raw[0][0, :, 4], 0.5))  # half the rows pass
+    found = model.postprocess(raw, model.image_transform((512, 600)), score=conf)
+    det = nms.non_max_suppression(torch.from_numpy(raw[0]), conf, 0.7, end2end=True)[0]
+    boxes = ops.scale_boxes((320, 320), det[:, :4].clone(), (600, 512))
+    assert len(found) == len(det) > 100
+    assert np.array_equal(found.scores, det[:, 4].numpy()) and np.array_equal(found.classes, det[:, 5].numpy())
+    assert np.abs(found.boxes - boxes.numpy()).max() < 1e-3
+    shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", str(so)], capture_output=True,
+                           text=True, timeout=300).stdout
+    assert "detect (end2end, 80 classes; score > 0.25, no NMS" in shown, shown
+
+
+def test_obb_matches_ultralytics_rotated_nms(tmp_path):
+    """ultralytics' own ONNX of YOLO11n-obb (metadata task obb), exported with no flags: oriented boxes decoded
+    (xywh + angle), ultralytics' rotated NMS (ProbIoU, Fast NMS) and mapped back as its scale_boxes(xywh=True):
+    the same boxes, in the same order, as ultralytics' non_max_suppression(rotated=True) on the same raw outputs;
+    deploy_app's --json carries rbox beside the axis-aligned box and --draw writes the outlines."""
+    from ultralytics.utils import nms, ops
+
+    so = tmp_path / "obb.so"
+    tvm_ncnn.export(ultralytics_onnx("yolo11n-obb.yaml", tmp_path, 320, scores=True), so)
+    model = tvm_ncnn.load(so, threads=2)
+    post = model.info["postprocess"]
+    assert (post["task"], post["layout"], post["classes"]) == ("obb", "yolov8", 80)
+    assert model.info["preprocess"]["resize"] == "letterbox" and model.info["preprocess"]["std"] == [255.0] * 3
+    raw = model(model.load_image(str(PHOTO)))
+    found = model.postprocess(raw, model.image_transform((512, 600)))
+    det = nms.non_max_suppression(torch.from_numpy(raw[0]), post["score"], post["iou"], nc=80, rotated=True)[0]
+    ref = torch.cat([det[:, :4], det[:, -1:]], 1)
+    ref[:, :4] = ops.scale_boxes((320, 320), ref[:, :4], (600, 512), xywh=True)
+    print(f"obb: {len(found)} rotated boxes, ultralytics {len(det)}")
+    assert len(found) == len(det) > 5
+    assert np.abs(found.scores - det[:, 4].numpy()).max() < 1e-6
+    assert np.array_equal(found.classes, det[:, 5].numpy().astype(int))
+    assert np.abs(found.rboxes - ref.numpy()).max() < 1e-3
+    cx = np.clip(found.rboxes[:, 0], 0, 512)  # box: the rotated box's extent, clipped to the image
+    assert ((found.boxes[:, 0] <= cx) & (cx <= found.boxes[:, 2])).all()
+
+    drawn = tmp_path / "obb.png"
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(PHOTO), "--json", "--repeat", "1", "--draw", str(drawn)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["task"] == "obb" and len(report["detections"]) == len(found)
+    for d, rbox in zip(report["detections"], found.rboxes):
+        assert np.allclose(d["rbox"], rbox, atol=0.01) and len(d["box"]) == 4
+    assert drawn.stat().st_size > 0
+
+
 # ---- YOLOX: a head with YOLOX's export layout, decoded by the reference written from the paper
 
 
@@ -234,6 +365,68 @@ def test_yolox_decode(tmp_path):
 
 
 # ---- a pretrained detector shipped in a PyPI package, against that package's own pipeline
+
+
+def captcha(seed: int, size=(344, 216)):
+    """A click-captcha-like picture: four bold letters on a noisy colour field (what ddddocr's detector finds)."""
+    from PIL import Image, ImageDraw, ImageFont
+    import matplotlib
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([120 + 80 * np.sin(x / 23 + c) * np.cos(y / 17 - c) for c in range(3)], -1)
+    img = Image.fromarray(np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans-Bold.ttf"), 40)
+    for k, ch in enumerate("AKEM"):
+        draw.text((20 + k * 80 + int(rng.integers(0, 20)), 40 + int(rng.integers(0, 110))), ch, font=font,
+                  fill=tuple(int(v) for v in rng.integers(0, 80, 3)))
+    return img
+
+
+@pytest.fixture(scope="module")
+def ddddocr_yolox(tmp_path_factory):
+    """ddddocr's detector exported as its own code runs it, and the package itself (kept: it closes its session
+    when collected)."""
+    ddddocr = pytest.importorskip("ddddocr")
+    so = tmp_path_factory.mktemp("ddddocr") / "det.so"
+    tvm_ncnn.export(str(Path(ddddocr.__file__).parent / "common_det.onnx"), so,
+                    preprocess=tvm_ncnn.Preprocess(color="BGR", resize="letterbox:114:topleft"),
+                    task=tvm_ncnn.Task("detect", layout="yolox", score=0.1, iou=0.45))
+    return ddddocr.DdddOcr(det=True, ocr=False, show_ad=False), tvm_ncnn.load(so, threads=2), so
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_yolox_topleft_matches_ddddocr(seed, ddddocr_yolox, tmp_path):
+    """ddddocr ships a pretrained YOLOX (common_det.onnx, 416 x 416, one class) run by YOLOX's own demo code: BGR
+    pixels 0..255 letterboxed to the top-left (border 114), grid decode, NMS 0.45, score 0.1, boxes / r. Exported
+    with --resize letterbox:114:topleft it gives the package's boxes: the input its preproc's (within one level),
+    the boxes of its decode + NMS on the same raw outputs, and its end-to-end answer (whole pixels) through deploy_app."""
+    import cv2
+
+    package, model, so = ddddocr_yolox
+    engine = package.detection_engine
+    image = captcha(seed)
+    image.save(tmp_path / "c.png")
+    bgr = cv2.imread(str(tmp_path / "c.png"))
+    ref_input, r = engine.preproc(bgr, (416, 416))
+    x = model.load_image(bgr, pixel_format="BGR")
+    apart = np.abs(x[0] - ref_input)  # OpenCV's SIMD upscale rounds a few pixels one level apart from ncnn's
+    assert apart.max() <= 1 and (apart > 0).mean() < 0.01
+    raw = model(x)
+    found = model.postprocess(raw, model.image_transform(bgr))
+    pred = engine.demo_postprocess(raw[0].copy(), (416, 416))[0]
+    xyxy = np.concatenate([pred[:, :2] - pred[:, 2:4] / 2, pred[:, :2] + pred[:, 2:4] / 2], 1) / r
+    det = engine.multiclass_nms(xyxy, pred[:, 4:5] * pred[:, 5:], nms_thr=0.45, score_thr=0.1)
+    assert len(found) == 4
+    ref_boxes = np.clip(det[:, :4], 0, [bgr.shape[1], bgr.shape[0]] * 2)  # ours are clipped to the image
+    _, worst = match(found.boxes, found.scores, found.classes, ref_boxes, det[:, 4], det[:, 5].astype(int))
+    print(f"ddddocr YOLOX, captcha {seed}: {len(found)} boxes, lowest IoU {worst:.6f}")
+    proc = subprocess.run([str(DEPLOY_APP), str(so), str(tmp_path / "c.png"), "--json", "--repeat", "1"],
+                          capture_output=True, text=True, timeout=300)
+    ours = sorted([int(v) for v in d["box"]] for d in json.loads(proc.stdout)["detections"])
+    theirs = sorted(engine.get_bbox((tmp_path / "c.png").read_bytes()))
+    assert np.abs(np.array(ours) - np.array(theirs)).max() <= 1, (ours, theirs)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,8 @@ def models(tmp_path_factory):
         "bgr_crop": tvm_ncnn.load(export(tmp_path_factory, "bgr_crop", (1, 3, 24, 32), "crop:0.9", "BGR"), threads=1),
         "crop": tvm_ncnn.load(export(tmp_path_factory, "crop", (1, 3, 56, 56), "crop"), threads=1),
         "letterbox": tvm_ncnn.load(export(tmp_path_factory, "letterbox", (1, 3, 48, 64), "letterbox"), threads=1),
+        "topleft": tvm_ncnn.load(export(tmp_path_factory, "topleft", (1, 3, 48, 64), "letterbox:114:topleft"),
+                                 threads=1),
     }
 
 
@@ -180,17 +182,48 @@ def test_letterbox_is_ultralytics_letterbox(models, size):
     assert np.allclose(got[0, :, border], (114 - np.float32(MEAN)) / np.float32(STD), rtol=1e-6, atol=0)
 
 
+def yolox_preproc(img, input_size, pad=114):
+    """YOLOX's preproc (yolox/data/data_augment.py, as its README and ncnn's yolox example describe it), written
+    here: r = min(H / h, W / w), cv2.resize to (int(w * r), int(h * r)) INTER_LINEAR, pasted at the top-left of an
+    H x W canvas of `pad`; boxes are mapped back by dividing by r."""
+    import cv2
+
+    canvas = np.full((input_size[0], input_size[1], 3), pad, np.uint8)
+    r = min(input_size[0] / img.shape[0], input_size[1] / img.shape[1])
+    w, h = int(img.shape[1] * r), int(img.shape[0] * r)
+    canvas[:h, :w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    return canvas, r
+
+
+@pytest.mark.parametrize("size", [(155, 100), (100, 155), (640, 480), (33, 200), (64, 48)])
+def test_letterbox_topleft_is_yolox_preproc(models, size):
+    """letterbox:114:topleft is YOLOX's preproc: the same pixels exactly, the border only right and bottom, and
+    the transform maps input coordinates back by dividing by YOLOX's r."""
+    model = models["topleft"]
+    assert model.info["preprocess"]["anchor"] == "topleft"
+    rgb = photo(*size, seed=4)
+    ref, r = yolox_preproc(rgb, (48, 64))
+    got = model.load_image(rgb)
+    assert levels(got, normalize(ref)) == 0
+    t = model.image_transform(rgb)
+    assert (t.offset_x, t.offset_y) == (0, 0) and t.scale_x == t.scale_y == r
+    assert (t.resized_width, t.resized_height) == (int(size[0] * r), int(size[1] * r))
+    x, y = t.to_image(np.array([10.0, 37.5]), np.array([5.0, 20.25]))
+    assert np.allclose(x, np.array([10.0, 37.5]) / r) and np.allclose(y, np.array([5.0, 20.25]) / r)
+
+
 def test_metadata_inspect_and_old_model_files(models, tmp_path):
     """Export records the mode (metadata format 2), inspect shows it; stretch is what every model.so did before
     the field existed: metadata format 1 without "resize" still loads and stretches, bit for bit as today's."""
     model = models["stretch"]
     meta = model.info
-    assert meta["format_version"] == 2 and meta["preprocess"]["resize"] == "stretch"
+    assert meta["format_version"] == 3 and meta["preprocess"]["resize"] == "stretch"
     assert models["crop"].info["preprocess"] == {"mean": list(MEAN), "std": list(STD), "color": "RGB",
                                                  "resize": "crop", "crop_pct": 0.875}
     assert models["bgr_crop"].info["preprocess"]["crop_pct"] == 0.9
     assert models["letterbox"].info["preprocess"]["pad"] == 114
-    for name, needle in [("crop", "resize     crop:0.875 (shorter side"), ("letterbox", "resize     letterbox:114"),
+    for name, needle in [("crop", "resize     crop:0.875 (shorter side"), ("letterbox", "resize     letterbox:114 (fit whole, centred"),
+                         ("topleft", "resize     letterbox:114:topleft (fit whole in the top-left"),
                          ("stretch", "resize     stretch")]:
         shown = subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", "inspect", models[name].path],
                                capture_output=True, text=True, timeout=300)
@@ -246,7 +279,8 @@ def test_mean_std_in_unit_range_refused(tmp_path):
 
 @pytest.mark.parametrize("spec,needle", [("squash", "not a resize mode"), ("crop:1.5", "from 0.01 to 1"),
                                          ("crop:abc", "crop:0.875"), ("letterbox:300", "0..255"),
-                                         ("stretch:2", "takes no value")])
+                                         ("stretch:2", "takes no value"), ("letterbox:114:left", ":topleft"),
+                                         ("letterbox:1:2:topleft", ":topleft")])
 def test_bad_resize_refused(spec, needle):
     with pytest.raises(tvm_ncnn.ModelError, match=needle):
         tvm_ncnn.Preprocess(resize=spec)

@@ -183,8 +183,8 @@ def test_seal_is_idempotent_and_optional(models, tmp_path):
      ["built with ncnn 1.0.2019", "this runtime uses ncnn 1.0.2026"]),
     ("sdk", b'"sdk_version": "0.1.0"', b'"sdk_version": "9.1.0"',
      ["built with tvm-ncnn SDK 9.1.0", "this runtime uses tvm-ncnn SDK 0.1.0"]),
-    ("json_format", b'"format_version": 2', b'"format_version": 7',
-     ["metadata format version 7", "reads versions 1 to 2"]),
+    ("json_format", b'"format_version": 3', b'"format_version": 7',
+     ["metadata format version 7", "reads versions 1 to 3"]),
 ])
 def test_version_mismatch(models, tmp_path, what, old, new, needles):
     path = write_variant(tmp_path, models["two_regions"]["so"], f"v_{what}.so", replace_in_meta(old, new))

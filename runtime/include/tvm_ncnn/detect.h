@@ -41,6 +41,9 @@ struct Detection {
   std::string label;                  // ModelInfo::labels[class_id], "" without labels
   std::vector<Keypoint> keypoints;    // pose
   Mask mask;                          // segment
+  // obb: the oriented box cx, cy, w, h, angle (radians, the model's own; original image pixels, not clipped);
+  // x1..y2 is then its axis-aligned bounding box, clipped. Empty for the other tasks.
+  std::vector<float> rbox;
 };
 
 struct DetectOptions {
@@ -56,12 +59,12 @@ struct DetectOptions {
 std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
                               const ImageTransform& transform, const DetectOptions& options = DetectOptions());
 
-// The tasks Detect reads ("detect", "segment", "pose": Postprocess::task of a detector), in the order export
+// The tasks Detect reads ("detect", "segment", "pose", "obb": Postprocess::task of a detector), in the order export
 // lists them, for messages such as "export with --task detect|segment|pose".
 std::vector<std::string> DetectorTasks();
 
 // Writes the image at image_path (JPEG/PNG/BMP) with the detections drawn -- boxes, "label score", masks
-// tinted, keypoints as dots -- to out_path (.jpg/.jpeg or .png). Throws Error on an unreadable image or a path
+// tinted, keypoints as dots, oriented boxes as rotated outlines -- to out_path (.jpg/.jpeg or .png). Throws Error on an unreadable image or a path
 // that cannot be written.
 void DrawDetections(const std::string& image_path, const std::vector<Detection>& detections,
                     const std::string& out_path);

@@ -69,10 +69,12 @@ struct Preprocess {
   //     input: the shorter side becomes floor(H / crop_pct)), then cut H x W from the centre -- timm's and
   //     torchvision's evaluation transform (Resize + CenterCrop), e.g. crop_pct 0.875: 224 from 256.
   // "letterbox": keep the aspect ratio, scale the whole image to fit inside H x W, centre it and fill the rest with
-  //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False).
+  //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False); with
+  //     letterbox_topleft the image sits in the top-left corner, padded right and bottom (YOLOX's preproc).
   std::string resize = "stretch";
   double crop_pct = 0.875;  // "crop": 0.01..1 (a double: floor(224 / 0.8) must be 280, as Python computes it)
   int pad = 114;            // "letterbox": the border's pixel value, 0..255
+  bool letterbox_topleft = false;  // "letterbox": metadata "anchor": "topleft" (default "center")
 };
 
 // How to read a model's outputs (the metadata's "postprocess" object; post-processing is tvm_ncnn/detect.h).
@@ -90,8 +92,10 @@ struct Postprocess {
   //              cell of each stride, objectness and class scores already sigmoid.
   //   "picodet": PaddleDetection PicoDet without its post-processing: per stride a score output
   //              [1, cells, classes] and a box output [1, cells, 4 x (reg_max + 1)] (distance distributions).
+  //   "end2end": NMS-free heads exported end to end (YOLOv10, YOLO26): output 0 [1, N, 6], rows x1,y1,x2,y2 in
+  //              input pixels, score, class index; no NMS (iou unused).
   std::string layout;
-  int classes = 0;             // class count (from the output shapes)
+  int classes = 0;             // class count (from the output shapes; end2end: the model's names)
   double score = 0.25;         // default score threshold: a detection needs score > this
   double iou = 0.45;           // default NMS threshold: a box overlapping a better one of its class by more goes
   int max_detections = 300;    // at most this many, best first

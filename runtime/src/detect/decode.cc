@@ -127,6 +127,24 @@ std::vector<Candidate> DecodeYoloV8(const std::vector<Tensor>& outputs, const Mo
   return out;
 }
 
+// NMS-free heads exported end to end (YOLOv10, YOLO26; ultralytics' metadata "end2end"): the graph already took
+// its top max_det rows [1, N, 6]: x1, y1, x2, y2 in input pixels, score, class index (a float). ultralytics keeps
+// the rows scoring above the threshold, in the graph's order (best first), with no NMS (nms.py end2end branch).
+std::vector<Candidate> DecodeEnd2End(const std::vector<Tensor>& outputs, const ModelInfo&, const Postprocess& p,
+                                     float score) {
+  const Tensor& y = Output(outputs, 0, p.layout);
+  if (y.shape.size() != 3 || y.shape[0] != 1 || y.shape[2] != 6) BadShape(y, p.layout, "[1, detections, 6]");
+  std::vector<Candidate> out;
+  const float* d = y.f32();
+  for (int64_t a = 0; a < y.shape[1]; ++a) {
+    const float* r = d + a * 6;
+    if (!(r[4] > score)) continue;
+    const int cls = r[5] >= 0 && r[5] < 1 << 20 ? static_cast<int>(r[5]) : -1;
+    out.push_back({r[0], r[1], r[2], r[3], r[4], cls, a});
+  }
+  return out;
+}
+
 std::vector<Candidate> DecodeYoloV5(const std::vector<Tensor>& outputs, const ModelInfo& info, const Postprocess& p,
                                     float score) {
   return Rows(outputs, info, p, score, false);

@@ -7,6 +7,25 @@
 #include "meta/tables.h"
 
 namespace tvm_ncnn {
+namespace {
+
+// An oriented box in input pixels -> Detection::rbox in image pixels (centre through the transform, sides by its
+// scale, as ultralytics' scale_boxes(xywh=True)) and x1..y2 its corners' bounding box, clipped to the image.
+void OrientedBox(const detect::RotatedBox& r, const ImageTransform& t, Detection* d) {
+  const float cx = static_cast<float>(t.ToImageX(r.cx)), cy = static_cast<float>(t.ToImageY(r.cy));
+  const float w = static_cast<float>(r.w / t.scale_x), h = static_cast<float>(r.h / t.scale_y);
+  d->rbox = {cx, cy, w, h, r.angle};
+  const float c = std::cos(r.angle), s = std::sin(r.angle);
+  const float half_x = (std::abs(w * c) + std::abs(h * s)) / 2, half_y = (std::abs(w * s) + std::abs(h * c)) / 2;
+  const float iw = static_cast<float>(t.image_width), ih = static_cast<float>(t.image_height);
+  d->x1 = std::clamp(cx - half_x, 0.f, iw);
+  d->y1 = std::clamp(cy - half_y, 0.f, ih);
+  d->x2 = std::clamp(cx + half_x, 0.f, iw);
+  d->y2 = std::clamp(cy + half_y, 0.f, ih);
+}
+
+}  // namespace
+
 std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInfo& info,
                               const ImageTransform& transform, const DetectOptions& options) {
   const Postprocess& p = info.postprocess;
@@ -23,8 +42,15 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
   if (transform.scale_x <= 0 || transform.scale_y <= 0) throw Error("detect: the image transform has no scale");
 
   detect::NmsRule rule;
-  std::vector<detect::Candidate> kept = detect::Nms(
-      detect::Decode(outputs, info, p, static_cast<float>(score), &rule), static_cast<float>(iou), rule, max_det);
+  std::vector<detect::Candidate> candidates = detect::Decode(outputs, info, p, static_cast<float>(score), &rule);
+  const bool obb = task->id == Task::kObb;
+  if (obb && outputs[0].shape[1] != 4 + p.classes + 1) {
+    throw Error("detect: output 0 has " + std::to_string(outputs[0].shape[1] - 4 - p.classes) +
+                " channels after the classes; an obb model has one, the angle");
+  }
+  std::vector<detect::Candidate> kept =
+      obb ? detect::RotatedNms(std::move(candidates), outputs[0], p.classes, static_cast<float>(iou), rule, max_det)
+          : detect::Nms(std::move(candidates), static_cast<float>(iou), rule, max_det);
 
   const float w = static_cast<float>(transform.image_width), h = static_cast<float>(transform.image_height);
   auto image_x = [&](float x) { return std::clamp(static_cast<float>(transform.ToImageX(x)), 0.f, w); };
@@ -72,6 +98,7 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
       }
     }
     if (protos) d.mask = detect::InstanceMask(*protos, extras, anchors, d, transform, in_w, in_h);
+    if (obb) OrientedBox(detect::RotatedOf(outputs[0], p.classes, c.anchor), transform, &d);
     found.push_back(std::move(d));
   }
   return found;

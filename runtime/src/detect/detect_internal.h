@@ -23,6 +23,7 @@ struct NmsRule {
   int per_class_candidates = 0;   // > 0: per class, only the best this many (PicoDet's candidate_size)
   int per_class_keep = 0;         // > 0: per class, keep at most this many (PicoDet's keep_top_k)
   float iou_eps = 0;              // added to the IoU's denominator (PicoDet)
+  bool none = false;              // an NMS-free head: the boxes as decoded, best first, at most max_detections
 };
 
 // Every box scoring above `score` (YOLOX: at least `score`) as the layout says, and the rule its family's NMS
@@ -34,6 +35,19 @@ std::vector<Candidate> Decode(const std::vector<Tensor>& outputs, const ModelInf
 // Class-aware greedy NMS: per class, best score first, a box is dropped when its IoU with a kept box of its
 // class is above `iou`. Returns the kept boxes, best first (ties: decode order), at most max_detections (nms.cc).
 std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const NmsRule& rule, int max_detections);
+
+// An oriented box: centre, size and angle (radians), in model input pixels (obb).
+struct RotatedBox {
+  float cx, cy, w, h, angle;
+};
+
+// The rotated box of `anchor` in an obb output 0 [1, 4 + classes + 1, anchors] (rotated.cc).
+RotatedBox RotatedOf(const Tensor& y0, int classes, int64_t anchor);
+
+// ultralytics' rotated NMS: per class, best score first, a box is dropped when any better candidate of its class
+// (kept or not: Fast NMS) has a ProbIoU with it above `iou`. At most max_detections, best first (rotated.cc).
+std::vector<Candidate> RotatedNms(std::vector<Candidate> candidates, const Tensor& y0, int classes, float iou,
+                                  const NmsRule& rule, int max_detections);
 
 // The instance mask of a yolov8 segment detection (masks.cc): sigmoid(coefficients . prototypes) > 0.5, sampled
 // bilinearly at each image pixel's centre mapped into the prototypes, within the box.

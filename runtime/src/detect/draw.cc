@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -65,6 +66,27 @@ void Box(cv::Mat& img, int x0, int y0, int x1, int y1, int t, const unsigned cha
   Fill(img, x1 + 1 - t, y0, x1 + 1, y1 + 1, bgr);
 }
 
+// An oriented box's outline: its four sides, each stamped with t x t squares along the line (no OpenCV line).
+void RotatedOutline(cv::Mat& img, const std::vector<float>& r, int t, const unsigned char* bgr) {
+  const float c = std::cos(r[4]), s = std::sin(r[4]), hw = r[2] / 2, hh = r[3] / 2;
+  float px[4], py[4];
+  const float sx[4] = {-1, 1, 1, -1}, sy[4] = {-1, -1, 1, 1};
+  for (int k = 0; k < 4; ++k) {
+    px[k] = r[0] + sx[k] * hw * c - sy[k] * hh * s;
+    py[k] = r[1] + sx[k] * hw * s + sy[k] * hh * c;
+  }
+  for (int k = 0; k < 4; ++k) {
+    const float x0 = px[k], y0 = py[k], x1 = px[(k + 1) % 4], y1 = py[(k + 1) % 4];
+    const int steps = std::max(1, static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))));
+    if (steps > 100000) continue;  // a degenerate box far outside the image
+    for (int i = 0; i <= steps; ++i) {
+      const int x = static_cast<int>(x0 + (x1 - x0) * i / steps) - t / 2;
+      const int y = static_cast<int>(y0 + (y1 - y0) * i / steps) - t / 2;
+      Fill(img, x, y, x + t, y + t, bgr);
+    }
+  }
+}
+
 void Disc(cv::Mat& img, int cx, int cy, int r, const unsigned char* bgr) {
   for (int dy = -r; dy <= r; ++dy) {
     for (int dx = -r; dx <= r; ++dx) {
@@ -120,8 +142,12 @@ void DrawDetections(const std::string& image_path, const std::vector<Detection>&
   const unsigned char white[3] = {255, 255, 255};
   for (const Detection& d : detections) {
     const unsigned char* color = ColorOf(d.class_id);
-    Box(img, static_cast<int>(d.x1), static_cast<int>(d.y1), static_cast<int>(d.x2), static_cast<int>(d.y2), thick,
-        color);
+    if (d.rbox.size() == 5) {
+      RotatedOutline(img, d.rbox, thick, color);
+    } else {
+      Box(img, static_cast<int>(d.x1), static_cast<int>(d.y1), static_cast<int>(d.x2), static_cast<int>(d.y2), thick,
+          color);
+    }
     for (const Keypoint& k : d.keypoints) {
       if (k.visibility < 0.5f) continue;  // ultralytics draws the keypoints its model thinks visible
       Disc(img, static_cast<int>(k.x), static_cast<int>(k.y), thick + 2, color);

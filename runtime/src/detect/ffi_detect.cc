@@ -62,7 +62,8 @@ ffi::Map<ffi::String, ffi::Any> DetectFfi(const ffi::Array<ffi::Tensor>& outputs
 
     const int64_t n = static_cast<int64_t>(found.size());
     const int64_t k = n ? static_cast<int64_t>(found[0].keypoints.size()) : 0;
-    std::vector<float> boxes, scores, keypoints;
+    const int64_t r = n ? static_cast<int64_t>(found[0].rbox.size()) : 0;  // obb: 5
+    std::vector<float> boxes, scores, keypoints, rboxes;
     Tensor classes({n}, "int64");
     ffi::Array<ffi::String> labels;
     ffi::Array<ffi::Map<ffi::String, ffi::Any>> masks;
@@ -73,6 +74,7 @@ ffi::Map<ffi::String, ffi::Any> DetectFfi(const ffi::Array<ffi::Tensor>& outputs
       reinterpret_cast<int64_t*>(classes.bytes.data())[i] = d.class_id;
       labels.push_back(d.label);
       for (const Keypoint& p : d.keypoints) keypoints.insert(keypoints.end(), {p.x, p.y, p.visibility});
+      rboxes.insert(rboxes.end(), d.rbox.begin(), d.rbox.end());
       if (segment) {
         Tensor px({d.mask.height, d.mask.width}, "uint8");
         std::memcpy(px.bytes.data(), d.mask.pixels.data(), d.mask.pixels.size());
@@ -82,7 +84,8 @@ ffi::Map<ffi::String, ffi::Any> DetectFfi(const ffi::Array<ffi::Tensor>& outputs
     }
     return {{"boxes", ToFfiTensor(Floats({n, 4}, boxes))}, {"scores", ToFfiTensor(Floats({n}, scores))},
             {"classes", ToFfiTensor(classes)}, {"labels", labels},
-            {"keypoints", ToFfiTensor(Floats({n, k, 3}, keypoints))}, {"masks", masks}};
+            {"keypoints", ToFfiTensor(Floats({n, k, 3}, keypoints))}, {"masks", masks},
+            {"rboxes", ToFfiTensor(Floats({n, r}, rboxes))}};
   } catch (const Error& e) {
     TVM_FFI_THROW(RuntimeError) << e.what();
   }

@@ -35,6 +35,14 @@ std::vector<Candidate> Nms(std::vector<Candidate> candidates, float iou, const N
     const float sa = candidates[a].score, sb = candidates[b].score;
     return sa > sb || (!(sb > sa) && a < b);
   });
+  if (rule.none) {  // the head suppressed duplicates itself (end2end): only the order and the cap
+    std::vector<Candidate> kept;
+    for (int32_t i : order) {
+      if (max_detections > 0 && static_cast<int>(kept.size()) >= max_detections) break;
+      kept.push_back(candidates[i]);
+    }
+    return kept;
+  }
   if (rule.max_candidates > 0 && static_cast<int64_t>(order.size()) > rule.max_candidates) {
     order.resize(static_cast<size_t>(rule.max_candidates));
   }

@@ -139,6 +139,7 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   const Preprocess& pp = info.preprocess;
   const int64_t w = width, h = height, W = in.width, H = in.height;
   int64_t rw = W, rh = H, left = 0, top = 0;  // resized size; the resized image's corner on the input
+  double r = 0;                                // letterbox: the scale both axes get
   if (in.resize == ResizeMode::kCrop) {
     // Cover th x tw keeping the aspect ratio; the side that needs the larger scale gets its target exactly and
     // the other floor(target * side / this side), as torchvision's Resize(int) does for the longer side.
@@ -155,12 +156,18 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
     top = -RoundHalfEven((rh - H) / 2.0);
   } else if (in.resize == ResizeMode::kLetterbox) {
     // ultralytics LetterBox: r = min(H/h, W/w), sizes rounded (half to even), the padding split with the odd pixel
-    // at the bottom / right.
-    const double r = std::min(static_cast<double>(H) / h, static_cast<double>(W) / w);
-    rw = std::clamp<int64_t>(RoundHalfEven(w * r), 1, W);
-    rh = std::clamp<int64_t>(RoundHalfEven(h * r), 1, H);
-    left = (W - rw) / 2;
-    top = (H - rh) / 2;
+    // at the bottom / right. Top-left is YOLOX's preproc: the same r, sizes int(w * r) (truncated), padding only
+    // right and bottom, and boxes mapped back by dividing by r itself (below).
+    r = std::min(static_cast<double>(H) / h, static_cast<double>(W) / w);
+    if (pp.letterbox_topleft) {
+      rw = std::clamp<int64_t>(static_cast<int64_t>(w * r), 1, W);
+      rh = std::clamp<int64_t>(static_cast<int64_t>(h * r), 1, H);
+    } else {
+      rw = std::clamp<int64_t>(RoundHalfEven(w * r), 1, W);
+      rh = std::clamp<int64_t>(RoundHalfEven(h * r), 1, H);
+      left = (W - rw) / 2;
+      top = (H - rh) / 2;
+    }
   }
   if (rw > kMaxPixels || rh > kMaxPixels || rw * rh > kMaxPixels) {
     throw Error("image: resizing " + std::to_string(w) + "x" + std::to_string(h) + " to " + std::to_string(rw) + "x" +
@@ -171,8 +178,9 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   t.image_height = height;
   t.resized_width = static_cast<int>(rw);
   t.resized_height = static_cast<int>(rh);
-  t.scale_x = static_cast<double>(rw) / w;
-  t.scale_y = static_cast<double>(rh) / h;
+  const bool yolox = in.resize == ResizeMode::kLetterbox && pp.letterbox_topleft;
+  t.scale_x = yolox ? r : static_cast<double>(rw) / w;
+  t.scale_y = yolox ? r : static_cast<double>(rh) / h;
   t.offset_x = static_cast<double>(left);
   t.offset_y = static_cast<double>(top);
   return t;

@@ -116,6 +116,14 @@ struct MetaReader {
         if (pad < 0 || pad > 255) Bad("field 'preprocess.pad' is " + std::to_string(pad) + ", not 0..255");
         pp->pad = static_cast<int>(pad);
       }
+      // Format 3 on; absent: centred, as every letterbox before it.
+      if (auto v = Find(p, "anchor")) {
+        const std::string anchor = Str(*v, "preprocess.anchor");
+        if (anchor != "center" && anchor != "topleft") {
+          Bad("field 'preprocess.anchor' is '" + anchor + "', not center or topleft");
+        }
+        pp->letterbox_topleft = anchor == "topleft";
+      }
     }
   }
 

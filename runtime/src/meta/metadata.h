@@ -14,7 +14,7 @@ namespace tvm_ncnn {
 // The JSON's "format_version" the SDK writes (it asks the runtime: tvm_ncnn.versions), and the oldest this runtime
 // still reads. Not the module's own format version (format/module_header.h). Version 2 added preprocess.resize:
 // a runtime that ignored it would stretch an image the model wants cropped or letterboxed, silently.
-constexpr int64_t kMetadataFormatVersion = 2;
+constexpr int64_t kMetadataFormatVersion = 3;
 constexpr int64_t kOldestMetadataFormatVersion = 1;
 
 // The metadata JSON -> ModelInfo (metadata.cc). Errors read "<where>: <field problem>". Does not compare

@@ -34,7 +34,7 @@ inline constexpr PrecisionRow kPrecisions[] = {
 };
 
 // ---- Tasks (Postprocess::task; "" is none recorded, not a row)
-enum class Task { kClassify, kDetect, kSegment, kPose };
+enum class Task { kClassify, kDetect, kSegment, kPose, kObb };
 struct TaskRow {
   const char* name;
   Task id;
@@ -46,6 +46,7 @@ inline constexpr TaskRow kTasks[] = {
     {"detect", Task::kDetect, true, false},
     {"segment", Task::kSegment, true, true},
     {"pose", Task::kPose, true, true},
+    {"obb", Task::kObb, true, true},  // the extra channel is the angle; rotated NMS (detect/rotated.cc)
 };
 
 // ---- Detector layouts (Postprocess::layout): each family's decoder (detect/decode.cc) and how its own NMS runs
@@ -58,21 +59,23 @@ std::vector<Candidate> DecodeYoloV8(const std::vector<Tensor>&, const ModelInfo&
 std::vector<Candidate> DecodeYoloV5(const std::vector<Tensor>&, const ModelInfo&, const Postprocess&, float);
 std::vector<Candidate> DecodeYoloX(const std::vector<Tensor>&, const ModelInfo&, const Postprocess&, float);
 std::vector<Candidate> DecodePicoDet(const std::vector<Tensor>&, const ModelInfo&, const Postprocess&, float);
+std::vector<Candidate> DecodeEnd2End(const std::vector<Tensor>&, const ModelInfo&, const Postprocess&, float);
 }  // namespace detect
 
 struct LayoutRow {
   const char* name;
   detect::Decoder decode;
-  detect::NmsRule nms;  // {max_candidates, per_class_candidates, per_class_keep, iou_eps}
+  detect::NmsRule nms;  // {max_candidates, per_class_candidates, per_class_keep, iou_eps, none}
   bool strides;         // the decoder needs Postprocess::strides
   bool extras;          // output 0 is [1, 4 + classes + extra, anchors]: the extra channels are mask coefficients
-                        // (segment) or keypoints (pose)
+                        // (segment), keypoints (pose) or the angle (obb)
 };
 inline constexpr LayoutRow kLayouts[] = {
     {"yolov8", detect::DecodeYoloV8, {30000, 0, 0, 0.f}, false, true},    // ultralytics' max_nms
     {"yolov5", detect::DecodeYoloV5, {30000, 0, 0, 0.f}, false, false},
     {"yolox", detect::DecodeYoloX, {0, 0, 0, 0.f}, true, false},
     {"picodet", detect::DecodePicoDet, {0, 200, 100, 1e-5f}, true, false},  // candidate_size, keep_top_k
+    {"end2end", detect::DecodeEnd2End, {0, 0, 0, 0.f, true}, false, false},  // NMS-free: YOLOv10, YOLO26
 };
 
 // ---- Resize modes (Preprocess::resize)

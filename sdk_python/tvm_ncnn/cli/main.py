@@ -46,9 +46,17 @@ def cmd_export(args) -> int:
           f"{r.ncnn_ops}/{len(r.ops)} ops in {r.regions} ncnn region(s), "
           f"{100 * r.ncnn_flops_share:.1f}% of FLOPs in ncnn"
           + (f", signed by {result.signer}" if result.signer else ""))
+    print(recorded_text(result.recorded))
     if result.int8:
         print(result.int8["text"])
     return 0
+
+
+def recorded_text(recorded: dict) -> str:
+    """The preprocessing and post-processing export recorded, and where each came from."""
+    from ..format.describe import preprocess_lines
+
+    return "\n".join(f"  {key:<11}{value}" for key, value in preprocess_lines(recorded))
 
 
 def _calibration(args):
@@ -228,15 +236,18 @@ def main(argv=None) -> int:
     p.add_argument("--input", action="append", type=cli_types.input_shape, metavar="NAME:1,3,224,224",
                    help="static shape for an input (repeat for several)")
     p.add_argument("--labels", help="text file, one class label per line")
-    p.add_argument("--mean", type=cli_types.floats3, default=(0.0, 0.0, 0.0),
-                   help="R,G,B in pixel units (0..255), e.g. ImageNet 123.675,116.28,103.53 (0..1 units are refused)")
-    p.add_argument("--std", type=cli_types.floats3, default=(1.0, 1.0, 1.0),
-                   help="R,G,B in pixel units (0..255), e.g. ImageNet 58.395,57.12,57.375")
-    p.add_argument("--color", choices=["RGB", "BGR"], default="RGB", help="channel order the model expects")
-    p.add_argument("--resize", default="stretch", metavar="MODE",
-                   help="how an image is fitted to the input (bilinear): stretch (default); crop[:PCT]: shorter side "
-                        "to H/PCT, centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD]: fit "
-                        "whole, border of pixel value PAD, as YOLO (114)")
+    p.add_argument("--mean", type=cli_types.floats3,
+                   help="R,G,B in pixel units (0..255), e.g. ImageNet 123.675,116.28,103.53 (0..1 units are refused; "
+                        "default: what the model's metadata says (ultralytics: 0), else 0)")
+    p.add_argument("--std", type=cli_types.floats3,
+                   help="R,G,B in pixel units (0..255), e.g. ImageNet 58.395,57.12,57.375 (default: the model's "
+                        "metadata (ultralytics: 255), else 1)")
+    p.add_argument("--color", choices=["RGB", "BGR"], help="channel order the model expects (default RGB)")
+    p.add_argument("--resize", metavar="MODE",
+                   help="how an image is fitted to the input (bilinear): stretch; crop[:PCT]: shorter side to H/PCT, "
+                        "centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD][:topleft]: fit whole, "
+                        "border of pixel value PAD (114), centred as ultralytics or top-left as YOLOX (default: "
+                        "the model's metadata (ultralytics: letterbox:114), else stretch)")
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
     p.add_argument("--no-verify", action="store_true",
                    help="write model.so without checking it against onnxruntime / torch / TVM alone (recorded)")

@@ -52,6 +52,6 @@ def class_scores(task: str, first) -> bool:
 def not_class_scores_line(task: str, names: list[str], outputs: list) -> str:
     y = outputs[0]
     what = f"model.so records task '{task}' (deploy_app and model.detect(image) decode it)" if task else \
-        "model.so records no task; export with --task detect|segment|pose to get boxes"
+        f"model.so records no task; export with --task {'|'.join(DETECTOR_TASKS)} to get boxes"
     return (f"scores   none: output '{names[0]}' {shape_text(y)} {y.dtype} is not class scores and {what}, or save "
             f"the raw outputs with --output {'out.npz' if len(outputs) > 1 else 'out.npy'}")

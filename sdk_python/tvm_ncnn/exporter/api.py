@@ -25,7 +25,7 @@ from ..ncnn.codegen import region_graphs
 from ..partition.placement import PartitionReport
 from ..runtime import native
 from ..runtime.model import load
-from . import tasks
+from . import preprocessing, tasks
 from .build import Prepared, build
 from .verify import reference_for
 
@@ -41,6 +41,7 @@ class ExportResult:
     schedules: dict | None = None  # TVM function -> the default schedule it got (compile/schedules.py)
     signer: str = ""  # fingerprint of the key that signed model.so (sign=), "" when unsigned
     int8: dict | None = None  # precision int8: the calibration, per-layer and accuracy report (int8/calibrate.py)
+    recorded: dict | None = None  # {"preprocess": ..., "postprocess": ..., "sources": ...} as model.so records them
 
 
 def export(model, path, target: str = "host", input_shapes: dict | None = None, labels=None,
@@ -73,18 +74,25 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     calibration = calibrate.as_calibration(calibration) if calibration is not None else None
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
-    postprocess, labels = tasks.resolve(model, imported, task, labels)  # a detector's labels may come with it
+    postprocess, labels, post_source = tasks.resolve(model, imported, task, labels)  # labels may come with it
+    preprocess, sources = preprocessing.resolve(model, preprocess)  # an ultralytics model says its own
+    if postprocess:
+        sources["postprocess"] = post_source
     _check_labels(labels, imported.outputs)
     mod, placement = partitioned(imported, offload)
     fallback = placement.tvm_warning() if offload else None
     if fallback:
         warnings.warn(fallback, TvmFallbackWarning, stacklevel=2)
     reference = reference_for(model, imported) if verify else None
-    prepared = Prepared(imported, mod, placement, labels, preprocess or Preprocess(), postprocess, reference)
+    prepared = Prepared(imported, mod, placement, labels, preprocess, postprocess, sources, reference)
+    recorded = {"preprocess": preprocess.to_json(), "postprocess": postprocess, "sources": sources}
     if calibration is not None:
-        return _export_int8(prepared, device, path, calibration, tuning, sign, start)
-    signer, schedules = build(prepared, device, path, precision, tuning=tuning, sign=sign)
-    return ExportResult(path, target, placement, time.perf_counter() - start, schedules, signer)
+        result = _export_int8(prepared, device, path, calibration, tuning, sign, start)
+    else:
+        signer, schedules = build(prepared, device, path, precision, tuning=tuning, sign=sign)
+        result = ExportResult(path, target, placement, time.perf_counter() - start, schedules, signer)
+    result.recorded = recorded
+    return result
 
 
 def _export_int8(prepared: Prepared, device: DeviceTarget, path: str, c: calibrate.Calibration, tuning, sign,

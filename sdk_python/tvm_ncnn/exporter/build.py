@@ -35,6 +35,7 @@ class Prepared:
     labels: list[str]
     preprocess: Preprocess
     postprocess: dict | None  # how Detect reads the outputs (runtime/src/detect/)
+    sources: dict | None = None  # where preprocess and postprocess came from (exporter/preprocessing.py), for inspect
     reference: verify.Reference | None = None  # what the build is checked against; None: not checked
 
 
@@ -82,6 +83,8 @@ def _metadata(prepared: Prepared, device: DeviceTarget, precision: str, int8_rec
         metadata["int8"] = int8_record  # per-layer precision and scales, for inspect (int8/calibrate.py)
     if prepared.postprocess:
         metadata["postprocess"] = prepared.postprocess
+    if prepared.sources:
+        metadata["sources"] = prepared.sources  # a report: the runtime does not read it
     return metadata
 
 

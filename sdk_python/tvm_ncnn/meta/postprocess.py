@@ -10,8 +10,8 @@ from typing import Callable
 
 from ..errors import ModelError
 
-TASKS = ("classify", "detect", "segment", "pose")
-DETECTOR_TASKS = ("detect", "segment", "pose")  # outputs decoded into boxes by the runtime's Detect
+TASKS = ("classify", "detect", "segment", "pose", "obb")
+DETECTOR_TASKS = ("detect", "segment", "pose", "obb")  # outputs decoded into boxes by the runtime's Detect
 
 
 def _channels_last(outputs: list[list[int]], extra: int) -> int:
@@ -29,6 +29,11 @@ def _channels_first(outputs: list[list[int]], extra: int) -> int:
 def _score_outputs(outputs: list[list[int]], extra: int) -> int:
     """A score and a box output per stride: the classes are the narrower of each pair."""
     return min(o[2] for o in outputs) if outputs and all(len(o) == 3 for o in outputs) else 0
+
+
+def _named_classes(outputs: list[list[int]], extra: int) -> int:
+    """[1, detections, 6] rows carry a class index, not a channel per class: the count is the model's names'."""
+    return 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ LAYOUT_TABLE = (
     Layout("yolov5", 0.25, 0.45, _channels_last),
     Layout("yolox", 0.25, 0.45, _channels_last, strides=(8, 16, 32)),
     Layout("picodet", 0.5, 0.5, _score_outputs, strides=(8, 16, 32, 64)),
+    Layout("end2end", 0.25, 0.7, _named_classes),  # NMS-free heads (YOLOv10, YOLO26): iou is not used
 )
 LAYOUTS = tuple(layout.name for layout in LAYOUT_TABLE)
 
@@ -73,6 +79,7 @@ class Task:
     keypoints: tuple[int, int] | None = None  # pose: (count, 2 or 3)
     max_detections: int = 300
     labels: list[str] = field(default_factory=list)  # found in the model (ultralytics names), if any
+    source: str = "flags"  # where it was recognised (exporter/tasks.py), for export's output and inspect
 
     def __post_init__(self):
         if self.task not in TASKS:

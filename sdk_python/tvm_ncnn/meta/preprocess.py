@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from ..errors import ModelError
 
 RESIZE_MODES = ("stretch", "crop", "letterbox")
+LETTERBOX_ANCHORS = ("center", "topleft")  # where the resized image sits: ultralytics centres, YOLOX top-left
 DEFAULT_CROP_PCT = 0.875  # timm's default (224 from 256)
 DEFAULT_PAD = 114         # ultralytics' letterbox gray
 MIN_CROP_PCT = 0.01       # the runtime's bound (image/preprocess.cc kMinCropPct)
 
 
 def parse_resize(spec: str) -> dict:
-    """'stretch' | 'crop[:PCT]' | 'letterbox[:PAD]' -> the metadata's fields, e.g. {"resize": "crop", "crop_pct":
-    0.875}. PCT: the share of the resized image the centre crop keeps (0.01..1); PAD: the border's pixel value."""
+    """'stretch' | 'crop[:PCT]' | 'letterbox[:PAD][:topleft]' -> the metadata's fields, e.g. {"resize": "crop",
+    "crop_pct": 0.875}. PCT: the share of the resized image the centre crop keeps (0.01..1); PAD: the border's pixel
+    value; topleft: the image in the top-left corner, padding right and bottom (YOLOX), instead of centred."""
     mode, _, arg = str(spec).partition(":")
-    usage = "use stretch, crop[:PCT] (e.g. crop:0.875) or letterbox[:PAD] (e.g. letterbox:114)"
+    usage = ("use stretch, crop[:PCT] (e.g. crop:0.875) or letterbox[:PAD][:topleft] (e.g. letterbox:114, "
+             "letterbox:114:topleft)")
     if mode not in RESIZE_MODES:
         raise ModelError(f"resize '{spec}' is not a resize mode: {usage}")
     if mode == "stretch":
@@ -34,14 +37,18 @@ def parse_resize(spec: str) -> dict:
             raise ModelError(f"resize '{spec}': the crop share must be a number from {MIN_CROP_PCT} to 1 "
                              f"(e.g. crop:0.875, timm's crop_pct)")
         return {"resize": "crop", "crop_pct": pct}
+    parts = arg.split(":") if arg else []
+    anchor = "center"
+    if parts and parts[-1] in LETTERBOX_ANCHORS:
+        anchor = parts.pop()
     try:
-        pad = int(arg) if arg else DEFAULT_PAD
+        pad = int(parts[0]) if parts and parts[0] else DEFAULT_PAD
     except ValueError:
         pad = -1
-    if not 0 <= pad <= 255:
-        raise ModelError(f"resize '{spec}': the letterbox border must be a whole pixel value 0..255 (e.g. "
-                         f"letterbox:114)")
-    return {"resize": "letterbox", "pad": pad}
+    if len(parts) > 1 or not 0 <= pad <= 255:
+        raise ModelError(f"resize '{spec}': the letterbox border must be a whole pixel value 0..255, then "
+                         f"optionally :topleft (e.g. letterbox:114, letterbox:114:topleft)")
+    return {"resize": "letterbox", "pad": pad, "anchor": anchor}
 
 
 def resize_text(pre: dict) -> str:
@@ -52,7 +59,10 @@ def resize_text(pre: dict) -> str:
         return f"crop:{pct:g} (shorter side to the input size / {pct:g}, centre cut; bilinear)"
     if mode == "letterbox":
         pad = pre.get("pad", DEFAULT_PAD)
-        return f"letterbox:{pad} (fit whole, border value {pad}; bilinear)"
+        if pre.get("anchor") == "topleft":
+            return f"letterbox:{pad}:topleft (fit whole in the top-left corner, border value {pad} right and " \
+                   f"bottom; bilinear)"
+        return f"letterbox:{pad} (fit whole, centred, border value {pad}; bilinear)"
     return "stretch (to the input size; bilinear)"
 
 
@@ -73,27 +83,51 @@ def check_pixel_units(mean, std) -> None:
                      f"std=...) with the same numbers)")
 
 
+# Preprocess's values when neither a flag nor the model says otherwise.
+DEFAULTS = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "color": "RGB", "resize": "stretch"}
+# What a person gives or a model says as one decision: mean and std together (one scaling), so that --mean alone
+# never combines with a std the model file asked for.
+_GROUPS = {"scaling": ("mean", "std"), "color": ("color",), "resize": ("resize",)}
+
+
 @dataclass
 class Preprocess:
-    """How an image becomes the model's input: resize ('stretch', 'crop[:PCT]', 'letterbox[:PAD]'), then
-    (pixel - mean) / std per channel with pixels 0..255, channels in `color` order. mean and std are listed R,G,B."""
+    """How an image becomes the model's input: resize ('stretch', 'crop[:PCT]', 'letterbox[:PAD][:topleft]'), then
+    (pixel - mean) / std per channel with pixels 0..255, channels in `color` order. mean and std are listed R,G,B.
+    A field left None is not given: export takes it from the model's own metadata where it says (ultralytics),
+    else the default (mean 0, std 1, RGB, stretch)."""
 
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    color: str = "RGB"
-    resize: str = "stretch"
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    color: str | None = None
+    resize: str | None = None
 
     def __post_init__(self):
-        if len(self.mean) != 3 or len(self.std) != 3:
-            raise ModelError(f"mean and std take 3 values (R,G,B), got {list(self.mean)} and {list(self.std)}")
-        if any(s == 0 for s in self.std):
-            raise ModelError(f"std {list(self.std)} has a zero")
-        if self.color not in ("RGB", "BGR"):
-            raise ModelError(f"color order '{self.color}' is not RGB or BGR")
-        check_pixel_units(self.mean, self.std)
-        parse_resize(self.resize)
+        mean, std, color = self.value("mean"), self.value("std"), self.value("color")
+        if len(mean) != 3 or len(std) != 3:
+            raise ModelError(f"mean and std take 3 values (R,G,B), got {list(mean)} and {list(std)}")
+        if any(s == 0 for s in std):
+            raise ModelError(f"std {list(std)} has a zero")
+        if color not in ("RGB", "BGR"):
+            raise ModelError(f"color order '{color}' is not RGB or BGR")
+        check_pixel_units(mean, std)
+        parse_resize(self.value("resize"))
+
+    def value(self, name: str):
+        v = getattr(self, name)
+        return DEFAULTS[name] if v is None else v
+
+    def given(self) -> tuple[str, ...]:
+        """The groups (scaling, color, resize) set here rather than left to the model or the defaults."""
+        return tuple(g for g, names in _GROUPS.items() if any(getattr(self, n) is not None for n in names))
+
+    def over(self, found: "Preprocess") -> "Preprocess":
+        """This one's groups where given, `found`'s (what a model file says) for the rest."""
+        mine = self.given()
+        fields = {n: getattr(self if g in mine else found, n) for g, names in _GROUPS.items() for n in names}
+        return Preprocess(**fields)
 
     def to_json(self) -> dict:
         """The metadata's "preprocess" object (runtime/FORMAT.md)."""
-        return {"mean": list(map(float, self.mean)), "std": list(map(float, self.std)), "color": self.color,
-                **parse_resize(self.resize)}
+        return {"mean": list(map(float, self.value("mean"))), "std": list(map(float, self.value("std"))),
+                "color": self.value("color"), **parse_resize(self.value("resize"))}

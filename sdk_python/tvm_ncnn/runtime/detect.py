@@ -34,6 +34,7 @@ class Detections:
     labels: list[str]       # the model's label of each class ("" without labels)
     keypoints: np.ndarray   # pose: float32 [n, K, 3] (x, y, visibility); [n, 0, 3] otherwise
     masks: list[Mask] = field(default_factory=list)  # segment: one per detection
+    rboxes: np.ndarray | None = None  # obb: float32 [n, 5] cx, cy, w, h, angle (radians); boxes is their extent
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -48,6 +49,8 @@ class Detections:
                 d["keypoints"] = self.keypoints[i].tolist()
             if self.masks:
                 d["mask_area"] = self.masks[i].area
+            if self.rboxes is not None and self.rboxes.shape[1]:
+                d["rbox"] = [float(v) for v in self.rboxes[i]]
             out.append(d)
         return out
 
@@ -65,4 +68,4 @@ def postprocess(info_json: str, outputs, transform, score=None, iou=None, max_de
     masks = [Mask(int(m["x"]), int(m["y"]), np.from_dlpack(m["pixels"]).copy(), int(m["area"])) for m in r["masks"]]
     return Detections(np.from_dlpack(r["boxes"]).copy(), np.from_dlpack(r["scores"]).copy(),
                       np.from_dlpack(r["classes"]).copy(), [str(s) for s in r["labels"]],
-                      np.from_dlpack(r["keypoints"]).copy(), masks)
+                      np.from_dlpack(r["keypoints"]).copy(), masks, np.from_dlpack(r["rboxes"]).copy())
