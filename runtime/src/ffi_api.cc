@@ -239,7 +239,8 @@ ffi::Map<ffi::String, ffi::Array<ffi::String>> Tables() {
 ffi::Map<ffi::String, ffi::Any> TopKFfi(const ffi::Tensor& output, const ffi::Array<ffi::String>& labels, int64_t k) {
   try {
     std::vector<std::string> names(labels.begin(), labels.end());
-    const TopK top = ScoreTopK(FromFfiTensor(output, "top_k: output"), names, static_cast<int>(k));
+    const TopK top = ScoreTopK(FromFfiTensor(output, "top_k: output"), names,
+                                static_cast<int>(std::clamp<int64_t>(k, INT32_MIN, INT32_MAX)));
     ffi::Array<int64_t> index;
     ffi::Array<ffi::String> label;
     ffi::Array<double> score;

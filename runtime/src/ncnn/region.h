@@ -2,7 +2,10 @@
 // against the region's recorded inputs and outputs (ncnn itself never checks what it is fed), and run on TVM's
 // tensors, viewed or copied in and copied out. The Tensor <-> ncnn::Mat mapping is runtime/FORMAT.md's.
 //
-// Not thread-safe: the module that owns the region (ncnn/module.cc) serializes every call.
+// Build and Configure are not thread-safe (the owning module, ncnn/module.cc, serializes them); Run is: the
+// built Net is only read, each call gets its own Extractor (ncnn's per-thread execution state over the shared
+// weights; the net's pool allocators lock) and its own copy-in Mats (a small pool), so Model's execution
+// contexts run one region on several threads at once with one copy of the weights.
 #pragma once
 
 #include <mat.h>
@@ -11,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,7 +57,9 @@ class NcnnRegion {
   void CheckGraph(const ncnn::Net& net);
   void CheckInputLayer(const ncnn::Net& net, size_t i) const;
   ncnn::Mat WrapInput(size_t i, const float* data) const;
-  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view);
+  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
+  std::vector<ncnn::Mat> TakeCopyMats();
+  void ReturnCopyMats(std::vector<ncnn::Mat> mats);
   void CopyOut(const ncnn::Mat& m, size_t j, float* dst) const;
 
   const std::string where_;
@@ -65,7 +71,10 @@ class NcnnRegion {
   // so that it outlives any of them holding a view.
   int view_refs_ = 1 << 30;
   std::unique_ptr<ncnn::Net> net_;
-  std::vector<ncnn::Mat> in_mats_;  // inputs that cannot be viewed are copied here, allocated on first use
+  // Inputs that cannot be viewed are copied into a set of Mats, allocated on first use. One set per concurrent
+  // call: a call takes a free set (or a new, empty one) and gives it back, so a steady loop allocates nothing.
+  std::mutex copy_mu_;
+  std::vector<std::vector<ncnn::Mat>> copy_sets_;
 };
 
 }  // namespace tvm_ncnn

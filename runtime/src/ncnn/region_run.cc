@@ -1,5 +1,6 @@
 // Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
-// allocated once), one fresh Extractor per call (cheap) on the shared Net, outputs copied into TVM's tensors.
+// allocated once per concurrent caller), one fresh Extractor per call (cheap) on the shared Net, outputs copied
+// into TVM's tensors. Safe to call from several threads at once (region.h).
 #include <tvm/ffi/error.h>
 
 #include <cstring>
@@ -26,7 +27,26 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
 
 }  // namespace
 
+std::vector<ncnn::Mat> NcnnRegion::TakeCopyMats() {
+  std::lock_guard<std::mutex> lock(copy_mu_);
+  if (copy_sets_.empty()) return std::vector<ncnn::Mat>(inputs_.size());
+  std::vector<ncnn::Mat> mats = std::move(copy_sets_.back());
+  copy_sets_.pop_back();
+  return mats;
+}
+
+void NcnnRegion::ReturnCopyMats(std::vector<ncnn::Mat> mats) {
+  std::lock_guard<std::mutex> lock(copy_mu_);
+  copy_sets_.push_back(std::move(mats));
+}
+
 void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
+  // Given back on every exit, also when ncnn fails: the set stays reusable.
+  struct CopySet {
+    NcnnRegion* region;
+    std::vector<ncnn::Mat> mats;
+    ~CopySet() { region->ReturnCopyMats(std::move(mats)); }
+  } copies{this, TakeCopyMats()};
   ncnn::Extractor ex = net_->create_extractor();
   const bool probing = probe::Active();  // int8 calibration: keep every blob for probe::Collect (probe.h)
   if (probing) ex.set_light_mode(false);
@@ -44,7 +64,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
       NCNN_XADD(view.refcount, 1);
       rc = ex.input(inputs_[i].index, view);
     } else {
-      rc = ex.input(inputs_[i].index, CopyIn(i, view));
+      rc = ex.input(inputs_[i].index, CopyIn(i, view, &copies.mats));
     }
     if (rc != 0) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn rejected input " << i << " ('" << inputs_[i].name
@@ -88,10 +108,10 @@ ncnn::Mat NcnnRegion::WrapInput(size_t i, const float* data) const {
   return ncnn::Mat(dim(3), dim(2), dim(1), dim(0), p);
 }
 
-// Copies a (channel-padded) input into the region's own Mat, allocated once on first use. That Mat holds a
-// reference while ncnn runs, so in-place layers copy instead of writing into it.
-const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view) {
-  ncnn::Mat& m = in_mats_[i];
+// Copies a (channel-padded) input into the call's Mat from its copy set, allocated once on first use. That Mat
+// holds a reference while ncnn runs, so in-place layers copy instead of writing into it.
+const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats) {
+  ncnn::Mat& m = (*mats)[i];
   if (m.empty()) {
     m.create_like(view);
     if (m.empty()) {
