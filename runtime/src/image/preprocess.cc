@@ -178,6 +178,27 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   return t;
 }
 
+// (v - mean[c]) * norm[c] for every byte v of each channel c, as ncnn computes it, 3 x 256 floats; kept per thread
+// for the last mean/norm (a camera loop's model), so a steady loop computes it once.
+const float* NormalizeTable(const float mean[3], const float norm[3]) {
+  thread_local float table[3 * 256], last_mean[3], last_norm[3];
+  thread_local bool made = false;
+  if (made && std::memcmp(last_mean, mean, sizeof(last_mean)) == 0 &&
+      std::memcmp(last_norm, norm, sizeof(last_norm)) == 0) {
+    return table;
+  }
+  ncnn::Mat m(256, 1, 3, static_cast<size_t>(4u));
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) m.channel(c)[v] = static_cast<float>(v);
+  }
+  m.substract_mean_normalize(mean, norm);
+  for (int c = 0; c < 3; ++c) std::memcpy(table + 256 * c, m.channel(c).data, sizeof(float) * 256);
+  std::memcpy(last_mean, mean, sizeof(last_mean));
+  std::memcpy(last_norm, norm, sizeof(last_norm));
+  made = true;
+  return table;
+}
+
 // The 8-bit buffers a frame passes through, kept per thread: a loop of same-sized frames reuses them instead of
 // allocating frame-sized buffers (and faulting in fresh pages) every time.
 std::vector<uint8_t>& Scratch(int which) {
@@ -265,30 +286,19 @@ void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, Im
   }
 
   const size_t plane = static_cast<size_t>(W) * H;
-  // ncnn's Mat over the tensor itself when its channels are dense (cstep = W x H: W x H a multiple of 4, as 640 x
-  // 640 is): the pixels are widened straight into the tensor and ncnn normalizes them in place -- no second float
-  // image to allocate (fresh pages: page faults) and copy. Widening bytes to float is exact, so either way the
-  // values are those of ncnn's from_pixels.
-  ncnn::Mat m(W, H, 3, dst, 4u);
-  const bool in_place = m.cstep == plane;
-  if (in_place) {
-    float* r = dst;
-    float* g = r + plane;
-    float* b = g + plane;
-    const int first = swap ? 2 : 0, last = swap ? 0 : 2;
-    for (size_t i = 0; i < plane; ++i) {
-      const uint8_t* px = canvas + 3 * i;
-      r[i] = px[first];
-      g[i] = px[1];
-      b[i] = px[last];
-    }
-  } else {
-    m = ncnn::Mat::from_pixels(canvas, swap ? ncnn::Mat::PIXEL_BGR2RGB : ncnn::Mat::PIXEL_RGB, W, H);
-    if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
-  }
-  m.substract_mean_normalize(in.mean, in.norm);
-  if (!in_place) {  // ncnn padded each channel to 16 bytes (cstep): copy channel by channel into the dense tensor
-    for (int c = 0; c < 3; ++c) std::memcpy(dst + c * plane, m.channel(c).data, sizeof(float) * plane);
+  // Each output value depends only on its byte and channel: a table of the 256 values per channel, made by ncnn's
+  // own substract_mean_normalize (so the values are ncnn's, bit for bit), then one lookup per element written
+  // straight into the tensor -- no float image to allocate, and none of the layer ncnn creates per call.
+  const float* lut = NormalizeTable(in.mean, in.norm);
+  float* c0 = dst;
+  float* c1 = c0 + plane;
+  float* c2 = c1 + plane;
+  const int first = swap ? 2 : 0, last = swap ? 0 : 2;
+  for (size_t i = 0; i < plane; ++i) {
+    const uint8_t* px = canvas + 3 * i;
+    c0[i] = lut[px[first]];
+    c1[i] = lut[256 + px[1]];
+    c2[i] = lut[512 + px[last]];
   }
   if (transform) *transform = t;
 }
