@@ -6,7 +6,9 @@ in Python (tvm_ncnn.load() called from threads; tvm_ffi releases the GIL during 
 
 Every configuration runs in its own process (RSS is per process), 1 thread per caller; the configurations take
 turns round by round (interleaved), so a noisy neighbour slows all of them alike, and the ratios are medians of the
-per-round ratios to the round's 1-caller run.
+per-round ratios to the round's 1-caller run. "CPUs busy" is the process's CPU time over the wall time: above 1
+only when callers really ran at the same time -- on a machine other work keeps busy, throughput cannot scale
+however parallel the callers are, and this column still shows whether they were.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def python_worker(so: str, callers: int, mode: str, seconds: float) -> dict:
 
     for timed in (False, True):
         threads = [threading.Thread(target=work, args=(i, timed)) for i in range(callers)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for t in threads:
             t.start()
         if timed:
@@ -81,7 +83,7 @@ def python_worker(so: str, callers: int, mode: str, seconds: float) -> dict:
             t.join()
     took = time.perf_counter() - start
     return {"callers": callers, "mode": mode, "runs": sum(counts), "seconds": took,
-            "runs_per_s": sum(counts) / took, "rss_mb": rss_mb()}
+            "runs_per_s": sum(counts) / took, "cpus": (time.process_time() - cpu_start) / took, "rss_mb": rss_mb()}
 
 
 def run_config(lang: str, so: Path, callers: int, mode: str, seconds: float) -> dict:
@@ -116,6 +118,7 @@ def main() -> None:
         ratios = {c: [] for c in CONFIGS}
         rate = {c: [] for c in CONFIGS}
         rss = {c: [] for c in CONFIGS}
+        cpus = {c: [] for c in CONFIGS}
         for _ in range(a.rounds):
             base = None
             for c in CONFIGS:
@@ -124,11 +127,13 @@ def main() -> None:
                 ratios[c].append(r["runs_per_s"] / base)
                 rate[c].append(r["runs_per_s"])
                 rss[c].append(r["rss_mb"])
-        print(f"\n{lang}: {'callers':>7} {'mode':>9} {'runs/s':>8} {'x 1 caller':>10} {'(min..max)':>13} {'RSS MB':>7}")
+                cpus[c].append(r["cpus"])
+        print(f"\n{lang}: {'callers':>7} {'mode':>9} {'runs/s':>8} {'x 1 caller':>10} {'(min..max)':>13} {'RSS MB':>7} "
+              f"{'CPUs busy':>9}")
         for c in CONFIGS:
             print(f"{'':{len(lang) + 1}} {c[0]:>7} {c[1]:>9} {statistics.median(rate[c]):8.1f} "
                   f"{statistics.median(ratios[c]):10.2f} {min(ratios[c]):6.2f}..{max(ratios[c]):<5.2f} "
-                  f"{statistics.median(rss[c]):7.1f}")
+                  f"{statistics.median(rss[c]):7.1f} {statistics.median(cpus[c]):9.2f}")
 
 
 if __name__ == "__main__":

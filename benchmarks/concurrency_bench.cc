@@ -4,7 +4,7 @@
 //
 //   concurrency_bench model.so --callers N --mode shared|separate [--seconds S] [--threads T]
 //
-// Prints one JSON line: {"callers", "mode", "runs", "seconds", "runs_per_s", "rss_mb", "contexts"}.
+// Prints one JSON line: {"callers", "mode", "runs", "seconds", "runs_per_s", "cpus", "rss_mb", "contexts"}.
 #include <tvm_ncnn/runtime.h>
 
 #include <atomic>
@@ -60,14 +60,18 @@ int main(int argc, char** argv) {
     for (std::thread& t : pool) t.join();
     pool.clear();
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = measure::CpuMs();
     for (int i = 0; i < callers; ++i) pool.emplace_back(worker, i, true);
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     stop = true;
     for (std::thread& t : pool) t.join();
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // CPUs busy on average: > 1 only when the callers ran at the same time (a shared, noisy machine caps it).
+    const double cpus = (measure::CpuMs() - cpu_start) / 1000.0 / took;
     std::printf("{\"callers\": %d, \"mode\": \"%s\", \"runs\": %ld, \"seconds\": %.3f, \"runs_per_s\": %.3f, "
-                "\"rss_mb\": %.1f, \"contexts\": %d}\n",
-                callers, mode.c_str(), runs.load(), took, runs.load() / took, measure::CurrentRssMb(), models[0].contexts());
+                "\"cpus\": %.2f, \"rss_mb\": %.1f, \"contexts\": %d}\n",
+                callers, mode.c_str(), runs.load(), took, runs.load() / took, cpus, measure::CurrentRssMb(),
+                models[0].contexts());
   } catch (const tvm_ncnn::Error& e) {
     std::fprintf(stderr, "concurrency_bench: error: %s\n", e.what());
     return 1;

@@ -242,8 +242,8 @@ class Model {
   // "ed25519:<16 hex>", the fingerprint of Options::trust when it verified the file's signature; "" without trust.
   const std::string& signer() const;
 
-  // Runs the model once. Inputs must match info().inputs in count, shape and dtype. Copies the inputs into the
-  // context's buffers and returns newly allocated outputs.
+  // Runs the model once. Inputs must match info().inputs in count, shape and dtype. Reads them as the overload
+  // below does and returns newly allocated outputs.
   std::vector<Tensor> Run(const std::vector<Tensor>& inputs);
 
   // The same run, for a loop that allocates nothing per call:

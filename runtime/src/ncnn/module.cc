@@ -283,12 +283,11 @@ class NcnnModuleObj : public ffi::ModuleObj {
     if (weights_in_library_) {
       mapped_ = std::make_unique<MappedWeights>(Where(symbol_), weights_symbol_, weights_size_, weights_checksum_);
       region_.Build(param_, mapped_->data(), mapped_->size(), mapped_.get());
-      built_.store(true, std::memory_order_release);
-      return;
+    } else {
+      region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
+                    weights_size_);
     }
-    region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
-                  weights_size_);
-    if (!keep_weights_) {
+    if (!keep_weights_ && !weights_in_library_) {
       weights_blob_ = ffi::Bytes();
       weights_offset_ = weights_size_ = 0;
       weights_dropped_ = true;
