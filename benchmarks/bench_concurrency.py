@@ -7,8 +7,10 @@ in Python (tvm_ncnn.load() called from threads; tvm_ffi releases the GIL during 
 Every configuration runs in its own process (RSS is per process), 1 thread per caller; the configurations take
 turns round by round (interleaved), so a noisy neighbour slows all of them alike, and the ratios are medians of the
 per-round ratios to the round's 1-caller run. "CPUs busy" is the process's CPU time over the wall time: above 1
-only when callers really ran at the same time -- on a machine other work keeps busy, throughput cannot scale
-however parallel the callers are, and this column still shows whether they were.
+only when callers really ran at the same time. "runs/CPU-s" is the work done per CPU-second: equal across rows
+when sharing a model costs nothing (no lock spinning, no extra copies). On a machine other work keeps busy (with
+the kernel's autogroup scheduling a session gets its share of the CPUs however many threads it runs), throughput
+cannot scale however parallel the callers are; these two columns still show what each configuration costs.
 """
 
 from __future__ import annotations
@@ -129,11 +131,12 @@ def main() -> None:
                 rss[c].append(r["rss_mb"])
                 cpus[c].append(r["cpus"])
         print(f"\n{lang}: {'callers':>7} {'mode':>9} {'runs/s':>8} {'x 1 caller':>10} {'(min..max)':>13} {'RSS MB':>7} "
-              f"{'CPUs busy':>9}")
+              f"{'CPUs busy':>9} {'runs/CPU-s':>10}")
         for c in CONFIGS:
             print(f"{'':{len(lang) + 1}} {c[0]:>7} {c[1]:>9} {statistics.median(rate[c]):8.1f} "
                   f"{statistics.median(ratios[c]):10.2f} {min(ratios[c]):6.2f}..{max(ratios[c]):<5.2f} "
-                  f"{statistics.median(rss[c]):7.1f} {statistics.median(cpus[c]):9.2f}")
+                  f"{statistics.median(rss[c]):7.1f} {statistics.median(cpus[c]):9.2f} "
+                  f"{statistics.median(r / max(u, 1e-9) for r, u in zip(rate[c], cpus[c])):10.1f}")
 
 
 if __name__ == "__main__":
