@@ -3,11 +3,13 @@
 // tensors, viewed or copied in and copied out. The Tensor <-> ncnn::Mat mapping is runtime/FORMAT.md's.
 //
 // Build and Configure are not thread-safe (the owning module, ncnn/module.cc, serializes them); Run is: the
-// built Net is only read, each call gets its own Extractor (ncnn's per-thread execution state over the shared
-// weights; the net's pool allocators lock) and its own copy-in Mats (a small pool), so Model's execution
-// contexts run one region on several threads at once with one copy of the weights.
+// built Net is only read, and each call gets its own Extractor (ncnn's per-thread execution state over the shared
+// weights) and a CallState -- copy-in Mats and the pool allocators its blobs and workspace come from, as ncnn
+// advises one unlocked pool per thread -- taken from a small pool. Model's execution contexts thus run one region
+// on several threads at once, with one copy of the weights and no allocator shared between concurrent calls.
 #pragma once
 
+#include <allocator.h>
 #include <mat.h>
 #include <net.h>
 
@@ -57,9 +59,14 @@ class NcnnRegion {
   void CheckGraph(const ncnn::Net& net);
   void CheckInputLayer(const ncnn::Net& net, size_t i) const;
   ncnn::Mat WrapInput(size_t i, const float* data) const;
+  // What one running call owns; reused by later calls (one per call that ever ran at the same time).
+  struct CallState {
+    std::vector<ncnn::Mat> in_mats;  // inputs that cannot be viewed are copied here, allocated on first use
+    ncnn::UnlockedPoolAllocator blobs, workspace;
+  };
   const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
-  std::vector<ncnn::Mat> TakeCopyMats();
-  void ReturnCopyMats(std::vector<ncnn::Mat> mats);
+  std::unique_ptr<CallState> TakeState();
+  void ReturnState(std::unique_ptr<CallState> state);
   void CopyOut(const ncnn::Mat& m, size_t j, float* dst) const;
 
   const std::string where_;
@@ -71,10 +78,10 @@ class NcnnRegion {
   // so that it outlives any of them holding a view.
   int view_refs_ = 1 << 30;
   std::unique_ptr<ncnn::Net> net_;
-  // Inputs that cannot be viewed are copied into a set of Mats, allocated on first use. One set per concurrent
-  // call: a call takes a free set (or a new, empty one) and gives it back, so a steady loop allocates nothing.
-  std::mutex copy_mu_;
-  std::vector<std::vector<ncnn::Mat>> copy_sets_;
+  // A call takes a free state (or a new one) and gives it back, so a steady loop allocates nothing. Declared
+  // after the net: the states' allocators are freed first, and no Mat of theirs outlives a call.
+  std::mutex states_mu_;
+  std::vector<std::unique_ptr<CallState>> states_;
 };
 
 }  // namespace tvm_ncnn

@@ -1,6 +1,6 @@
 // Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
-// allocated once per concurrent caller), one fresh Extractor per call (cheap) on the shared Net, outputs copied
-// into TVM's tensors. Safe to call from several threads at once (region.h).
+// allocated once per concurrent caller), one fresh Extractor per call (cheap) on the shared Net with the caller's
+// own pool allocators, outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
 #include <tvm/ffi/error.h>
 
 #include <cstring>
@@ -27,27 +27,39 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
 
 }  // namespace
 
-std::vector<ncnn::Mat> NcnnRegion::TakeCopyMats() {
-  std::lock_guard<std::mutex> lock(copy_mu_);
-  if (copy_sets_.empty()) return std::vector<ncnn::Mat>(inputs_.size());
-  std::vector<ncnn::Mat> mats = std::move(copy_sets_.back());
-  copy_sets_.pop_back();
-  return mats;
+std::unique_ptr<NcnnRegion::CallState> NcnnRegion::TakeState() {
+  {
+    std::lock_guard<std::mutex> lock(states_mu_);
+    if (!states_.empty()) {
+      std::unique_ptr<CallState> state = std::move(states_.back());
+      states_.pop_back();
+      return state;
+    }
+  }
+  auto state = std::make_unique<CallState>();
+  state->in_mats.resize(inputs_.size());
+  // As the net's own pools: any free block big enough is reused (the least memory).
+  state->blobs.set_size_compare_ratio(0.f);
+  state->workspace.set_size_compare_ratio(0.f);
+  return state;
 }
 
-void NcnnRegion::ReturnCopyMats(std::vector<ncnn::Mat> mats) {
-  std::lock_guard<std::mutex> lock(copy_mu_);
-  copy_sets_.push_back(std::move(mats));
+void NcnnRegion::ReturnState(std::unique_ptr<CallState> state) {
+  std::lock_guard<std::mutex> lock(states_mu_);
+  states_.push_back(std::move(state));
 }
 
 void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
-  // Given back on every exit, also when ncnn fails: the set stays reusable.
-  struct CopySet {
+  // Given back on every exit, also when ncnn fails; declared before the Extractor, so it outlives every Mat the
+  // call allocated from its pools.
+  struct Lease {
     NcnnRegion* region;
-    std::vector<ncnn::Mat> mats;
-    ~CopySet() { region->ReturnCopyMats(std::move(mats)); }
-  } copies{this, TakeCopyMats()};
+    std::unique_ptr<CallState> state;
+    ~Lease() { region->ReturnState(std::move(state)); }
+  } call{this, TakeState()};
   ncnn::Extractor ex = net_->create_extractor();
+  ex.set_blob_allocator(&call.state->blobs);
+  ex.set_workspace_allocator(&call.state->workspace);
   const bool probing = probe::Active();  // int8 calibration: keep every blob for probe::Collect (probe.h)
   if (probing) ex.set_light_mode(false);
   for (size_t i = 0; i < inputs_.size(); ++i) {
@@ -64,7 +76,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
       NCNN_XADD(view.refcount, 1);
       rc = ex.input(inputs_[i].index, view);
     } else {
-      rc = ex.input(inputs_[i].index, CopyIn(i, view, &copies.mats));
+      rc = ex.input(inputs_[i].index, CopyIn(i, view, &call.state->in_mats));
     }
     if (rc != 0) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn rejected input " << i << " ('" << inputs_[i].name
@@ -73,7 +85,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
   }
   for (size_t j = 0; j < outputs_.size(); ++j) {
     // Released when this call returns: an output Mat kept across calls would keep its block out of ncnn's pool
-    // allocator between calls -- a block that may be far larger than the output, since the net's pool
+    // allocator between calls -- a block that may be far larger than the output, since the call's pool
     // (size_compare_ratio 0) hands out any free block big enough.
     ncnn::Mat m;
     int rc = ex.extract(outputs_[j].index, m);
