@@ -240,7 +240,7 @@ class TvmNcnnConan(ConanFile):
         # on it from the command line (a cross linker does not follow the library's $ORIGIN RUNPATH).
         rt.requires = ["tvm_ffi", "tvm_runtime"]
         rt.defines = ["_GLIBCXX_USE_CXX11_ABI=1"]
-        # Threads: the public API serializes Run calls; ncnn's and TVM's thread pools.
+        # Threads: concurrent Run calls (execution contexts per caller); ncnn's and TVM's thread pools.
         rt.system_libs = ["pthread", "dl", "m"]
         if self.options.shared:
             # OpenMP (libgomp, ncnn's threading) is a dependency of the .so itself.

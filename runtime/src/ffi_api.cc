@@ -128,11 +128,30 @@ class ModelModuleObj : public ffi::ModuleObj {
     return inputs;
   }
 
+  // The caller's tensors (numpy arrays through DLPack) are read where they are -- in place when aligned, else
+  // copied once into the execution context (Model::Run with views); `args` keeps them alive during the call.
   ffi::Array<ffi::Tensor> Run(ffi::PackedArgs args) {
     try {
-      const std::vector<Tensor> inputs = Inputs(args, 0, "run");
+      std::vector<TensorView> inputs;
+      for (int i = 0; i < args.size(); ++i) {
+        const std::string what = "run: argument " + std::to_string(i);
+        auto t = args[i].try_cast<ffi::Tensor>();
+        if (!t.has_value()) throw Error(what + " is a " + args[i].GetTypeKey() + ", not a tensor");
+        if (t->device().device_type != kDLCPU) throw Error(what + " is not on the CPU");
+        if (!t->IsContiguous()) throw Error(what + " is not contiguous");
+        const std::string dtype = DTypeName(t->dtype());
+        try {
+          DTypeSize(dtype);  // a dtype the runtime does not know is refused by name
+        } catch (const Error& e) {
+          throw Error(what + ": " + e.what());
+        }
+        inputs.emplace_back(static_cast<const char*>(t->data_ptr()) + t->byte_offset(),
+                            std::vector<int64_t>(t->shape().begin(), t->shape().end()), dtype);
+      }
+      std::vector<Tensor> outputs;
+      model_.Run(inputs, &outputs);
       ffi::Array<ffi::Tensor> out;
-      for (const Tensor& y : model_.Run(inputs)) out.push_back(ToFfiTensor(y));
+      for (const Tensor& y : outputs) out.push_back(ToFfiTensor(y));
       return out;
     } catch (const Error& e) {
       TVM_FFI_THROW(RuntimeError) << e.what();
@@ -239,7 +258,8 @@ ffi::Map<ffi::String, ffi::Array<ffi::String>> Tables() {
 ffi::Map<ffi::String, ffi::Any> TopKFfi(const ffi::Tensor& output, const ffi::Array<ffi::String>& labels, int64_t k) {
   try {
     std::vector<std::string> names(labels.begin(), labels.end());
-    const TopK top = ScoreTopK(FromFfiTensor(output, "top_k: output"), names, static_cast<int>(k));
+    const TopK top = ScoreTopK(FromFfiTensor(output, "top_k: output"), names,
+                                static_cast<int>(std::clamp<int64_t>(k, INT32_MIN, INT32_MAX)));
     ffi::Array<int64_t> index;
     ffi::Array<ffi::String> label;
     ffi::Array<double> score;

@@ -1,5 +1,7 @@
-// Model: load model.so (a Relax VM executable), read and check its metadata, configure its ncnn regions,
-// build the VM, and run it with inputs preallocated once.
+// Model: load model.so (a Relax VM executable), read and check its metadata, configure its ncnn regions, and
+// run it on execution contexts (a VM instance + preallocated inputs each) drawn from a pool, so that calls from
+// several threads run in parallel over one copy of the weights (runtime.h, "Concurrency"). Running is in
+// model_run.cc.
 #include <cstdlib>  // first: defines __GLIBC__
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -11,16 +13,14 @@
 #include <tvm/ffi/string.h>
 
 #include <cstring>
-#include <mutex>
 #include <unordered_set>
 
 #include "ffi_util.h"
 #include "format/seal.h"
 #include "format/signature.h"
 #include "internal.h"
-#include "io/zero_copy.h"
 #include "meta/metadata.h"
-#include "profile/profile.h"
+#include "model_impl.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -39,17 +39,6 @@ void CollectNcnnModules(const ffi::Module& mod, std::unordered_set<const void*>*
   }
 }
 
-// A relax tuple comes back as an ffi Array (possibly nested); flatten it in order.
-void CollectOutputs(const ffi::Any& v, std::vector<ffi::Tensor>* out) {
-  if (auto t = v.as<ffi::Tensor>()) {
-    out->push_back(*t);
-  } else if (auto a = v.as<ffi::Array<ffi::Any>>()) {
-    for (const ffi::Any& x : *a) CollectOutputs(x, out);
-  } else {
-    throw Error("output " + std::to_string(out->size()) + " is a " + v.GetTypeKey() + ", not a tensor");
-  }
-}
-
 }  // namespace
 
 void CheckThreads(int64_t threads) {
@@ -59,31 +48,29 @@ void CheckThreads(int64_t threads) {
   }
 }
 
-struct Model::Impl {
-  std::string path;
-  std::string signer;  // fingerprint of the trusted key that verified the file ("" when none was given)
-  ModelInfo info;
-  int threads = 1;
-  RunPrecision precision;
-  // Members die in reverse order: main and the VM before the loaded library their code lives in.
-  ffi::Module exec{ffi::UnsafeInit()};
-  ffi::Module vm{ffi::UnsafeInit()};
-  std::vector<ffi::Module> regions;  // the ncnn modules (owned by exec too): Profile names their calls
-  ffi::Function main;
-  std::vector<ffi::Tensor> inputs;  // allocated once, refilled by every Run
-  std::mutex mu;
-};
-
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model() noexcept = default;
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-const ModelInfo& Model::info() const { return impl_->info; }
-int Model::threads() const { return impl_->threads; }
-const std::string& Model::precision() const { return impl_->precision.name; }
-bool Model::fp16() const { return impl_->precision.fp16; }
-const std::string& Model::signer() const { return impl_->signer; }
+Model::Impl& Model::impl() const {
+  if (impl_ == nullptr) {
+    throw Error("tvm_ncnn::Model is empty (default-constructed or moved from): assign Model::Load(path) first");
+  }
+  return *impl_;
+}
+
+const ModelInfo& Model::info() const { return impl().info; }
+int Model::threads() const { return impl().threads; }
+const std::string& Model::precision() const { return impl().precision.name; }
+bool Model::fp16() const { return impl().precision.fp16; }
+const std::string& Model::signer() const { return impl().signer; }
+int Model::contexts() const {
+  Impl& m = impl();
+  std::lock_guard<std::mutex> lock(m.mu);
+  return m.created;
+}
 
 Model Model::Load(const std::string& path, const Options& options) {
   const std::string name = "model '" + path + "'";
@@ -162,79 +149,19 @@ Model Model::Load(const std::string& path, const Options& options) {
       (*configure)(impl->threads, impl->precision.fp16);
     }
 
-    ffi::Optional<ffi::Function> load_exec = impl->exec->GetFunction("vm_load_executable");
-    if (!load_exec.has_value()) throw Error(name + " is not a Relax VM executable");
-    impl->vm = (*load_exec)().cast<ffi::Module>();
-    constexpr int kPooledAllocator = 2;  // reuses freed blocks across runs instead of malloc/free each time
-    impl->vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, kPooledAllocator);
-    ffi::Optional<ffi::Function> main = impl->vm->GetFunction("main");
-    if (!main.has_value()) throw Error(name + " has no 'main' function");
-    impl->main = *main;
+    // The first context now: a model that cannot make one fails at load, not at its first run.
+    impl->idle.push_back(NewContext(*impl));
+    impl->created = 1;
   } catch (const ffi::Error& e) {
     throw Error(name + ": cannot initialize: " + FfiErrorLine(e));
   }
 
-  // The first ncnn region reads these in place when it can (zero_copy.h).
-  for (const TensorInfo& in : info.inputs) impl->inputs.push_back(NewViewableTensor(in.shape, in.dtype));
 #ifdef __GLIBC__
   // Loading freed large buffers (module bytes, ncnn's unpacked weights) in the middle of the heap; glibc keeps
   // such free pages resident. Hand them back once, now that the long-lived allocations are made.
   malloc_trim(0);
 #endif
   return Model(std::move(impl));
-}
-
-std::vector<Tensor> Model::Run(const std::vector<Tensor>& inputs) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return RunLocked(*impl_, inputs);
-}
-
-ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& m = *impl_;
-  try {
-    return ProfileVm(m.vm, m.regions, runs, [&] { RunLocked(m, inputs); });
-  } catch (const ffi::Error& e) {
-    throw Error("model '" + m.path + "': profile failed: " + FfiErrorLine(e));
-  }
-}
-
-std::vector<Tensor> Model::RunLocked(Impl& m, const std::vector<Tensor>& inputs) {
-  const std::vector<TensorInfo>& want = m.info.inputs;
-  if (inputs.size() != want.size()) {
-    throw Error("the model takes " + std::to_string(want.size()) + " input(s), got " + std::to_string(inputs.size()));
-  }
-  std::vector<ffi::AnyView> args;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const Tensor& x = inputs[i];
-    CheckInput(want[i], x);
-    const size_t nbytes = ffi::GetDataSize(*m.inputs[i].GetDLTensorPtr());
-    if (x.bytes.size() != nbytes) {
-      throw Error("input '" + want[i].name + "' has " + std::to_string(x.bytes.size()) + " bytes, expected " +
-                  std::to_string(nbytes));
-    }
-    std::memcpy(m.inputs[i].data_ptr(), x.bytes.data(), nbytes);
-    args.emplace_back(m.inputs[i]);
-  }
-
-  std::vector<ffi::Tensor> results;
-  try {
-    ffi::Any rv;
-    m.main.CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
-    CollectOutputs(rv, &results);
-  } catch (const ffi::Error& e) {
-    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
-  } catch (const Error& e) {
-    throw Error("model '" + m.path + "': " + e.what());
-  }
-  // Copy out: the caller owns its outputs, and none of them may alias VM memory or our input buffers.
-  std::vector<Tensor> outputs;
-  for (size_t i = 0; i < results.size(); ++i) {
-    const std::string what = i < m.info.outputs.size() ? "output '" + m.info.outputs[i].name + "'"
-                                                        : "output " + std::to_string(i);
-    outputs.push_back(FromFfiTensor(results[i], what));
-  }
-  return outputs;
 }
 
 }  // namespace tvm_ncnn

@@ -60,6 +60,7 @@ std::vector<double> Scores(const Tensor& out, std::string* kind) {
 }  // namespace
 
 TopK ScoreTopK(const Tensor& output, const std::vector<std::string>& labels, int k) {
+  if (k <= 0) throw Error("top-k: k must be at least 1, got " + std::to_string(k));
   TopK top;
   const std::vector<double> scores = Scores(output, &top.kind);
   top.description = top.kind == "softmax"         ? "softmax probabilities (the output is not a probability vector)"

@@ -1,5 +1,6 @@
-"""Issue #7, part 5: concurrency. Separate models run in parallel; one model called from several threads is
-safe (its calls are serialized, README "Errors and limits"), and every output equals a single-threaded run."""
+"""Issue #7, part 5 (and #27): concurrency. Separate models run in parallel; one model called from several threads
+runs the calls at the same time, each on its own execution context (README "Errors and limits"), and every
+output equals a single-threaded run."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@
 //   tvm_ncnn::ImageTransform where;
 //   tvm_ncnn::Tensor x = tvm_ncnn::LoadImage("street.jpg", model.info(), &where);
 //   std::vector<tvm_ncnn::Detection> found = tvm_ncnn::Detect(model.Run({x}), model.info(), where);
-//   tvm_ncnn::DrawDetections("street.jpg", found, "boxes.jpg");
+//   tvm_ncnn::DrawDetections("street.jpg", found, "boxes.jpg");   // or, on pixels in memory:
+//   tvm_ncnn::Image frame = tvm_ncnn::DecodeImage("street.jpg");
+//   tvm_ncnn::DrawDetections(&frame, found);
 //
 // What the outputs mean is recorded at export (metadata "postprocess", runtime/FORMAT.md): the task, the output
 // layout, default thresholds, YOLOX/PicoDet strides, keypoint shape.
@@ -68,5 +70,12 @@ std::vector<std::string> DetectorTasks();
 // that cannot be written.
 void DrawDetections(const std::string& image_path, const std::vector<Detection>& detections,
                     const std::string& out_path);
+
+// The same drawing onto pixels in memory, in place: an Image of kBGR (DecodeImage's) or kRGB pixels, e.g. a
+// camera frame to show or stream. Throws Error for other formats or an image whose bytes do not fit its size.
+void DrawDetections(Image* image, const std::vector<Detection>& detections);
+
+// Writes an Image (kBGR or kRGB) to a .jpg/.jpeg or .png file.
+void SaveImage(const Image& image, const std::string& path);
 
 }  // namespace tvm_ncnn

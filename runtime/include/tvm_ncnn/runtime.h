@@ -13,6 +13,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tvm_ncnn {
@@ -35,6 +36,28 @@ size_t DTypeSize(const std::string& dtype);
 // "[1,3,224,224]": how shapes appear in messages.
 std::string ShapeString(const std::vector<int64_t>& shape);
 
+// The element types a tensor may hold; the numpy-style names (Tensor::dtype, TensorInfo::dtype) spell them.
+enum class DType { kFloat32, kFloat16, kFloat64, kInt8, kInt16, kInt32, kInt64, kUInt8, kUInt16, kBool };
+DType ParseDType(const std::string& name);  // throws Error for a name DTypeSize refuses
+const char* DTypeName(DType dtype);        // "float32", ...
+
+// The DType of a C++ element type, for Tensor::data<T>() (float16 has no C++ type here: use uint16_t bytes via
+// data<uint16_t>() on a "uint16" tensor, or bytes).
+template <typename T> struct DTypeOf;
+template <> struct DTypeOf<float> { static constexpr DType value = DType::kFloat32; };
+template <> struct DTypeOf<double> { static constexpr DType value = DType::kFloat64; };
+template <> struct DTypeOf<int8_t> { static constexpr DType value = DType::kInt8; };
+template <> struct DTypeOf<int16_t> { static constexpr DType value = DType::kInt16; };
+template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::kInt32; };
+template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::kInt64; };
+template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::kUInt8; };
+template <> struct DTypeOf<uint16_t> { static constexpr DType value = DType::kUInt16; };
+template <> struct DTypeOf<bool> { static constexpr DType value = DType::kBool; };
+
+// Throws Error("tensor is int64, not float32: read it as data<int64_t>()") unless `dtype` names `want`
+// (io/tensor.cc); what Tensor::data<T>() checks.
+void CheckDType(const std::string& dtype, DType want);
+
 // A dense, row-major tensor that owns its bytes. dtype is a numpy-style name ("float32", "int64", ...).
 struct Tensor {
   std::vector<int64_t> shape;
@@ -43,10 +66,32 @@ struct Tensor {
 
   Tensor() = default;
   Tensor(std::vector<int64_t> shape, std::string dtype);  // zero-filled; throws on a bad dtype or dim
+  Tensor(std::vector<int64_t> shape, DType dtype) : Tensor(std::move(shape), std::string(DTypeName(dtype))) {}
   int64_t numel() const;
   size_t nbytes() const { return bytes.size(); }
+  DType type() const { return ParseDType(dtype); }
+  // The elements as T, checked: a tensor whose dtype is not T's refuses with one line (CheckDType).
+  template <typename T> T* data() { CheckDType(dtype, DTypeOf<T>::value); return reinterpret_cast<T*>(bytes.data()); }
+  template <typename T> const T* data() const {
+    CheckDType(dtype, DTypeOf<T>::value);
+    return reinterpret_cast<const T*>(bytes.data());
+  }
+  // Unchecked float view (older spelling; prefer data<float>()).
   float* f32() { return reinterpret_cast<float*>(bytes.data()); }
   const float* f32() const { return reinterpret_cast<const float*>(bytes.data()); }
+};
+
+// A tensor in the caller's memory, not owned: what Model::Run reads inputs from without a copy (see there).
+// `data` must stay valid and unchanged during the call.
+struct TensorView {
+  const void* data = nullptr;
+  std::vector<int64_t> shape;
+  std::string dtype = "float32";
+
+  TensorView() = default;
+  TensorView(const void* data, std::vector<int64_t> shape, std::string dtype = "float32")
+      : data(data), shape(std::move(shape)), dtype(std::move(dtype)) {}
+  TensorView(const Tensor& t) : data(t.bytes.data()), shape(t.shape), dtype(t.dtype) {}  // NOLINT: implicit
 };
 
 struct TensorInfo {
@@ -118,6 +163,10 @@ struct ModelInfo {
                                     // arithmetic), "int8"; "fp32" for files exported before it was recorded
   Postprocess postprocess;          // how to read the outputs (task "" when none is recorded)
   std::string json;                 // the metadata document exactly as stored in model.so
+
+  // The position of the input / output called `name` (Model::Run's order); throws Error naming the ones there are.
+  size_t InputIndex(const std::string& name) const;
+  size_t OutputIndex(const std::string& name) const;
 };
 
 // Where the time of a run goes (Model::Profile). One row per function the model's Relax VM calls, timed around
@@ -167,15 +216,26 @@ struct Options {
   std::string trust;
 };
 
+// A loaded model. Load() returns a valid one; a default-constructed or moved-from Model is empty (valid() false)
+// and every call on it but valid(), assignment and destruction throws Error saying so.
+//
+// Concurrency: Run and Profile may be called from any number of threads at once and run in parallel. The model's
+// weights are loaded once (one ncnn::Net per region, TVM's constants) and shared; each concurrent call runs on an
+// execution context of its own -- a Relax VM instance and input buffers, as ncnn's Extractor is to its Net --
+// taken from the model's pool and returned after the call. The pool grows to the number of calls that ever ran
+// at the same moment and keeps them (each costs the VM's state and one set of input and intermediate buffers,
+// not the weights). Give each caller `threads` / N threads (Options::threads) for N callers on N cores.
 class Model {
  public:
   // Loads model.so and prepares it to run: builds one ncnn::Net per offloaded region and the Relax VM.
   static Model Load(const std::string& path, const Options& options = Options());
 
+  Model() noexcept;  // empty: assign Model::Load(...) before using it
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
 
+  bool valid() const { return impl_ != nullptr; }
   const ModelInfo& info() const;
   int threads() const;  // the thread count in use (never 0)
   // What runs: "fp32", "fp16" (ncnn's fp16 storage and arithmetic), "int8" (int8 layers, the rest fp32) or
@@ -186,19 +246,33 @@ class Model {
   // "ed25519:<16 hex>", the fingerprint of Options::trust when it verified the file's signature; "" without trust.
   const std::string& signer() const;
 
-  // Runs the model once. Inputs must match info().inputs in count, shape and dtype.
-  // A Model runs one call at a time: calls from several threads are serialized.
+  // Runs the model once. Inputs must match info().inputs in count, shape and dtype. Reads them as the overload
+  // below does and returns newly allocated outputs.
   std::vector<Tensor> Run(const std::vector<Tensor>& inputs);
+
+  // The same run, for a loop that allocates nothing per call:
+  //  * inputs are read in place when their data is 64-byte aligned (what TVM's compiled code assumes of every
+  //    tensor; std::aligned_alloc(64, ...) memory is, a Tensor's std::vector bytes usually are not); otherwise
+  //    each is copied once into the context's input buffer (allocated at load, nothing allocated per call);
+  //  * outputs are written into *outputs: tensors already of the right shape and dtype are filled in place (their
+  //    bytes keep their address); others are reshaped once. The values are copied once out of the VM's pooled
+  //    memory, which the next call reuses.
+  void Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outputs);
 
   // Runs the model once to warm up, then `runs` times (1..kMaxProfileRuns) timing every call its Relax VM
   // makes: each ncnn region and each TVM function. Costs under a microsecond per call while it runs; Run is not
   // slowed afterwards (the hook is removed). Throws as Run does.
   ProfileReport Profile(const std::vector<Tensor>& inputs, int runs = 10);
 
+  // How many execution contexts the model holds (the most calls that ran at the same moment; at least 1).
+  int contexts() const;
+
+  struct Impl;     // opaque: the runtime's own (runtime/src/model_impl.h)
+  struct Context;
+
  private:
-  struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
-  static std::vector<Tensor> RunLocked(Impl& m, const std::vector<Tensor>& inputs);  // with m.mu held
+  Impl& impl() const;  // throws Error on an empty Model
   std::unique_ptr<Impl> impl_;
 };
 
@@ -240,6 +314,7 @@ struct TopK {
   std::string description;  // kind in words, for people
   std::vector<ScoredClass> classes;
 };
+// k must be at least 1 (Error otherwise); k above the element count gives every element.
 TopK ScoreTopK(const Tensor& output, const std::vector<std::string>& labels, int k);
 
 // Where the image landed in the model input, so that what a model finds there (a detector's boxes, keypoints) can
@@ -276,6 +351,28 @@ struct Pixels {
 // info.inputs[0]): the one implementation LoadImage, deploy_app and Python's load_image use, so the same pixels give
 // the same tensor, bit for bit, in whatever format and stride they come. Fills *transform when given.
 Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform = nullptr);
+
+// The same into an existing tensor, for a camera loop: when *out already is 1x3xHxW float32 its bytes are reused
+// (same address), else it is reshaped once. The 8-bit canvases the resize works on are kept per thread, so a
+// loop of same-sized frames allocates no frame-sized buffer after the first.
+void PreprocessImage(const Pixels& pixels, const ModelInfo& info, Tensor* out, ImageTransform* transform = nullptr);
+// The same into caller memory of 3 x H x W floats (e.g. std::aligned_alloc(64, ...), which Model::Run then reads
+// in place through a TensorView: no copy of the input at all).
+void PreprocessImage(const Pixels& pixels, const ModelInfo& info, float* out, ImageTransform* transform = nullptr);
+
+// Decoded pixels that own their memory (DecodeImage), e.g. to preprocess and to draw on.
+struct Image {
+  int width = 0, height = 0;
+  PixelFormat format = PixelFormat::kBGR;  // DecodeImage gives kBGR, the decoder's order (no swap pass)
+  std::vector<uint8_t> bytes;              // rows packed: width * channels bytes each
+  Pixels pixels() const { return Pixels{bytes.data(), width, height, format, 0}; }
+};
+
+// Decodes a JPEG/PNG/BMP file, or such bytes in memory, into 3-channel pixels (B,G,R) -- the decoder LoadImage and deploy_app
+// use, with the same refusals (README "Errors and limits"): grayscale and RGBA become 3 channels, over 100 megapixels
+// is refused before decoding. `what` names the bytes in messages ("frame 12").
+Image DecodeImage(const std::string& path);
+Image DecodeImage(const uint8_t* data, size_t size, const std::string& what = "image in memory");
 
 // Decodes a JPEG/PNG/BMP image and preprocesses it with PreprocessImage. Grayscale and RGBA images become 3
 // channels (alpha is dropped); images over 100 megapixels are refused before decoding.

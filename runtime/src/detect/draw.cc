@@ -1,9 +1,11 @@
-// DrawDetections: the photo with what the model found on it, written as JPEG or PNG by ncnn's simpleocv (its
-// stb_image_write, already part of the ncnn this runtime links) and ncnn's font: no OpenCV needed.
+// DrawDetections: what the model found, drawn onto pixels in memory (an Image, e.g. a camera frame DecodeImage or
+// the app made) or onto a photo written as JPEG or PNG by ncnn's simpleocv (its stb_image_write, already part of
+// the ncnn this runtime links) and ncnn's font: no OpenCV needed.
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <cstdio>
 #include <string>
 
@@ -119,29 +121,22 @@ void Text(cv::Mat& img, const std::string& text, int x, int y, int size, const u
   }
 }
 
-}  // namespace
-
-void DrawDetections(const std::string& image_path, const std::vector<Detection>& detections,
-                    const std::string& out_path) {
-  const std::string ext = LowerExtension(out_path);
-  if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") {
-    throw Error("draw: '" + out_path + "' must end in .jpg, .jpeg or .png");
-  }
-  struct stat st;
-  if (stat(image_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    throw Error("draw: image '" + image_path + "' is not a readable file");
-  }
-  cv::Mat img = cv::imread(image_path, cv::IMREAD_COLOR);  // B, G, R
-  if (img.empty() || img.c != 3) throw Error("draw: cannot decode image '" + image_path + "'");
-
+// Draws onto 3-channel pixels whose order is B,G,R, or R,G,B when `rgb` (the palette is swapped to match).
+void Draw(cv::Mat& img, const std::vector<Detection>& detections, bool rgb) {
+  auto color_of = [rgb](int cls, unsigned char* out) {
+    const unsigned char* bgr = ColorOf(cls);
+    for (int c = 0; c < 3; ++c) out[c] = rgb ? bgr[2 - c] : bgr[c];
+  };
   const int thick = std::max(1, std::min(img.cols, img.rows) / 300);
   const int font = std::max(8, std::min(img.cols, img.rows) / 60);  // glyph width; height is twice that
+  unsigned char color[3];
   for (const Detection& d : detections) {  // masks first, so that boxes and text stay on top
-    if (!d.mask.pixels.empty()) TintMask(img, d.mask, ColorOf(d.class_id));
+    color_of(d.class_id, color);
+    if (!d.mask.pixels.empty()) TintMask(img, d.mask, color);
   }
   const unsigned char white[3] = {255, 255, 255};
   for (const Detection& d : detections) {
-    const unsigned char* color = ColorOf(d.class_id);
+    color_of(d.class_id, color);
     if (d.rbox.size() == 5) {
       RotatedOutline(img, d.rbox, thick, color);
     } else {
@@ -163,7 +158,59 @@ void DrawDetections(const std::string& image_path, const std::vector<Detection>&
     Fill(img, x, y, x + tw, y + th, color);
     Text(img, text, x, y, font, white);
   }
+}
+
+void CheckOutPath(const std::string& out_path) {
+  const std::string ext = LowerExtension(out_path);
+  if (ext != ".jpg" && ext != ".jpeg" && ext != ".png") {
+    throw Error("draw: '" + out_path + "' must end in .jpg, .jpeg or .png");
+  }
+}
+
+// A cv::Mat header over the image's own bytes (no copy), after checking they hold what the fields say.
+cv::Mat Wrap(const Image& image, const char* what) {
+  if (image.format != PixelFormat::kBGR && image.format != PixelFormat::kRGB) {
+    throw Error(std::string(what) + ": the image must have 3 channels (kBGR or kRGB pixels)");
+  }
+  if (image.width < 1 || image.height < 1 ||
+      image.bytes.size() != static_cast<size_t>(image.width) * image.height * 3) {
+    throw Error(std::string(what) + ": a " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                " image needs " + std::to_string(3ull * std::max(image.width, 0) * std::max(image.height, 0)) +
+                " bytes, it holds " + std::to_string(image.bytes.size()));
+  }
+  return cv::Mat(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.bytes.data()));
+}
+
+}  // namespace
+
+void DrawDetections(const std::string& image_path, const std::vector<Detection>& detections,
+                    const std::string& out_path) {
+  CheckOutPath(out_path);
+  struct stat st;
+  if (stat(image_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    throw Error("draw: image '" + image_path + "' is not a readable file");
+  }
+  cv::Mat img = cv::imread(image_path, cv::IMREAD_COLOR);  // B, G, R
+  if (img.empty() || img.c != 3) throw Error("draw: cannot decode image '" + image_path + "'");
+  Draw(img, detections, /*rgb=*/false);
   if (!cv::imwrite(out_path, img)) throw Error("draw: cannot write '" + out_path + "'");
+}
+
+void DrawDetections(Image* image, const std::vector<Detection>& detections) {
+  if (image == nullptr) throw Error("draw: the image is null");
+  cv::Mat img = Wrap(*image, "draw");
+  Draw(img, detections, image->format == PixelFormat::kRGB);
+}
+
+void SaveImage(const Image& image, const std::string& path) {
+  CheckOutPath(path);
+  cv::Mat img = Wrap(image, "save");
+  if (image.format == PixelFormat::kRGB) {  // the writer takes B,G,R
+    cv::Mat bgr = img.clone();
+    for (size_t i = 0; i < image.bytes.size(); i += 3) std::swap(bgr.data[i], bgr.data[i + 2]);
+    img = bgr;
+  }
+  if (!cv::imwrite(path, img)) throw Error("save: cannot write '" + path + "'");
 }
 
 }  // namespace tvm_ncnn

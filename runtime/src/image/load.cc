@@ -1,8 +1,9 @@
-// Image file -> model input: decode with ncnn's simpleocv (stb), then PreprocessPixels (image/preprocess.cc), the
-// path every image takes. The pixel count is read from the file header first, so a huge (or hostile) image is
-// refused before the decoder allocates for it.
+// Image file or bytes -> pixels (DecodeImage) -> model input (LoadImage): decode with ncnn's simpleocv (stb), then
+// PreprocessPixels (image/preprocess.cc), the path every image takes. The pixel count is read from the header
+// first, so a huge (or hostile) image is refused before the decoder allocates for it.
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "internal.h"
@@ -33,7 +34,7 @@ uint32_t LittleEndian(const unsigned char* p, int n) {
 }
 
 // True if the bytes from f's position on contain the JPEG end-of-image marker FF D9.
-bool ContainsEndOfImage(std::ifstream& f) {
+bool ContainsEndOfImage(std::istream& f) {
   std::vector<char> buf(1 << 16);
   char prev = 0;
   for (;;) {
@@ -52,7 +53,7 @@ bool ContainsEndOfImage(std::ifstream& f) {
 // JPEG: walk the marker segments: the first SOFn holds height and width. Then require a start of scan and,
 // after it, an end-of-image marker: stb decodes a cut-off file without complaint (missing data reads as 0),
 // and a half-downloaded photo must be an error, not a gray image.
-void ReadJpegSize(std::ifstream& f, ImageHeader* h) {
+void ReadJpegSize(std::istream& f, ImageHeader* h) {
   f.seekg(2);
   unsigned char b[5];
   int64_t width = -1, height = -1;
@@ -90,9 +91,8 @@ void ReadJpegSize(std::ifstream& f, ImageHeader* h) {
   h->truncated = width >= 0;  // a frame header, then the file ended before the scan
 }
 
-ImageHeader ReadHeader(const std::string& path, int64_t file_size) {
+ImageHeader ReadHeader(std::istream& f, int64_t file_size) {
   ImageHeader h;
-  std::ifstream f(path, std::ios::binary);
   unsigned char b[34] = {0};
   f.read(reinterpret_cast<char*>(b), sizeof(b));
   const std::streamsize got = f.gcount();
@@ -132,17 +132,11 @@ ImageHeader ReadHeader(const std::string& path, int64_t file_size) {
   return h;
 }
 
-}  // namespace
-
-Tensor LoadImage(const std::string& path, const ModelInfo& info, ImageTransform* transform) {
-  const int64_t file_size = CheckReadableFile(path, "image");
-  const std::string where = "image '" + path + "'", name = where + ": ";
-
-  // What the model wants, checked first: no point decoding for a model that cannot take an image.
-  CheckImageInput(info, where);
-
-  if (file_size == 0) throw Error(name + "empty file (0 bytes): not a JPEG, PNG or BMP image");
-  const ImageHeader h = ReadHeader(path, file_size);
+// The header checks every image gets before it is decoded (README "Errors and limits").
+// Returns the format's name.
+const char* CheckHeader(std::istream& f, int64_t size, const std::string& name) {
+  if (size == 0) throw Error(name + "empty file (0 bytes): not a JPEG, PNG or BMP image");
+  const ImageHeader h = ReadHeader(f, size);
   if (!h.format) throw Error(name + "not a JPEG, PNG or BMP image");
   if (h.truncated) throw Error(name + "truncated " + h.format + " (the file ends before the image data does)");
   if (h.width < 0 || h.height < 0) throw Error(name + "corrupt " + h.format + " header (no image size)");
@@ -151,18 +145,55 @@ Tensor LoadImage(const std::string& path, const ModelInfo& info, ImageTransform*
     throw Error(name + std::to_string(h.width) + "x" + std::to_string(h.height) +
                 " pixels is over the 100 megapixel limit");
   }
+  return h.format;
+}
 
-  // IMREAD_COLOR makes stb convert grayscale/RGBA to 3 channels; simpleocv returns them in BGR order.
-  cv::Mat img = cv::imread(path, cv::IMREAD_COLOR);
+// IMREAD_COLOR makes stb convert grayscale/RGBA to 3 channels; simpleocv returns them in BGR order.
+cv::Mat CheckDecoded(cv::Mat img, const char* format, const std::string& name) {
   if (img.empty() || img.c != 3) {
-    throw Error(name + "cannot decode the " + h.format + " data (corrupt or unsupported)");
+    throw Error(name + "cannot decode the " + format + " data (corrupt or unsupported)");
   }
-  Pixels pixels;
-  pixels.data = img.data;
-  pixels.width = img.cols;
-  pixels.height = img.rows;
-  pixels.format = PixelFormat::kBGR;
-  return PreprocessPixels(pixels, info, transform, where);
+  return img;
+}
+
+cv::Mat DecodeFile(const std::string& path, const std::string& name) {
+  const int64_t file_size = CheckReadableFile(path, "image");
+  std::ifstream f(path, std::ios::binary);
+  const char* format = CheckHeader(f, file_size, name);
+  return CheckDecoded(cv::imread(path, cv::IMREAD_COLOR), format, name);
+}
+
+Pixels PixelsOf(const cv::Mat& img) { return Pixels{img.data, img.cols, img.rows, PixelFormat::kBGR, 0}; }
+
+Image ToImage(const cv::Mat& img) {
+  Image out;
+  out.width = img.cols;
+  out.height = img.rows;
+  out.format = PixelFormat::kBGR;
+  out.bytes.assign(img.data, img.data + static_cast<size_t>(img.cols) * img.rows * 3);
+  return out;
+}
+
+}  // namespace
+
+Image DecodeImage(const std::string& path) { return ToImage(DecodeFile(path, "image '" + path + "': ")); }
+
+Image DecodeImage(const uint8_t* data, size_t size, const std::string& what) {
+  const std::string name = what + ": ";
+  if (data == nullptr && size != 0) throw Error(name + "no data (null pointer)");
+  std::vector<unsigned char> bytes(data, data + size);
+  std::istringstream f(std::string(bytes.begin(), bytes.end()));
+  const char* format = CheckHeader(f, static_cast<int64_t>(size), name);
+  return ToImage(CheckDecoded(cv::imdecode(bytes, cv::IMREAD_COLOR), format, name));
+}
+
+Tensor LoadImage(const std::string& path, const ModelInfo& info, ImageTransform* transform) {
+  const std::string where = "image '" + path + "'";
+  CheckReadableFile(path, "image");
+  // What the model wants, checked first: no point decoding for a model that cannot take an image.
+  CheckImageInput(info, where);
+  const cv::Mat img = DecodeFile(path, where + ": ");
+  return PreprocessPixels(PixelsOf(img), info, transform, where);
 }
 
 }  // namespace tvm_ncnn

@@ -186,7 +186,51 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   return t;
 }
 
-Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* transform, const std::string& where) {
+// (v - mean[c]) * norm[c] for every byte v of each channel c, as ncnn computes it, 3 x 256 floats; kept per thread
+// for the last mean/norm (a camera loop's model), so a steady loop computes it once.
+const float* NormalizeTable(const float mean[3], const float norm[3]) {
+  thread_local float table[3 * 256], last_mean[3], last_norm[3];
+  thread_local bool made = false;
+  if (made && std::memcmp(last_mean, mean, sizeof(last_mean)) == 0 &&
+      std::memcmp(last_norm, norm, sizeof(last_norm)) == 0) {
+    return table;
+  }
+  ncnn::Mat m(256, 1, 3, static_cast<size_t>(4u));
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) m.channel(c)[v] = static_cast<float>(v);
+  }
+  m.substract_mean_normalize(mean, norm);
+  for (int c = 0; c < 3; ++c) std::memcpy(table + 256 * c, m.channel(c).data, sizeof(float) * 256);
+  std::memcpy(last_mean, mean, sizeof(last_mean));
+  std::memcpy(last_norm, norm, sizeof(last_norm));
+  made = true;
+  return table;
+}
+
+// The 8-bit buffers a frame passes through, kept per thread: a loop of same-sized frames reuses them instead of
+// allocating frame-sized buffers (and faulting in fresh pages) every time.
+std::vector<uint8_t>& Scratch(int which) {
+  thread_local std::vector<uint8_t> buffers[3];
+  return buffers[which];
+}
+uint8_t* ScratchOf(int which, size_t n) {
+  std::vector<uint8_t>& v = Scratch(which);
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+// Kept up to a camera frame's worth (4K RGB is 25 MB); a one-off huge image's buffers are handed back.
+struct TrimScratch {
+  ~TrimScratch() {
+    constexpr size_t kKeep = size_t(32) << 20;
+    for (int i = 0; i < 3; ++i) {
+      if (Scratch(i).capacity() > kKeep) std::vector<uint8_t>().swap(Scratch(i));
+    }
+  }
+};
+
+void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, ImageTransform* transform,
+                          const std::string& where) {
+  const TrimScratch trim;
   const InputGeometry in = ImageInput(info, where);
   const std::string name = where + ": ";
   const int ch = Channels(p.format);
@@ -215,73 +259,83 @@ Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* 
   const uint8_t* src = p.data;
   int sw = p.width, sh = p.height;
   size_t sstride = stride;
-  std::vector<uint8_t> copy;
   // 3 channels in the other order are resized as they are (the resize is per channel) and swapped by ncnn while
   // it widens them to float below: one pass over the pixels fewer than swapping first (OpenCV's and simpleocv's
   // BGR frames and files into an RGB model).
   const bool direct = ch == 3 && p.width > 1 && p.height > 1;
   const bool swap = direct && RedFirst(p.format) == in.bgr;
   if (!direct) {
-    copy = ToModelOrder(p, stride, in.bgr, &sw, &sh);
-    src = copy.data();
+    Scratch(0) = ToModelOrder(p, stride, in.bgr, &sw, &sh);
+    src = Scratch(0).data();
     sstride = static_cast<size_t>(sw) * 3;
   }
 
   // The H x W canvas of 8-bit pixels the model sees, before mean/std.
-  std::vector<uint8_t> canvas(static_cast<size_t>(W) * H * 3);
+  const size_t canvas_size = static_cast<size_t>(W) * H * 3;
+  uint8_t* const canvas = ScratchOf(1, canvas_size);
   const size_t cstride = static_cast<size_t>(W) * 3;
   const Preprocess& pp = info.preprocess;
   if (in.resize == ResizeMode::kCrop) {
     // Resize the whole image, then cut: cutting first would move the sample points (not torchvision's result).
     const int rw = t.resized_width, rh = t.resized_height;
-    std::vector<uint8_t> resized(static_cast<size_t>(rw) * rh * 3);
-    Resize(src, sw, sh, sstride, resized.data(), rw, rh, static_cast<size_t>(rw) * 3);
+    uint8_t* const resized = ScratchOf(2, static_cast<size_t>(rw) * rh * 3);
+    Resize(src, sw, sh, sstride, resized, rw, rh, static_cast<size_t>(rw) * 3);
     const int left = static_cast<int>(-t.offset_x), top = static_cast<int>(-t.offset_y);
     for (int y = 0; y < H; ++y) {
-      const uint8_t* row = resized.data() + (static_cast<size_t>(top + y) * rw + left) * 3;
-      std::memcpy(canvas.data() + cstride * y, row, cstride);
+      const uint8_t* row = resized + (static_cast<size_t>(top + y) * rw + left) * 3;
+      std::memcpy(canvas + cstride * y, row, cstride);
     }
   } else if (in.resize == ResizeMode::kLetterbox) {
-    std::fill(canvas.begin(), canvas.end(), static_cast<uint8_t>(pp.pad));
+    std::fill(canvas, canvas + canvas_size, static_cast<uint8_t>(pp.pad));
     const size_t corner = static_cast<size_t>(t.offset_y) * cstride + static_cast<size_t>(t.offset_x) * 3;
-    Resize(src, sw, sh, sstride, canvas.data() + corner, t.resized_width, t.resized_height, cstride);
+    Resize(src, sw, sh, sstride, canvas + corner, t.resized_width, t.resized_height, cstride);
   } else {
-    Resize(src, sw, sh, sstride, canvas.data(), W, H, cstride);
+    Resize(src, sw, sh, sstride, canvas, W, H, cstride);
   }
 
-  Tensor out({1, 3, H, W}, "float32");
   const size_t plane = static_cast<size_t>(W) * H;
-  // ncnn's Mat over the tensor itself when its channels are dense (cstep = W x H: W x H a multiple of 4, as 640 x
-  // 640 is): the pixels are widened straight into the tensor and ncnn normalizes them in place -- no second float
-  // image to allocate (fresh pages: page faults) and copy. Widening bytes to float is exact, so either way the
-  // values are those of ncnn's from_pixels.
-  ncnn::Mat m(W, H, 3, out.f32(), 4u);
-  const bool in_place = m.cstep == plane;
-  if (in_place) {
-    float* r = out.f32();
-    float* g = r + plane;
-    float* b = g + plane;
-    const int first = swap ? 2 : 0, last = swap ? 0 : 2;
-    for (size_t i = 0; i < plane; ++i) {
-      const uint8_t* px = canvas.data() + 3 * i;
-      r[i] = px[first];
-      g[i] = px[1];
-      b[i] = px[last];
-    }
-  } else {
-    m = ncnn::Mat::from_pixels(canvas.data(), swap ? ncnn::Mat::PIXEL_BGR2RGB : ncnn::Mat::PIXEL_RGB, W, H);
-    if (m.empty()) throw Error(name + "out of memory for a " + std::to_string(W) + "x" + std::to_string(H) + " image");
-  }
-  m.substract_mean_normalize(in.mean, in.norm);
-  if (!in_place) {  // ncnn padded each channel to 16 bytes (cstep): copy channel by channel into the dense tensor
-    for (int c = 0; c < 3; ++c) std::memcpy(out.f32() + c * plane, m.channel(c).data, sizeof(float) * plane);
+  // Each output value depends only on its byte and channel: a table of the 256 values per channel, made by ncnn's
+  // own substract_mean_normalize (so the values are ncnn's, bit for bit), then one lookup per element written
+  // straight into the tensor -- no float image to allocate, and none of the layer ncnn creates per call.
+  const float* lut = NormalizeTable(in.mean, in.norm);
+  float* c0 = dst;
+  float* c1 = c0 + plane;
+  float* c2 = c1 + plane;
+  const int first = swap ? 2 : 0, last = swap ? 0 : 2;
+  for (size_t i = 0; i < plane; ++i) {
+    const uint8_t* px = canvas + 3 * i;
+    c0[i] = lut[px[first]];
+    c1[i] = lut[256 + px[1]];
+    c2[i] = lut[512 + px[last]];
   }
   if (transform) *transform = t;
+}
+
+Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* transform, const std::string& where) {
+  const InputGeometry in = ImageInput(info, where);
+  Tensor out({1, 3, in.height, in.width}, "float32");
+  PreprocessPixelsInto(p, info, out.f32(), transform, where);
   return out;
 }
 
 Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform) {
   return PreprocessPixels(pixels, info, transform, "pixels");
+}
+
+void PreprocessImage(const Pixels& pixels, const ModelInfo& info, Tensor* out, ImageTransform* transform) {
+  if (out == nullptr) throw Error("pixels: the output tensor is null");
+  const InputGeometry in = ImageInput(info, "pixels");
+  const std::vector<int64_t> shape{1, 3, in.height, in.width};
+  if (out->shape != shape || out->dtype != "float32" || out->bytes.size() != static_cast<size_t>(3) * in.height *
+                                                                                  in.width * sizeof(float)) {
+    *out = Tensor(shape, "float32");  // once: the same shape next frame
+  }
+  PreprocessPixelsInto(pixels, info, out->f32(), transform, "pixels");
+}
+
+void PreprocessImage(const Pixels& pixels, const ModelInfo& info, float* out, ImageTransform* transform) {
+  if (out == nullptr) throw Error("pixels: the output buffer is null");
+  PreprocessPixelsInto(pixels, info, out, transform, "pixels");
 }
 
 }  // namespace tvm_ncnn

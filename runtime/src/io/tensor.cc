@@ -5,16 +5,44 @@
 
 namespace tvm_ncnn {
 
-size_t DTypeSize(const std::string& dtype) {
-  static const struct {
-    const char* name;
-    size_t size;
-  } kTable[] = {{"float32", 4}, {"float16", 2}, {"float64", 8}, {"int8", 1},   {"int16", 2},
-                {"int32", 4},   {"int64", 8},   {"uint8", 1},   {"uint16", 2}, {"bool", 1}};
-  for (const auto& e : kTable) {
-    if (dtype == e.name) return e.size;
+namespace {
+
+// In DType's order: the one table of names and sizes.
+const struct {
+  const char* name;
+  size_t size;
+  DType dtype;
+} kDTypes[] = {{"float32", 4, DType::kFloat32}, {"float16", 2, DType::kFloat16}, {"float64", 8, DType::kFloat64},
+               {"int8", 1, DType::kInt8},       {"int16", 2, DType::kInt16},     {"int32", 4, DType::kInt32},
+               {"int64", 8, DType::kInt64},     {"uint8", 1, DType::kUInt8},     {"uint16", 2, DType::kUInt16},
+               {"bool", 1, DType::kBool}};
+
+// The C++ type data<T>() reads a dtype as, for the message that tells which one to use.
+const char* CppType(DType d) {
+  static const char* kNames[] = {"float", "(no C++ type: bytes)", "double", "int8_t", "int16_t",
+                                 "int32_t", "int64_t", "uint8_t", "uint16_t", "bool"};
+  return kNames[static_cast<int>(d)];
+}
+
+}  // namespace
+
+size_t DTypeSize(const std::string& dtype) { return kDTypes[static_cast<int>(ParseDType(dtype))].size; }
+
+DType ParseDType(const std::string& name) {
+  for (const auto& e : kDTypes) {
+    if (name == e.name) return e.dtype;
   }
-  throw Error("unsupported dtype '" + dtype + "'");
+  throw Error("unsupported dtype '" + name + "'");
+}
+
+const char* DTypeName(DType dtype) { return kDTypes[static_cast<int>(dtype)].name; }
+
+void CheckDType(const std::string& dtype, DType want) {
+  if (dtype == DTypeName(want)) return;
+  const DType have = ParseDType(dtype);  // an unknown name says so
+  const bool readable = have != DType::kFloat16;
+  throw Error(std::string("tensor is ") + dtype + ", not " + DTypeName(want) +
+              (readable ? std::string(": read it as data<") + CppType(have) + ">()" : ": read its bytes"));
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -46,6 +74,20 @@ Tensor::Tensor(std::vector<int64_t> shape_in, std::string dtype_in)
 }
 
 int64_t Tensor::numel() const { return CheckedNumel(shape); }
+
+// Names in messages: the model's own list, so a typo is easy to see.
+static size_t IndexOf(const std::vector<TensorInfo>& list, const std::string& name, const char* role) {
+  std::string names;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i].name == name) return i;
+    names += (i ? ", '" : "'") + list[i].name + "'";
+  }
+  throw Error(std::string("the model has no ") + role + " '" + name + "' (its " + role + "s: " +
+              (names.empty() ? "none" : names) + ")");
+}
+
+size_t ModelInfo::InputIndex(const std::string& name) const { return IndexOf(inputs, name, "input"); }
+size_t ModelInfo::OutputIndex(const std::string& name) const { return IndexOf(outputs, name, "output"); }
 
 // The one check of an input against the model's metadata: Model::Run, deploy_app and tvm_ncnn.load's calls
 // all come through here, so they refuse the same inputs with the same words.

@@ -10,7 +10,8 @@
 //            built, ncnn copying the weights.
 //   exported with tvm_ncnn.external_weights (sdk_python/tvm_ncnn/export/weights_section.py): writes version 3.
 //   built    once, on the first tvm_ncnn.configure or the first call of <symbol>.
-//   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed); calls are serialized by a mutex.
+//   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed), from any number of threads at once
+//            (Model's execution contexts): once built, the net is only read (ncnn/region.h).
 #include <tvm/ffi/cast.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/error.h>
@@ -20,6 +21,7 @@
 #include <tvm/ffi/string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdint>
@@ -281,15 +283,16 @@ class NcnnModuleObj : public ffi::ModuleObj {
     if (weights_in_library_) {
       mapped_ = std::make_unique<MappedWeights>(Where(symbol_), weights_symbol_, weights_size_, weights_checksum_);
       region_.Build(param_, mapped_->data(), mapped_->size(), mapped_.get());
-      return;
+    } else {
+      region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
+                    weights_size_);
     }
-    region_.Build(param_, reinterpret_cast<const unsigned char*>(weights_blob_.data()) + weights_offset_,
-                  weights_size_);
-    if (!keep_weights_) {
+    if (!keep_weights_ && !weights_in_library_) {
       weights_blob_ = ffi::Bytes();
       weights_offset_ = weights_size_ = 0;
       weights_dropped_ = true;
     }
+    built_.store(true, std::memory_order_release);
   }
 
   // Checks an argument of the DPS call against the recorded blob; returns its data pointer.
@@ -327,7 +330,6 @@ class NcnnModuleObj : public ffi::ModuleObj {
   }
 
   void Run(ffi::PackedArgs args) {
-    std::lock_guard<std::mutex> lock(mu_);
     const size_t n_in = region_.inputs().size(), n_out = region_.outputs().size();
     if (static_cast<size_t>(args.size()) != n_in + n_out) {
       TVM_FFI_THROW(ValueError) << Where(symbol_) << ": expects " << n_in << " inputs and " << n_out
@@ -341,7 +343,10 @@ class NcnnModuleObj : public ffi::ModuleObj {
     for (size_t j = 0; j < n_out; ++j) {
       out[j] = CheckTensor(args[n_in + j], n_in + j, "output", j, region_.outputs()[j]);
     }
-    BuildLocked();
+    if (!built_.load(std::memory_order_acquire)) {  // the mutex only until the net exists
+      std::lock_guard<std::mutex> lock(mu_);
+      BuildLocked();
+    }
     region_.Run(in, out);
   }
 
@@ -354,7 +359,8 @@ class NcnnModuleObj : public ffi::ModuleObj {
   std::string weights_symbol_;      // set: SaveToBytes writes version 3, a reference to this symbol
   uint64_t weights_checksum_ = 0;   // Checksum64 of the weights (version 3)
   bool weights_in_library_ = false;  // loaded from version 3: the weights are read from weights_symbol_
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;          // configure, build, serialization; not held while running
+  std::atomic<bool> built_{false};  // set once the net is built: from then on calls run without mu_
   // Declared before the region: the net's layers may point into the mapping, which must outlive them.
   std::unique_ptr<MappedWeights> mapped_;
   NcnnRegion region_;

@@ -134,7 +134,6 @@ void NcnnRegion::Build(const std::string& param, const unsigned char* weights, s
     ChainInt8(*net, outs);
   }
   net_ = std::move(net);
-  in_mats_.assign(inputs_.size(), ncnn::Mat());
 }
 
 // Rejects graphs ncnn accepted but cannot run as this region:

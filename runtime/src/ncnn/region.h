@@ -2,15 +2,21 @@
 // against the region's recorded inputs and outputs (ncnn itself never checks what it is fed), and run on TVM's
 // tensors, viewed or copied in and copied out. The Tensor <-> ncnn::Mat mapping is runtime/FORMAT.md's.
 //
-// Not thread-safe: the module that owns the region (ncnn/module.cc) serializes every call.
+// Build and Configure are not thread-safe (the owning module, ncnn/module.cc, serializes them); Run is: the
+// built Net is only read, and each call gets its own Extractor (ncnn's per-thread execution state over the shared
+// weights) and a CallState -- copy-in Mats and the pool allocators its blobs and workspace come from, as ncnn
+// advises one unlocked pool per thread -- taken from a small pool. Model's execution contexts thus run one region
+// on several threads at once, with one copy of the weights and no allocator shared between concurrent calls.
 #pragma once
 
+#include <allocator.h>
 #include <mat.h>
 #include <net.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,7 +59,14 @@ class NcnnRegion {
   void CheckGraph(const ncnn::Net& net);
   void CheckInputLayer(const ncnn::Net& net, size_t i) const;
   ncnn::Mat WrapInput(size_t i, const float* data) const;
-  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view);
+  // What one running call owns; reused by later calls (one per call that ever ran at the same time).
+  struct CallState {
+    std::vector<ncnn::Mat> in_mats;  // inputs that cannot be viewed are copied here, allocated on first use
+    ncnn::UnlockedPoolAllocator blobs, workspace;
+  };
+  const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
+  std::unique_ptr<CallState> TakeState();
+  void ReturnState(std::unique_ptr<CallState> state);
   void CopyOut(const ncnn::Mat& m, size_t j, float* dst) const;
 
   const std::string where_;
@@ -65,7 +78,10 @@ class NcnnRegion {
   // so that it outlives any of them holding a view.
   int view_refs_ = 1 << 30;
   std::unique_ptr<ncnn::Net> net_;
-  std::vector<ncnn::Mat> in_mats_;  // inputs that cannot be viewed are copied here, allocated on first use
+  // A call takes a free state (or a new one) and gives it back, so a steady loop allocates nothing. Declared
+  // after the net: the states' allocators are freed first, and no Mat of theirs outlives a call.
+  std::mutex states_mu_;
+  std::vector<std::unique_ptr<CallState>> states_;
 };
 
 }  // namespace tvm_ncnn

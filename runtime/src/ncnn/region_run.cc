@@ -1,5 +1,6 @@
 // Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
-// allocated once), one fresh Extractor per call (cheap) on the shared Net, outputs copied into TVM's tensors.
+// allocated once per concurrent caller), one fresh Extractor per call (cheap) on the shared Net with the caller's
+// own pool allocators, outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
 #include <tvm/ffi/error.h>
 
 #include <cstring>
@@ -26,8 +27,39 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
 
 }  // namespace
 
+std::unique_ptr<NcnnRegion::CallState> NcnnRegion::TakeState() {
+  {
+    std::lock_guard<std::mutex> lock(states_mu_);
+    if (!states_.empty()) {
+      std::unique_ptr<CallState> state = std::move(states_.back());
+      states_.pop_back();
+      return state;
+    }
+  }
+  auto state = std::make_unique<CallState>();
+  state->in_mats.resize(inputs_.size());
+  // As the net's own pools: any free block big enough is reused (the least memory).
+  state->blobs.set_size_compare_ratio(0.f);
+  state->workspace.set_size_compare_ratio(0.f);
+  return state;
+}
+
+void NcnnRegion::ReturnState(std::unique_ptr<CallState> state) {
+  std::lock_guard<std::mutex> lock(states_mu_);
+  states_.push_back(std::move(state));
+}
+
 void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
+  // Given back on every exit, also when ncnn fails; declared before the Extractor, so it outlives every Mat the
+  // call allocated from its pools.
+  struct Lease {
+    NcnnRegion* region;
+    std::unique_ptr<CallState> state;
+    ~Lease() { region->ReturnState(std::move(state)); }
+  } call{this, TakeState()};
   ncnn::Extractor ex = net_->create_extractor();
+  ex.set_blob_allocator(&call.state->blobs);
+  ex.set_workspace_allocator(&call.state->workspace);
   const bool probing = probe::Active();  // int8 calibration: keep every blob for probe::Collect (probe.h)
   if (probing) ex.set_light_mode(false);
   for (size_t i = 0; i < inputs_.size(); ++i) {
@@ -44,7 +76,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
       NCNN_XADD(view.refcount, 1);
       rc = ex.input(inputs_[i].index, view);
     } else {
-      rc = ex.input(inputs_[i].index, CopyIn(i, view));
+      rc = ex.input(inputs_[i].index, CopyIn(i, view, &call.state->in_mats));
     }
     if (rc != 0) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn rejected input " << i << " ('" << inputs_[i].name
@@ -53,7 +85,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
   }
   for (size_t j = 0; j < outputs_.size(); ++j) {
     // Released when this call returns: an output Mat kept across calls would keep its block out of ncnn's pool
-    // allocator between calls -- a block that may be far larger than the output, since the net's pool
+    // allocator between calls -- a block that may be far larger than the output, since the call's pool
     // (size_compare_ratio 0) hands out any free block big enough.
     ncnn::Mat m;
     int rc = ex.extract(outputs_[j].index, m);
@@ -88,10 +120,10 @@ ncnn::Mat NcnnRegion::WrapInput(size_t i, const float* data) const {
   return ncnn::Mat(dim(3), dim(2), dim(1), dim(0), p);
 }
 
-// Copies a (channel-padded) input into the region's own Mat, allocated once on first use. That Mat holds a
-// reference while ncnn runs, so in-place layers copy instead of writing into it.
-const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view) {
-  ncnn::Mat& m = in_mats_[i];
+// Copies a (channel-padded) input into the call's Mat from its copy set, allocated once on first use. That Mat
+// holds a reference while ncnn runs, so in-place layers copy instead of writing into it.
+const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats) {
+  ncnn::Mat& m = (*mats)[i];
   if (m.empty()) {
     m.create_like(view);
     if (m.empty()) {

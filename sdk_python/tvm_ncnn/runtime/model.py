@@ -84,6 +84,10 @@ class LoadedModel:
         except Exception as err:
             raise ModelError(last_line(err)) from None
         self._run = self._module["run"]
+        # Calls from several threads run at once (the runtime gives each its own execution context over the one
+        # copy of the weights): tvm_ffi releases the GIL during a call by default; say so here rather than rely on
+        # its TVM_FFI_RELEASE_GIL_BY_DEFAULT environment variable.
+        self._run.release_gil = True
         self.info_json = str(self._module["info_json"]())
         self.info = json.loads(self.info_json)
         self.path = path

@@ -1,0 +1,197 @@
+// Running a loaded Model: every call leases an execution context from the model's pool (model_impl.h), so calls
+// on several threads run at once; the weights stay shared. Inputs are read in place when TVM's code may read
+// them there, else copied into the context's buffers; outputs are copied once out of the VM's pooled memory.
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+
+#include <cstring>
+
+#include "ffi_util.h"
+#include "io/zero_copy.h"
+#include "model_impl.h"
+#include "profile/profile.h"
+
+namespace tvm_ncnn {
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+// A relax tuple comes back as an ffi Array (possibly nested); flatten it in order.
+void CollectOutputs(const ffi::Any& v, std::vector<ffi::Tensor>* out) {
+  if (auto t = v.as<ffi::Tensor>()) {
+    out->push_back(*t);
+  } else if (auto a = v.as<ffi::Array<ffi::Any>>()) {
+    for (const ffi::Any& x : *a) CollectOutputs(x, out);
+  } else {
+    throw Error("output " + std::to_string(out->size()) + " is a " + v.GetTypeKey() + ", not a tensor");
+  }
+}
+
+// A context for the length of one call: taken from the idle list (or made, when every one is busy) and given
+// back on every exit, so a failed run leaves the pool as it was.
+class Lease {
+ public:
+  explicit Lease(Model::Impl& m) : m_(m) {
+    {
+      std::lock_guard<std::mutex> lock(m_.mu);
+      if (!m_.idle.empty()) {
+        ctx_ = std::move(m_.idle.back());
+        m_.idle.pop_back();
+        return;
+      }
+      ++m_.created;  // counted before the slow part, outside the lock
+    }
+    try {
+      ctx_ = NewContext(m_);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(m_.mu);
+      --m_.created;
+      throw;
+    }
+  }
+  ~Lease() {
+    std::lock_guard<std::mutex> lock(m_.mu);
+    m_.idle.push_back(std::move(ctx_));
+  }
+  Model::Context& operator*() { return *ctx_; }
+
+ private:
+  Model::Impl& m_;
+  std::unique_ptr<Model::Context> ctx_;
+};
+
+// Wraps caller memory as a TVM tensor without owning it.
+struct BorrowedAlloc {
+  void AllocData(DLTensor* t) { t->data = data; }
+  void FreeData(DLTensor*) {}
+  void* data;
+};
+
+// Checks the inputs and makes the VM's arguments: each input in place when 64-byte aligned (TVM's compiled code
+// assumes that alignment of every tensor it is given), else copied into the context's buffer.
+std::vector<ffi::Any> Arguments(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
+  const std::vector<TensorInfo>& want = m.info.inputs;
+  if (inputs.size() != want.size()) {
+    throw Error("the model takes " + std::to_string(want.size()) + " input(s), got " + std::to_string(inputs.size()));
+  }
+  std::vector<ffi::Any> args;
+  args.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorView& x = inputs[i];
+    if (x.shape != want[i].shape || x.dtype != want[i].dtype) {
+      throw Error("input '" + want[i].name + "' expects " + ShapeString(want[i].shape) + " " + want[i].dtype +
+                  ", got " + ShapeString(x.shape) + " " + x.dtype);
+    }
+    if (x.data == nullptr) throw Error("input '" + want[i].name + "' has no data (null pointer)");
+    ffi::Tensor& buffer = ctx.inputs[i];
+    if (reinterpret_cast<uintptr_t>(x.data) % kViewAlign == 0) {
+      args.emplace_back(ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)}, buffer.shape(),
+                                                 buffer.dtype(), buffer.device()));
+    } else {
+      std::memcpy(buffer.data_ptr(), x.data, ffi::GetDataSize(*buffer.GetDLTensorPtr()));
+      args.emplace_back(buffer);
+    }
+  }
+  return args;
+}
+
+std::vector<ffi::Tensor> Call(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
+  std::vector<ffi::Any> args = Arguments(m, ctx, inputs);
+  std::vector<ffi::AnyView> views(args.begin(), args.end());
+  std::vector<ffi::Tensor> results;
+  try {
+    ffi::Any rv;
+    ctx.main.CallPacked(views.data(), static_cast<int32_t>(views.size()), &rv);
+    CollectOutputs(rv, &results);
+  } catch (const ffi::Error& e) {
+    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
+  } catch (const Error& e) {
+    throw Error("model '" + m.path + "': " + e.what());
+  }
+  return results;
+}
+
+std::string OutputName(const Model::Impl& m, size_t i) {
+  return i < m.info.outputs.size() ? "output '" + m.info.outputs[i].name + "'" : "output " + std::to_string(i);
+}
+
+}  // namespace
+
+std::unique_ptr<Model::Context> NewContext(const Model::Impl& m) {
+  const std::string name = "model '" + m.path + "'";
+  auto ctx = std::make_unique<Model::Context>();
+  ffi::Optional<ffi::Function> load_exec = m.exec->GetFunction("vm_load_executable");
+  if (!load_exec.has_value()) throw Error(name + " is not a Relax VM executable");
+  ctx->vm = (*load_exec)().cast<ffi::Module>();
+  // TVM's pooled allocator (one per process, locked) reuses freed blocks across runs instead of malloc/free.
+  constexpr int kPooledAllocator = 2;
+  ctx->vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, kPooledAllocator);
+  ffi::Optional<ffi::Function> main = ctx->vm->GetFunction("main");
+  if (!main.has_value()) throw Error(name + " has no 'main' function");
+  ctx->main = *main;
+  // The first ncnn region reads these in place when it can (zero_copy.h).
+  for (const TensorInfo& in : m.info.inputs) ctx->inputs.push_back(NewViewableTensor(in.shape, in.dtype));
+  return ctx;
+}
+
+std::vector<Tensor> Model::Run(const std::vector<Tensor>& inputs) {
+  Impl& m = impl();
+  const std::vector<TensorInfo>& want = m.info.inputs;
+  std::vector<TensorView> views;
+  views.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& x = inputs[i];
+    if (inputs.size() == want.size()) {  // Arguments() says so otherwise
+      CheckInput(want[i], x);
+      const size_t nbytes = static_cast<size_t>(x.numel()) * DTypeSize(x.dtype);
+      if (x.bytes.size() != nbytes) {
+        throw Error("input '" + want[i].name + "' has " + std::to_string(x.bytes.size()) + " bytes, expected " +
+                    std::to_string(nbytes));
+      }
+    }
+    views.emplace_back(x);
+  }
+  Lease ctx(m);
+  const std::vector<ffi::Tensor> results = Call(m, *ctx, views);
+  // Copied out: the caller owns its outputs, and none of them may alias VM memory or an input buffer.
+  std::vector<Tensor> outputs;
+  for (size_t i = 0; i < results.size(); ++i) outputs.push_back(FromFfiTensor(results[i], OutputName(m, i)));
+  return outputs;
+}
+
+void Model::Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outputs) {
+  Impl& m = impl();
+  if (outputs == nullptr) throw Error("Model::Run: outputs is null");
+  Lease ctx(m);
+  const std::vector<ffi::Tensor> results = Call(m, *ctx, inputs);
+  if (outputs->size() != results.size()) outputs->resize(results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const ffi::Tensor& r = results[i];
+    Tensor& y = (*outputs)[i];
+    if (r.device().device_type != kDLCPU || !r.IsContiguous()) throw Error(OutputName(m, i) + " is not CPU memory");
+    const std::string dtype = DTypeName(r.dtype());
+    if (y.dtype != dtype || !std::equal(y.shape.begin(), y.shape.end(), r.shape().begin(), r.shape().end())) {
+      y = Tensor(std::vector<int64_t>(r.shape().begin(), r.shape().end()), dtype);  // once: same shape next time
+    }
+    const size_t nbytes = ffi::GetDataSize(*r.GetDLTensorPtr());
+    if (y.bytes.size() != nbytes) throw Error(OutputName(m, i) + ": size mismatch");
+    if (nbytes) std::memcpy(y.bytes.data(), static_cast<const char*>(r.data_ptr()) + r.byte_offset(), nbytes);
+  }
+}
+
+ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
+  Impl& m = impl();
+  std::vector<TensorView> views(inputs.begin(), inputs.end());
+  // One context, hooked for the whole profile: other threads' calls run on other contexts, untimed.
+  Lease ctx(m);
+  try {
+    return ProfileVm((*ctx).vm, m.regions, runs, [&] { Call(m, *ctx, views); });
+  } catch (const ffi::Error& e) {
+    throw Error("model '" + m.path + "': profile failed: " + FfiErrorLine(e));
+  }
+}
+
+}  // namespace tvm_ncnn
