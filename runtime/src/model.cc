@@ -21,6 +21,7 @@
 #include "io/zero_copy.h"
 #include "meta/metadata.h"
 #include "profile/profile.h"
+#include "threads/tvm_on_openmp.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -64,6 +65,7 @@ struct Model::Impl {
   std::string signer;  // fingerprint of the trusted key that verified the file ("" when none was given)
   ModelInfo info;
   int threads = 1;
+  std::string thread_policy;  // threads/tvm_on_openmp.h ThreadPolicy
   RunPrecision precision;
   // Members die in reverse order: main and the VM before the loaded library their code lives in.
   ffi::Module exec{ffi::UnsafeInit()};
@@ -84,6 +86,7 @@ int Model::threads() const { return impl_->threads; }
 const std::string& Model::precision() const { return impl_->precision.name; }
 bool Model::fp16() const { return impl_->precision.fp16; }
 const std::string& Model::signer() const { return impl_->signer; }
+const std::string& Model::thread_policy() const { return impl_->thread_policy; }
 
 Model Model::Load(const std::string& path, const Options& options) {
   const std::string name = "model '" + path + "'";
@@ -127,6 +130,7 @@ Model Model::Load(const std::string& path, const Options& options) {
   }
 
   ReleaseLibraryBlobPages(abs_path);
+  impl->thread_policy = ThreadPolicy(RunTvmLoopsOnOpenMP(abs_path, impl->threads));
 
   try {
     ffi::Optional<ffi::Function> meta = impl->exec->GetFunction("tvm_ncnn.metadata", true);
@@ -193,7 +197,10 @@ ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& m = *impl_;
   try {
-    return ProfileVm(m.vm, m.regions, runs, [&] { RunLocked(m, inputs); });
+    ProfileReport report = ProfileVm(m.vm, m.regions, runs, [&] { RunLocked(m, inputs); });
+    report.threads = m.threads;
+    report.thread_policy = m.thread_policy;
+    return report;
   } catch (const ffi::Error& e) {
     throw Error("model '" + m.path + "': profile failed: " + FfiErrorLine(e));
   }
