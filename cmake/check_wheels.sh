@@ -55,7 +55,7 @@ model = tvm_ncnn.load("model.so", threads=2)
 got, cli = model.single(np.load(sys.argv[1])), np.load("cli.npy")
 assert np.array_equal(got, cli), "load() and tvm-ncnn run disagree"
 assert tvm_ncnn.__file__.startswith(sys.prefix), tvm_ncnn.__file__  # the installed package, not a checkout
-print(f"sdk wheel: load() == tvm-ncnn run, threads {model.threads} ({getattr(model, 'thread_policy', '')})")
+print(f"sdk wheel: load() == tvm-ncnn run, threads {model.threads} ({model.thread_policy})")
 EOF
   cd "$ROOT"
   say "sdk wheel OK: $(basename "$whl") ($(du -k "$whl" | cut -f1) KB; venv $(du -sm "$venv" | cut -f1) MB)"
@@ -99,7 +99,7 @@ assert profile.share("ncnn region") > 0.5, str(profile)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tvm", "torch", "onnx"))
 assert not heavy, f"the runtime wheel imported {heavy}"
 print(f"runtime wheel under qemu: max error {err:.1e} x max|host|, threads {model.threads}, "
-      f"{model.precision}, {getattr(model, 'thread_policy', '')}, sdk {tvm_ncnn.__version__}")
+      f"{model.precision}, {model.thread_policy}, sdk {tvm_ncnn.__version__}")
 EOF
   local libs=$sysroot/lib/aarch64-linux-gnu:$sysroot/usr/lib/aarch64-linux-gnu
   (cd "$out" && qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 -E LD_LIBRARY_PATH="$libs" \
