@@ -34,6 +34,7 @@ and more; see ROW_FIELDS) and a plot (benchmarks/results.png).
 
   .venv/bin/python benchmarks/bench.py                      # the suite, 1 and 2 threads
   .venv/bin/python benchmarks/bench.py --quick              # CI: two small models, few runs, no timing claims
+  .venv/bin/python benchmarks/bench.py --busy 1             # the same with one core kept busy by another process
   .venv/bin/python benchmarks/bench.py --threads-study      # ncnn regions alternating with TVM ops: threading
   .venv/bin/python benchmarks/bench.py --leak-runs 1000     # + RSS growth over 1000 runs (deploy_app, ncnn_bench)
   .venv/bin/python benchmarks/bench.py --photos DIR --threads 1 # + int8 (tvm-ncnn, native ncnn, onnxruntime)
@@ -48,6 +49,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -77,11 +79,19 @@ from tvm_ncnn.runtime.native import spin_counts  # noqa: E402
 DEFAULT_SPINCOUNT, DEFAULT_TVM_SPINCOUNT = spin_counts()
 # --wait-policy: the threading environment every system gets (TVM_NUM_THREADS = the thread count, except libgomp).
 WAIT_POLICIES = {
-    "deploy_app": {"GOMP_SPINCOUNT": str(DEFAULT_SPINCOUNT), "TVM_THREAD_POOL_SPIN_COUNT": str(DEFAULT_TVM_SPINCOUNT)},
+    # what deploy_app sets by itself: nothing for libgomp -- TVM's loops run on ncnn's OpenMP threads
+    # (runtime/src/threads/tvm_on_openmp.cc), which wait as libgomp does by default, as native ncnn does
+    "deploy_app": {},
+    # before: TVM's own pool beside libgomp's, both with short spins (TVM_NCNN_TVM_POOL=tvm still gives it)
+    "two-pools": {"TVM_NCNN_TVM_POOL": "tvm", "GOMP_SPINCOUNT": str(DEFAULT_SPINCOUNT),
+                  "TVM_THREAD_POOL_SPIN_COUNT": str(DEFAULT_TVM_SPINCOUNT)},
+    # short spins for every system, native ncnn included
+    "short-spin": {"GOMP_SPINCOUNT": str(DEFAULT_SPINCOUNT), "TVM_THREAD_POOL_SPIN_COUNT": str(DEFAULT_TVM_SPINCOUNT)},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "0"},
-    "libgomp": {},  # the OpenMP runtime's and TVM's own defaults (long spins)
+    "libgomp": {},  # the OpenMP runtime's and TVM's own defaults (long spins); now what deploy_app does
 }
-THREAD_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TVM_NUM_THREADS", "TVM_THREAD_POOL_SPIN_COUNT")
+THREAD_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TVM_NUM_THREADS", "TVM_THREAD_POOL_SPIN_COUNT",
+               "TVM_NCNN_TVM_POOL")
 
 
 def main() -> int:
@@ -100,6 +110,9 @@ def main() -> int:
     parser.add_argument("--no-tvm", action="store_true", help="skip tvm-alone (TVM compiling the whole model)")
     parser.add_argument("--wait-policy", choices=sorted(WAIT_POLICIES), default="deploy_app",
                         help="threading environment for every system (default: what deploy_app sets by itself)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="busy processes running alongside every measurement (1: one core kept busy by another "
+                             "process, as other work on a device would)")
     parser.add_argument("--leak-runs", type=int, default=0, help="also measure RSS growth over this many runs")
     parser.add_argument("--quick", action="store_true", help="CI: two small models, 1 thread, few runs")
     parser.add_argument("--threads-study", action="store_true", help="only the threading study")
@@ -130,6 +143,8 @@ def main() -> int:
 
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tvm_ncnn_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # At normal priority, started before the models are prepared and killed at the end.
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
         if args.threads_study:
             rows = threads_study(args, env, workdir, DEFAULT_SPINCOUNT, DEFAULT_TVM_SPINCOUNT)
@@ -140,6 +155,9 @@ def main() -> int:
             return 0
         return one_shot_suite(args, env, workdir) if args.one_shot else suite(args, env, workdir)
     finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -152,7 +170,8 @@ def suite(args, env: dict, workdir: Path) -> int:
     if unknown:
         raise SystemExit(f"unknown system(s) {sorted(unknown)}; choose from {SYSTEMS}")
     print(f"machine: {machine_load()}; threading environment '{args.wait_policy}' "
-          f"({WAIT_POLICIES[args.wait_policy] or 'runtime defaults'}); {args.rounds} rounds", flush=True)
+          f"({WAIT_POLICIES[args.wait_policy] or 'runtime defaults'}); {args.busy} busy process(es); "
+          f"{args.rounds} rounds", flush=True)
     rows = []
     models = args.models.replace("modern", ",".join(MODERN)).split(",")
     for name in models:
@@ -176,7 +195,8 @@ def suite(args, env: dict, workdir: Path) -> int:
             native = stats[reference]["p50_ms"] if reference else None
             for system in systems:
                 s = stats[system]
-                row = {"model": name, "threads": threads, "system": system, **s, "wait_policy": args.wait_policy}
+                row = {"model": name, "threads": threads, "system": system, **s, "wait_policy": args.wait_policy,
+                       "busy": args.busy}
                 if "error" in s:
                     rows.append(row)
                     continue

@@ -85,10 +85,13 @@ def threads_study(args, env_base: dict, workdir: Path, gomp_spin: int, tvm_spin:
         f"as above, TVM pool 1 thread": {"GOMP_SPINCOUNT": str(gomp_spin),
                                          "TVM_THREAD_POOL_SPIN_COUNT": str(tvm_spin),
                                          "TVM_NUM_THREADS": "1"},
-        "deploy_app default": {},  # no variables: what deploy_app picks by itself
+        # no variables: what deploy_app picks by itself -- one pool, TVM's loops on ncnn's OpenMP threads
+        "deploy_app default": {},
+        f"one pool, GOMP_SPINCOUNT={gomp_spin}": {"GOMP_SPINCOUNT": str(gomp_spin)},
     }
+    one_pool = ("deploy_app default", f"one pool, GOMP_SPINCOUNT={gomp_spin}")
     ours = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "TVM_NUM_THREADS", "TVM_THREAD_POOL_SPIN_COUNT",
-            "TVM_NCNN_WAIT_POLICY")
+            "TVM_NCNN_WAIT_POLICY", "TVM_NCNN_TVM_POOL")
     base = {k: v for k, v in env_base.items() if k not in ours}
     rows = []
     for hogs in [int(h) for h in args.contention.split(",")]:
@@ -104,8 +107,9 @@ def threads_study(args, env_base: dict, workdir: Path, gomp_spin: int, tvm_spin:
                         cmd = [str(DEPLOY_APP), result.path, inp, "--threads", str(threads), "--repeat",
                                str(max(1, args.repeat // args.rounds)), "--json"]
                         env = {**base, **configs[c]}
-                        if c != "deploy_app default":  # TVM's pool as big as ncnn's, as on a Pi
+                        if c not in one_pool:  # TVM's own pool (as before), as big as ncnn's, as on a Pi
                             env.setdefault("TVM_NUM_THREADS", str(threads))
+                            env["TVM_NCNN_TVM_POOL"] = "tvm"
                         raw[c].append(run_one(cmd, env))
                 for c, reports in raw.items():
                     times = [t for r in reports for t in r["times_ms"]]

@@ -58,9 +58,9 @@ std::string Usage() {
     "                  ms per run and share of the run, slowest first (with --json: a \"profile\" list)\n"
     "  -h, --help      print this help\n"
     "\n"
-    "Threads: ncnn's OpenMP threads and TVM's pool get the same size and spin only briefly when idle\n"
-    "(GOMP_SPINCOUNT, TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT are set unless already set, or unless\n"
-    "OMP_WAIT_POLICY is); TVM_NCNN_WAIT_POLICY=inherit leaves the environment as it is.\n";
+    "Threads: TVM's parallel ops run on ncnn's OpenMP threads (one pool), which wait as libgomp does by\n"
+    "default, as native ncnn's do (OMP_WAIT_POLICY / GOMP_SPINCOUNT change it); TVM_NCNN_TVM_POOL=tvm gives\n"
+    "TVM its own pool with short spins for both; TVM_NCNN_WAIT_POLICY=inherit sets no variable at all.\n";
 }
 
 int ParseInt(const std::string& flag, const std::string& text, int lo, int hi) {

@@ -213,6 +213,7 @@ int Run(const Args& a) {
     j += ", \"precision\": " + JsonString(model.precision()) + ", \"exported_precision\": " +
          JsonString(info.precision);
     j += ", \"signer\": " + JsonString(model.signer());
+    j += ", \"thread_policy\": " + JsonString(model.thread_policy());
     j += ", \"repeat\": " + std::to_string(a.repeat);
     j += ", \"load_ms\": " + JsonNumber(load_ms, "%.3f") + ", \"first_ms\": " + JsonNumber(first_ms, "%.3f") +
          ", \"p50_ms\": " + JsonNumber(p50, "%.3f") + ", \"p90_ms\": " + JsonNumber(p90, "%.3f");
@@ -252,6 +253,7 @@ int Run(const Args& a) {
               tvm_ncnn::TvmVersion(), tvm_ncnn::NcnnVersion());
   std::printf("threads  %d; precision %s (%s)\n", model.threads(), model.precision().c_str(),
               PrecisionNote(model, a.precision).c_str());
+  std::printf("         %s\n", model.thread_policy().c_str());
   if (!model.signer().empty()) std::printf("signed by %s (--trust)\n", model.signer().c_str());
   if (image) {
     const tvm_ncnn::Preprocess& pp = info.preprocess;

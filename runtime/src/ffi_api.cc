@@ -204,7 +204,8 @@ class ModelModuleObj : public ffi::ModuleObj {
     doc.Set(ffi::String("threads"), static_cast<int64_t>(model_.threads()));
     doc.Set(ffi::String("fp16"), model_.fp16());
     doc.Set(ffi::String("run_precision"), ffi::String(model_.precision()));  // "precision" is the exported one
-    doc.Set(ffi::String("signer"), ffi::String(model_.signer()));  // the trusted key that verified it, or ""
+    doc.Set(ffi::String("signer"), ffi::String(model_.signer()));
+    doc.Set(ffi::String("thread_policy"), ffi::String(model_.thread_policy()));  // Model::thread_policy  // the trusted key that verified it, or ""
     return ffi::json::Stringify(doc);
   }
 

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "meta/metadata.h"
 #include "model_impl.h"
+#include "threads/tvm_on_openmp.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -71,6 +72,7 @@ int Model::contexts() const {
   std::lock_guard<std::mutex> lock(m.mu);
   return m.created;
 }
+const std::string& Model::thread_policy() const { return impl().thread_policy; }
 
 Model Model::Load(const std::string& path, const Options& options) {
   const std::string name = "model '" + path + "'";
@@ -114,6 +116,7 @@ Model Model::Load(const std::string& path, const Options& options) {
   }
 
   ReleaseLibraryBlobPages(abs_path);
+  impl->thread_policy = ThreadPolicy(RunTvmLoopsOnOpenMP(abs_path, impl->threads));
 
   try {
     ffi::Optional<ffi::Function> meta = impl->exec->GetFunction("tvm_ncnn.metadata", true);

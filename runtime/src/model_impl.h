@@ -31,6 +31,7 @@ struct Model::Impl {
   std::string signer;  // fingerprint of the trusted key that verified the file ("" when none was given)
   ModelInfo info;
   int threads = 1;
+  std::string thread_policy;  // threads/tvm_on_openmp.h ThreadPolicy
   RunPrecision precision;
   // Members die in reverse order: the contexts (VMs) before the loaded library their code lives in.
   tvm::ffi::Module exec{tvm::ffi::UnsafeInit()};

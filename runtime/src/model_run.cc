@@ -188,7 +188,10 @@ ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
   // One context, hooked for the whole profile: other threads' calls run on other contexts, untimed.
   Lease ctx(m);
   try {
-    return ProfileVm((*ctx).vm, m.regions, runs, [&] { Call(m, *ctx, views); });
+    ProfileReport report = ProfileVm((*ctx).vm, m.regions, runs, [&] { Call(m, *ctx, views); });
+    report.threads = m.threads;
+    report.thread_policy = m.thread_policy;
+    return report;
   } catch (const ffi::Error& e) {
     throw Error("model '" + m.path + "': profile failed: " + FfiErrorLine(e));
   }

@@ -16,7 +16,14 @@ def _sdk_version() -> str:
         found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M)
         if found:
             return found.group(1)
-    return version("tvm-ncnn")
+    from importlib.metadata import PackageNotFoundError
+
+    for dist in ("tvm-ncnn", "tvm-ncnn-runtime"):  # the SDK wheel, or the device's runtime-only wheel
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            pass
+    return "unknown"
 
 
 __version__ = _sdk_version()

@@ -22,7 +22,7 @@ int main() {
   CHECK(std::strlen(tvm_ncnn::NcnnVersion()) > 0);
 
   const char* vars[] = {"TVM_NCNN_WAIT_POLICY", "TVM_NUM_THREADS", "TVM_THREAD_POOL_SPIN_COUNT", "GOMP_SPINCOUNT",
-                        "OMP_WAIT_POLICY"};
+                        "OMP_WAIT_POLICY", "TVM_NCNN_TVM_POOL"};
   for (const char* v : vars) unsetenv(v);
   // inherit: nothing is set.
   setenv("TVM_NCNN_WAIT_POLICY", "inherit", 1);
@@ -37,8 +37,14 @@ int main() {
   CHECK(Env("TVM_THREAD_POOL_SPIN_COUNT") == "7");
   CHECK(Env("GOMP_SPINCOUNT") == "(unset)");
   unsetenv("OMP_WAIT_POLICY");
+  // One pool (the default: TVM's loops on ncnn's OpenMP threads) leaves libgomp's wait alone ...
   tvm_ncnn::CoordinateThreads(0, nullptr);
   CHECK(Env("TVM_NUM_THREADS") == "3");
+  CHECK(Env("GOMP_SPINCOUNT") == "(unset)");
+  // ... two pools (TVM_NCNN_TVM_POOL=tvm) get the short spins.
+  setenv("TVM_NCNN_TVM_POOL", "tvm", 1);
+  tvm_ncnn::CoordinateThreads(0, nullptr);
   CHECK(Env("GOMP_SPINCOUNT") != "(unset)");
+  unsetenv("TVM_NCNN_TVM_POOL");
   return Finish("test_threads");
 }

@@ -12,6 +12,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -79,6 +80,18 @@ def refused(model_so, trust) -> str:
 
 
 # ---- keys
+
+
+def test_import_tvm_ncnn_is_enough_for_signing_verify(work):
+    """README "Trust": `tvm_ncnn.signing.verify(path, "KEY.pub")` after a bare `import tvm_ncnn`, in a fresh
+    interpreter (this process imported tvm_ncnn.format.signing already, which would hide a missing mapping)."""
+    code = ("import sys, tvm_ncnn; print(tvm_ncnn.signing.verify(sys.argv[1], sys.argv[2]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "sdk_python")}
+    proc = subprocess.run([sys.executable, "-c", code, str(work["dir"] / "signed.so"), str(work["pub"])],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == work["fingerprint"]
+
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads(work):

@@ -20,7 +20,8 @@ DEPLOY_APP = Path(os.environ.get("TVM_NCNN_DEPLOY_APP", ROOT / "build" / "host" 
 BUILD_DIR = Path(os.environ.get("TVM_NCNN_BUILD_DIR", DEPLOY_APP.parent))
 HERE = Path(__file__).resolve().parent
 
-# deploy_app re-executes itself once to set GOMP_SPINCOUNT; not needed here, and one process per case is faster.
+# No thread variables: one process per case, whatever TVM_NCNN_TVM_POOL the caller set (deploy_app re-executes itself
+# only to set GOMP_SPINCOUNT for two pools).
 CHILD_ENV = {**os.environ, "TVM_NCNN_WAIT_POLICY": "inherit"}
 TIMEOUT_S = 60  # any single case: far above what it needs, so only a hang reaches it
 

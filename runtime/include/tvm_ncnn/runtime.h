@@ -190,6 +190,8 @@ struct ProfileReport {
   int runs = 0;                 // profiled runs (after one warm-up run, not counted)
   double run_ms = 0;            // wall time per run, as Model::Run takes it, with the hook in place
   std::vector<ProfileRow> rows; // slowest first; ms add up to run_ms and shares to 1 (the "other" row is the rest)
+  int threads = 0;              // the model's threads and thread policy (Model::thread_policy), for the header
+  std::string thread_policy;
 
   double KindShare(const std::string& kind) const;  // the share of every row of that kind together
 };
@@ -245,6 +247,10 @@ class Model {
   bool fp16() const;    // precision() runs ncnn's fp16 kernels
   // "ed25519:<16 hex>", the fingerprint of Options::trust when it verified the file's signature; "" without trust.
   const std::string& signer() const;
+  // The thread policy in effect, in words: "one pool: TVM ops on ncnn's OpenMP threads, libgomp's default wait
+  // (native ncnn's)" unless TVM_NCNN_TVM_POOL=tvm or OMP_WAIT_POLICY / GOMP_SPINCOUNT say otherwise (README
+  // "Threads").
+  const std::string& thread_policy() const;
 
   // Runs the model once. Inputs must match info().inputs in count, shape and dtype. Reads them as the overload
   // below does and returns newly allocated outputs.
@@ -287,14 +293,14 @@ int DetectThreads();
 // the condition under which ncnn runs its fp16 kernels and a model's "fp16" precision is fp16.
 bool CpuHasFp16Arithmetic();
 
-// Threads (README "Threads"): ncnn runs its layers on OpenMP threads (libgomp), TVM its parallel ops on its own
-// pool, and by default both keep idle threads spinning long after each parallel loop, so whichever runs next
-// finds the cores taken. deploy_app and tvm_ncnn.load give both pools `threads` threads (0: DetectThreads())
-// and short spins, by setting TVM_NUM_THREADS, TVM_THREAD_POOL_SPIN_COUNT and GOMP_SPINCOUNT -- each only when
-// not set already, GOMP_SPINCOUNT not when OMP_WAIT_POLICY is set, nothing with TVM_NCNN_WAIT_POLICY=inherit.
-// Call it first thing in main. libgomp reads GOMP_SPINCOUNT once, when it is loaded (before main): when this
-// had to set it, it executes the program again (/proc/self/exe with argv) so that it takes effect, as deploy_app
-// does; with argv == nullptr it only sets the variables (for the processes this one starts).
+// Threads (README "Threads"): a loaded model runs TVM's parallel loops on ncnn's OpenMP threads (one pool,
+// Model::thread_policy), which need no variable: this sets TVM_NUM_THREADS (`threads`, 0: DetectThreads()) for a
+// TVM pool something else may start, unless set already; nothing with TVM_NCNN_WAIT_POLICY=inherit. With
+// TVM_NCNN_TVM_POOL=tvm (TVM's own pool beside libgomp's, as before) it also sets short spins for both,
+// TVM_THREAD_POOL_SPIN_COUNT and GOMP_SPINCOUNT (not when OMP_WAIT_POLICY is set); libgomp reads GOMP_SPINCOUNT
+// once, when it is loaded (before main), so then it executes the program again (/proc/self/exe with argv) for
+// it to take effect; with argv == nullptr it only sets the variables (for the processes this one starts).
+// Call it first thing in main.
 void CoordinateThreads(int threads, char** argv);
 
 // One class of a classifier's output: its index in the (flattened) output, its label ("" without labels) and

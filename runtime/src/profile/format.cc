@@ -20,7 +20,10 @@ std::string Printf(const char* fmt, T... values) {
 
 std::string FormatProfile(const ProfileReport& report) {
   std::string out = "profile  " + std::to_string(report.runs) + " run" + (report.runs == 1 ? "" : "s") + ", " +
-                    Printf("%.3f ms per run", report.run_ms) + " (timed call by call)\n";
+                    Printf("%.3f ms per run", report.run_ms) + " (timed call by call)";
+  // the threads the time was measured with, and how they wait (Model::thread_policy): times mean nothing without
+  if (report.threads > 0) out += "; " + std::to_string(report.threads) + " threads, " + report.thread_policy;
+  out += "\n";
   out += "     ms/run   share   calls  kind         name\n";
   for (const ProfileRow& row : report.rows) {
     // Names go last and whole: TVM's fused function names are long, and a cut name cannot be looked up.

@@ -1,19 +1,18 @@
-// The thread policy: how long idle threads spin, and which variables say so. Its one home; deploy_app and C++
-// apps get it through tvm_ncnn::CoordinateThreads, tvm_ncnn.load and benchmarks/bench.py through
-// libtvm_ncnn_threads.so.
+// The thread policy: which variables deploy_app, C++ apps (tvm_ncnn::CoordinateThreads) and tvm_ncnn.load (through
+// libtvm_ncnn_threads.so) set. Its one home.
 //
-// ncnn runs its layers on OpenMP threads (libgomp), TVM its parallel ops on its own pool, and both keep idle
-// threads spinning after each parallel loop -- libgomp 300000 pause loops (~8 ms on x86), TVM 300000
-// sched_yield calls -- so whatever runs next (the other pool between ncnn regions and TVM ops, the rest of the
-// application, other processes) finds the cores taken, and a run gets several times slower. Sleeping at once
-// (OMP_WAIT_POLICY=PASSIVE) avoids that but pays a wake-up at every parallel loop, which costs as much again
-// when the machine is idle. Measured on both (benchmarks/bench.py --threads-study), the best trade is a short
-// spin, tens of microseconds: enough to bridge the gap between two layers, not to hold a core for someone else.
+// By default TVM's parallel loops run on ncnn's OpenMP threads (threads/tvm_on_openmp.cc): one pool, waiting as
+// libgomp does by default, as native ncnn does. Nothing has to reach libgomp before it loads, so the policy holds
+// in Python whoever loaded libgomp first (torch), and deploy_app needs no second exec; only TVM_NUM_THREADS is
+// set, for a TVM pool something else may start.
 //
-// Why a library of its own: libgomp reads GOMP_SPINCOUNT once, when it is loaded -- and it is loaded with the
-// runtime library. A program linked with the runtime can only execute itself again (CoordinateThreads does);
-// Python must set the variable before it loads the runtime, so it asks libtvm_ncnn_threads.so, built from this
-// file alone next to the runtime library, which needs nothing but the C library and loads no libgomp.
+// TVM_NCNN_TVM_POOL=tvm keeps TVM's own pool beside libgomp's, as before: then both pools' idle threads spin after
+// each parallel loop -- libgomp 300000 pause loops (~8 ms on x86), TVM 300000 sched_yield calls -- and in a model
+// where ncnn regions and TVM ops alternate each finds the cores taken by the other; short spins, tens of
+// microseconds (GOMP_SPINCOUNT, TVM_THREAD_POOL_SPIN_COUNT below), were the trade measured for that
+// (benchmarks/bench.py --threads-study). libgomp reads GOMP_SPINCOUNT once, when it is loaded -- with the runtime
+// library -- so a program can only execute itself again (CoordinateThreads does) and Python must set it before
+// it loads the runtime: it asks libtvm_ncnn_threads.so, built from this file alone, which loads no libgomp.
 #include "threads/thread_policy.h"
 
 #include <cstdio>
@@ -48,7 +47,10 @@ const char* tvm_ncnn_thread_env(int threads) {
   const char* mode = std::getenv("TVM_NCNN_WAIT_POLICY");
   if (mode != nullptr && std::strcmp(mode, "inherit") == 0) return text;
   if (threads > 0 && !IsSet("TVM_NUM_THREADS")) add("TVM_NUM_THREADS", threads);  // TVM reads these when
-  if (!IsSet("TVM_THREAD_POOL_SPIN_COUNT")) add("TVM_THREAD_POOL_SPIN_COUNT", kTvmSpinCount);  // its pool starts
+  // its pool starts. Two pools only when asked for (tvm_on_openmp.cc): then the short spins.
+  const char* pool = std::getenv("TVM_NCNN_TVM_POOL");
+  if (pool == nullptr || std::strcmp(pool, "tvm") != 0) return text;
+  if (!IsSet("TVM_THREAD_POOL_SPIN_COUNT")) add("TVM_THREAD_POOL_SPIN_COUNT", kTvmSpinCount);
   if (!IsSet("OMP_WAIT_POLICY") && !IsSet("GOMP_SPINCOUNT")) add("GOMP_SPINCOUNT", kGompSpinCount);
   return text;
 }

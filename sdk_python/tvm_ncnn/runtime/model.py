@@ -98,6 +98,13 @@ class LoadedModel:
         return int(self.info.get("threads", 0))
 
     @property
+    def thread_policy(self) -> str:
+        """How the threads wait, in words (deploy_app prints the same under its threads line): by default "one pool:
+        TVM ops on ncnn's OpenMP threads, libgomp's default wait (native ncnn's)" -- the same whether or not torch
+        (and its libgomp) was imported first; README "Threads"."""
+        return str(self.info.get("thread_policy", ""))
+
+    @property
     def signer(self) -> str:
         """The fingerprint of the trusted key (load(trust=)) that verified model.so's signature; "" without trust."""
         return str(self.info.get("signer", ""))

