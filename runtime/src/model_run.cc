@@ -173,11 +173,13 @@ void Model::Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outp
     Tensor& y = (*outputs)[i];
     if (r.device().device_type != kDLCPU || !r.IsContiguous()) throw Error(OutputName(m, i) + " is not CPU memory");
     const std::string dtype = DTypeName(r.dtype());
-    if (y.dtype != dtype || !std::equal(y.shape.begin(), y.shape.end(), r.shape().begin(), r.shape().end())) {
-      y = Tensor(std::vector<int64_t>(r.shape().begin(), r.shape().end()), dtype);  // once: same shape next time
-    }
     const size_t nbytes = ffi::GetDataSize(*r.GetDLTensorPtr());
-    if (y.bytes.size() != nbytes) throw Error(OutputName(m, i) + ": size mismatch");
+    // Reallocated once, then refilled: an empty Tensor{} (float32, shape []) looks like a scalar output but holds
+    // no bytes, so its size is compared too.
+    if (y.dtype != dtype || !std::equal(y.shape.begin(), y.shape.end(), r.shape().begin(), r.shape().end()) ||
+        y.bytes.size() != nbytes) {
+      y = Tensor(std::vector<int64_t>(r.shape().begin(), r.shape().end()), dtype);
+    }
     if (nbytes) std::memcpy(y.bytes.data(), static_cast<const char*>(r.data_ptr()) + r.byte_offset(), nbytes);
   }
 }
