@@ -1,14 +1,10 @@
-// The "ncnn" runtime module: one offloaded region of a model as TVM sees it. Contract: runtime/FORMAT.md
-// ("ncnn module"). This file is the module's shell -- its bytes (SaveToBytes / LoadFromBytes), what it accepts
-// (the recorded blobs, the DPS call's tensors) and its functions; ncnn/region.h builds and runs the net.
+// The "ncnn" runtime module (runtime/FORMAT.md, "ncnn module"): one offloaded region as TVM sees it. Its shell --
+// its bytes, what it accepts (blobs, the DPS call's tensors), its functions; ncnn/region.h builds and runs the net.
 //
 // Life cycle
-//   created  by tvm_ncnn.ncnn_module_create at export time (keeps param + weights: SaveToBytes needs them), or
-//            by ffi.Module.load_from_bytes.ncnn when model.so is loaded. Version 3 (what export writes): the
-//            weights are a symbol of model.so, read in place by ncnn (ncnn/mapped_weights.h). Older files hold
-//            them in the module's bytes: the module keeps the loader's bytes (no copy) only until the net is
-//            built, ncnn copying the weights.
-//   exported with tvm_ncnn.external_weights (sdk_python/tvm_ncnn/export/weights_section.py): writes version 3.
+//   created  by tvm_ncnn.ncnn_module_create at export (keeps param + weights: SaveToBytes needs them; export
+//            writes version 3, below, through sdk_python/tvm_ncnn/exporter/weights_section.py), or by
+//            ffi.Module.load_from_bytes.ncnn at load (older files' weights kept, no copy, until the net is built).
 //   built    once, on the first tvm_ncnn.configure or the first call of <symbol>.
 //   called   <symbol>(in..., out...) by the Relax VM (call_dps_packed), from any number of threads at once
 //            (Model's execution contexts): once built, the net is only read (ncnn/region.h).
