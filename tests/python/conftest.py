@@ -40,6 +40,23 @@ def tvm_reference(onnx_path: str, x: np.ndarray) -> np.ndarray:
     return vm["main"](tvm.runtime.tensor(x)).numpy()
 
 
+def export_split(directory: Path) -> tuple[Path, Path, np.ndarray]:
+    """nets.SplitByUnsupported (two ncnn regions with an erf left to TVM between them, which export warns of)
+    exported to directory/split.so, and a random input beside it: (model.so, x.npy, x)."""
+    import tvm_ncnn
+    from tvm_ncnn import zoo
+    from tvm_ncnn.compile.lower import TvmFallbackWarning
+
+    from nets import SplitByUnsupported
+
+    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(directory / "split.onnx"), (1, 3, 32, 32))
+    with pytest.warns(TvmFallbackWarning):
+        tvm_ncnn.export(onnx_path, str(directory / "split.so"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.save(directory / "x.npy", x)
+    return directory / "split.so", directory / "x.npy", x
+
+
 def tvm_ncnn_cli(*args) -> subprocess.CompletedProcess:
     """The tvm-ncnn command, as `python -m tvm_ncnn.cli` with this interpreter."""
     return subprocess.run([sys.executable, "-m", "tvm_ncnn.cli", *map(str, args)], capture_output=True, text=True,

@@ -13,25 +13,16 @@ import numpy as np
 import pytest
 
 import tvm_ncnn
-from tvm_ncnn.compile.lower import TvmFallbackWarning
-from tvm_ncnn import zoo
 from tvm_ncnn.errors import ModelError
 
-from conftest import run_deploy_app
-from nets import SplitByUnsupported
+from conftest import export_split, run_deploy_app
 
 KINDS = {"ncnn region", "tvm", "vm", "other"}
 
 
 @pytest.fixture(scope="module")
 def split_model(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("profile")
-    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp / "split.onnx"), (1, 3, 32, 32))
-    with pytest.warns(TvmFallbackWarning):
-        tvm_ncnn.export(onnx_path, str(tmp / "split.so"))
-    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    np.save(tmp / "x.npy", x)
-    return tmp / "split.so", tmp / "x.npy", x
+    return export_split(tmp_path_factory.mktemp("profile"))
 
 
 def check_rows(rows: list[dict], run_ms: float):

@@ -14,12 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-import tvm_ncnn
-from tvm_ncnn import zoo
-from tvm_ncnn.exporter.api import TvmFallbackWarning
 
-from conftest import ROOT, run_deploy_app
-from nets import SplitByUnsupported
+from conftest import ROOT, export_split, run_deploy_app
 
 ONE_POOL = "one pool: TVM ops on ncnn's OpenMP threads"
 TWO_POOLS = "two pools:"
@@ -47,10 +43,7 @@ print(json.dumps({"policy": model.thread_policy, "header": header, "threads": le
 def split(tmp_path_factory):
     """A model whose ncnn regions alternate with a parallel TVM op (erf, scheduled parallel by default)."""
     tmp = tmp_path_factory.mktemp("thread_policy")
-    onnx_path = zoo.to_onnx(SplitByUnsupported().eval(), str(tmp / "split.onnx"), (1, 3, 32, 32))
-    with pytest.warns(TvmFallbackWarning):
-        tvm_ncnn.export(onnx_path, str(tmp / "split.so"))
-    np.save(tmp / "x.npy", np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    export_split(tmp)
     symbols = subprocess.run(["nm", "-D", str(tmp / "split.so")], capture_output=True, text=True).stdout
     assert "__TVMBackendParallelLaunch" in symbols  # the TVM part has parallel loops to move
     return tmp
