@@ -79,6 +79,8 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
         expected = reference.run(inputs)
     except Exception as err:  # noqa: BLE001 -- a reference that cannot run is no evidence either way
         return {"result": "skipped", "why": f"{reference.name} could not run it: {err}".splitlines()[0][:200]}
+    if len(expected) != len(got):  # zip would compare a prefix and call it checked
+        return {"result": "skipped", "why": f"{reference.name} gives {len(expected)} outputs, the model {len(got)}"}
     worst, where = 0.0, ""
     for spec, a, b in zip(prepared.imported.outputs, got, expected):
         error = output_error(a, b)
