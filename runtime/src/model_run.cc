@@ -81,12 +81,12 @@ std::vector<ffi::Any> Arguments(const Model::Impl& m, Model::Context& ctx, const
   args.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const TensorView& x = inputs[i];
-    if (x.shape != want[i].shape || x.dtype != want[i].dtype) {
-      throw Error("input '" + want[i].name + "' expects " + ShapeString(want[i].shape) + " " + want[i].dtype +
-                  ", got " + ShapeString(x.shape) + " " + x.dtype);
-    }
+    CheckInput(want[i], x.shape, x.dtype);
     if (x.data == nullptr) throw Error("input '" + want[i].name + "' has no data (null pointer)");
     ffi::Tensor& buffer = ctx.inputs[i];
+    if (!std::equal(x.shape.begin(), x.shape.end(), buffer.shape().begin(), buffer.shape().end())) {
+      buffer = NewViewableTensor(x.shape, x.dtype);  // a dynamic input at another size: reallocated once per size
+    }
     if (reinterpret_cast<uintptr_t>(x.data) % kViewAlign == 0) {
       args.emplace_back(ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)}, buffer.shape(),
                                                  buffer.dtype(), buffer.device()));
@@ -133,7 +133,11 @@ std::unique_ptr<Model::Context> NewContext(const Model::Impl& m) {
   if (!main.has_value()) throw Error(name + " has no 'main' function");
   ctx->main = *main;
   // The first ncnn region reads these in place when it can (zero_copy.h).
-  for (const TensorInfo& in : m.info.inputs) ctx->inputs.push_back(NewViewableTensor(in.shape, in.dtype));
+  for (const TensorInfo& in : m.info.inputs) {
+    std::vector<int64_t> shape = in.shape;  // a dynamic input: its smallest size until a run gives another
+    for (const DynamicDim& d : in.dynamic) shape[d.axis] = d.min;
+    ctx->inputs.push_back(NewViewableTensor(shape, in.dtype));
+  }
   return ctx;
 }
 

@@ -1,11 +1,21 @@
-"""The one home of the Relax helpers the SDK needs: static shapes, constants, scalar arguments, and walks over a
-function's calls (main's, a region's, a composite's)."""
+"""The one home of the Relax helpers the SDK needs: static shapes (at a probe size, for a model with dynamic
+sizes), constants, scalar arguments, and walks over a function's calls (main's, a region's, a composite's)."""
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+
 import numpy as np
-from tvm import relax
+from tvm import relax, tirx
 from tvm.ir import GenericConst
+from tvm.sym import Analyzer
+from tvm.tirx.analysis import undefined_vars
+
+# While partitioning and generating a model with dynamic sizes (frontend/dynamic.py): the size every symbolic
+# dimension takes (an Analyzer bound to it), and every probe size; shapes read as if the model were exported
+# at that size. Outside, a symbolic shape is no static shape.
+_PROBE: ContextVar["_Probe | None"] = ContextVar("tvm_ncnn_probe", default=None)
 
 
 def shape_of(expr) -> list[int] | None:
@@ -21,7 +31,67 @@ def static_shape(ty) -> list[int] | None:
     try:
         return [int(d) for d in ty.shape]
     except (TypeError, ValueError):  # symbolic dimensions
+        pass
+    probe = _PROBE.get()
+    if probe is None:
         return None
+    dims = [d if isinstance(d, tirx.IntImm) else probe.value(d) for d in ty.shape]
+    return [int(d) for d in dims] if all(isinstance(d, tirx.IntImm) for d in dims) else None
+
+
+class _Probe:
+    """One probe size: each size variable bound by name, since the functions partition makes carry copies of
+    main's variables (same name, another object)."""
+
+    def __init__(self, values: dict, every: list):
+        self.by_name = {var.name: value for var, value in values.items()}
+        self.every = every
+        self.analyzer = Analyzer()
+        self.bound: set = set()
+
+    def value(self, expr):
+        for var in undefined_vars(expr):
+            if var not in self.bound and var.name in self.by_name:
+                self.analyzer.bind(var, tirx.IntImm("int64", self.by_name[var.name]))
+                self.bound.add(var)
+        return self.analyzer.simplify(expr)
+
+
+def shape_values(expr) -> list[int] | None:
+    """The values of a shape argument (resize2d's size), at the probe size where they are symbolic; None when
+    unknown. Inside a composite such an argument is a parameter, and the call it feeds has no static shape."""
+    ty = getattr(expr, "ty", None)
+    if not isinstance(ty, relax.ShapeType) or ty.values is None:
+        return None
+    return static_shape(relax.TensorType(list(ty.values), "float32"))
+
+
+def is_symbolic(ty) -> bool:
+    """A tensor (or tuple) type with a dimension that is a variable expression."""
+    if isinstance(ty, relax.TupleType):
+        return any(is_symbolic(f) for f in ty.fields)
+    return isinstance(ty, relax.TensorType) and ty.shape is not None and \
+        not all(isinstance(d, tirx.IntImm) for d in ty.shape)
+
+
+@contextlib.contextmanager
+def probing(values: dict | None, every: list | None = None):
+    """Read symbolic shapes at the sizes `values` gives ({tir var: size}); `every` lists all probe sizes, for
+    checks that must hold at each (probes()). None: no probe (the model's sizes are static)."""
+    if values is None:
+        yield
+        return
+    token = _PROBE.set(_Probe(values, list(every or [values])))
+    try:
+        yield
+    finally:
+        _PROBE.reset(token)
+
+
+def probes() -> list[dict]:
+    """Every probe size of the model being partitioned; [] for a static model."""
+    probe = _PROBE.get()
+    return probe.every if probe is not None else []
 
 
 def is_constant(expr) -> bool:

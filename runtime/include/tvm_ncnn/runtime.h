@@ -94,10 +94,21 @@ struct TensorView {
   TensorView(const Tensor& t) : data(t.bytes.data()), shape(t.shape), dtype(t.dtype) {}  // NOLINT: implicit
 };
 
+// A dimension of an input whose size changes from run to run (a model exported with dynamic sizes): it takes
+// every multiple of `multiple` from `min` to `max`. The shape holds -1 at `axis`.
+struct DynamicDim {
+  int axis = 0;
+  std::string name;  // "H", "width": the model's name for it
+  int64_t multiple = 1, min = 1, max = 1;
+};
+
 struct TensorInfo {
   std::string name;
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape;  // -1 where the size is dynamic (an input's: see `dynamic`; an output's follows)
   std::string dtype;
+  std::vector<DynamicDim> dynamic;  // an input's dynamic dimensions and their rules, in axis order
+  // "" when `shape` is a shape this tensor takes, else why not, in words ("H=730 is not a multiple of 32").
+  std::string WhyNotShape(const std::vector<int64_t>& shape) const;
 };
 
 // How an image becomes the model's first input: fit it to the input's H x W as `resize` says, then
@@ -283,8 +294,16 @@ class Model {
 };
 
 // Throws Error("input 'NAME' expects [1,3,224,224] float32, got [1,3,8,8] float32") unless `got` has the
-// shape and dtype of `want`. Model::Run checks every input with it; call it to check an input before that.
+// shape and dtype of `want` (a dynamic dimension: a size its rule takes; the message names the rule, "expects
+// [1, 3, H, W] float32, got [1,3,730,1000] float32: H=730 is not a multiple of 32 from 32 to 4096"). Model::Run
+// checks every input with it; call it to check an input before that.
 void CheckInput(const TensorInfo& want, const Tensor& got);
+void CheckInput(const TensorInfo& want, const std::vector<int64_t>& shape, const std::string& dtype);
+
+// "a multiple of 32 from 32 to 4096": the sizes a dynamic dimension takes, as messages say them.
+std::string RuleText(const DynamicDim& d);
+// "[1, 3, H, W]": a tensor's shape with its dynamic dimensions named, as messages say them.
+std::string ShapeText(const TensorInfo& t);
 
 // The number of big (performance) cores of this machine, at least 1 and at most kMaxThreads.
 int DetectThreads();

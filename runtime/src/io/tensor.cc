@@ -91,11 +91,50 @@ size_t ModelInfo::OutputIndex(const std::string& name) const { return IndexOf(ou
 
 // The one check of an input against the model's metadata: Model::Run, deploy_app and tvm_ncnn.load's calls
 // all come through here, so they refuse the same inputs with the same words.
-void CheckInput(const TensorInfo& want, const Tensor& got) {
-  if (got.shape != want.shape || got.dtype != want.dtype) {
-    throw Error("input '" + want.name + "' expects " + ShapeString(want.shape) + " " + want.dtype + ", got " +
-                ShapeString(got.shape) + " " + got.dtype);
+void CheckInput(const TensorInfo& want, const std::vector<int64_t>& shape, const std::string& dtype) {
+  const std::string why = want.WhyNotShape(shape);
+  if (!why.empty() || dtype != want.dtype) {
+    throw Error("input '" + want.name + "' expects " + ShapeText(want) + " " + want.dtype + ", got " +
+                ShapeString(shape) + " " + dtype + (why.empty() ? "" : ": " + why));
   }
+}
+
+void CheckInput(const TensorInfo& want, const Tensor& got) { CheckInput(want, got.shape, got.dtype); }
+
+std::string TensorInfo::WhyNotShape(const std::vector<int64_t>& got) const {
+  if (got.size() != shape.size()) return got == shape ? "" : "rank " + std::to_string(got.size());
+  for (size_t axis = 0; axis < shape.size(); ++axis) {
+    if (shape[axis] != -1) {
+      if (got[axis] != shape[axis]) return "dimension " + std::to_string(axis) + " is " + std::to_string(got[axis]);
+      continue;
+    }
+    for (const DynamicDim& d : dynamic) {
+      if (d.axis != static_cast<int>(axis)) continue;
+      const int64_t v = got[axis];
+      if (v % d.multiple != 0 || v < d.min || v > d.max) {
+        return d.name + "=" + std::to_string(v) + " is not " + RuleText(d);
+      }
+    }
+  }
+  return "";
+}
+
+std::string RuleText(const DynamicDim& d) {
+  return (d.multiple > 1 ? "a multiple of " + std::to_string(d.multiple) + " from " : "from ") +
+         std::to_string(d.min) + " to " + std::to_string(d.max);
+}
+
+std::string ShapeText(const TensorInfo& t) {
+  std::string out = "[";
+  for (size_t axis = 0; axis < t.shape.size(); ++axis) {
+    if (axis) out += ", ";
+    std::string name = std::to_string(t.shape[axis]);
+    for (const DynamicDim& d : t.dynamic) {
+      if (d.axis == static_cast<int>(axis)) name = d.name;
+    }
+    out += name;
+  }
+  return out + "]";
 }
 
 }  // namespace tvm_ncnn

@@ -80,10 +80,37 @@ struct MetaReader {
       }
       for (const ffi::Any& d : List(Need(t, "shape"), field + ".shape")) {
         int64_t dim = Int(d, field + ".shape");
-        if (dim < 1 || dim > INT32_MAX) Bad(field + " '" + info.name + "' has a non-static or bad dimension");
+        if ((dim < 1 && dim != -1) || dim > INT32_MAX) Bad(field + " '" + info.name + "' has a bad dimension");
         info.shape.push_back(dim);
       }
+      if (auto dynamic = Find(t, "dynamic")) info.dynamic = Dynamic(*dynamic, field, info);
+      // An input's -1 needs its rule; an output's size follows the inputs'.
+      for (size_t axis = 0; std::string(key) == "inputs" && axis < info.shape.size(); ++axis) {
+        bool ruled = std::any_of(info.dynamic.begin(), info.dynamic.end(),
+                                 [&](const DynamicDim& d) { return d.axis == static_cast<int>(axis); });
+        if ((info.shape[axis] == -1) != ruled) Bad(field + " '" + info.name + "' dimension " +
+                                                   std::to_string(axis) + " and its 'dynamic' rule disagree");
+      }
       out.push_back(std::move(info));
+    }
+    return out;
+  }
+
+  std::vector<DynamicDim> Dynamic(const ffi::Any& value, const std::string& field, const TensorInfo& info) const {
+    std::vector<DynamicDim> out;
+    for (const ffi::Any& item : List(value, field + ".dynamic")) {
+      ffi::Map<ffi::Any, ffi::Any> d = Obj(item, field + ".dynamic");
+      DynamicDim dim;
+      dim.axis = static_cast<int>(Int(Need(d, "axis"), field + ".dynamic.axis"));
+      dim.name = Str(Need(d, "name"), field + ".dynamic.name");
+      dim.multiple = Int(Need(d, "multiple"), field + ".dynamic.multiple");
+      dim.min = Int(Need(d, "min"), field + ".dynamic.min");
+      dim.max = Int(Need(d, "max"), field + ".dynamic.max");
+      if (dim.axis < 1 || dim.axis >= static_cast<int>(info.shape.size()) || dim.multiple < 1 || dim.min < 1 ||
+          dim.max < dim.min || dim.max > INT32_MAX) {
+        Bad(field + " '" + info.name + "' has a bad dynamic dimension '" + dim.name + "'");
+      }
+      out.push_back(dim);
     }
     return out;
   }

@@ -84,6 +84,7 @@ void ValidateBlobs(const std::string& where, const std::vector<BlobSpec>& inputs
       }
       int64_t numel = 1;
       for (int64_t d : b.shape) {
+        if (d == kDynamicDim && &d != &b.shape[0]) continue;  // a size that changes from call to call
         if (d <= 0 || d > kMaxDim) {
           TVM_FFI_THROW(ValueError) << where << ": " << blob << " has an invalid shape " << ShapeString(b.shape);
         }
@@ -310,7 +311,8 @@ class NcnnModuleObj : public ffi::ModuleObj {
       TVM_FFI_THROW(ValueError) << what() << " dtype mismatch: expected float32, got " << DTypeName(t->dtype);
     }
     const size_t ndim = static_cast<size_t>(std::max(t->ndim, 0));
-    if (ndim != spec.shape.size() || !std::equal(t->shape, t->shape + ndim, spec.shape.begin())) {
+    auto same = [](int64_t got, int64_t want) { return got == want || (want == kDynamicDim && got >= 1); };
+    if (ndim != spec.shape.size() || !std::equal(t->shape, t->shape + ndim, spec.shape.begin(), same)) {
       TVM_FFI_THROW(ValueError) << what() << " shape mismatch: expected " << ShapeString(spec.shape) << ", got "
                                 << ShapeString(std::vector<int64_t>(t->shape, t->shape + ndim));
     }
@@ -327,18 +329,28 @@ class NcnnModuleObj : public ffi::ModuleObj {
 
   void Run(ffi::PackedArgs args) {
     const size_t n_in = region_.inputs().size(), n_out = region_.outputs().size();
-    if (static_cast<size_t>(args.size()) != n_in + n_out) {
+    // A model with dynamic sizes also passes the sizes (shape arguments TVM adds for the region's output
+    // shapes, FORMAT.md): ncnn computes every shape itself, so they are skipped.
+    std::vector<int> at;
+    for (int a = 0; a < args.size(); ++a) {
+      if (args[a].type_index() != ffi::TypeIndex::kTVMFFIShape) at.push_back(a);
+    }
+    if (at.size() != n_in + n_out) {
       TVM_FFI_THROW(ValueError) << Where(symbol_) << ": expects " << n_in << " inputs and " << n_out
                                 << " outputs (" << (n_in + n_out) << " tensors), got " << args.size()
                                 << " arguments";
     }
     // Check every argument before running anything.
-    std::vector<const float*> in(n_in);
-    std::vector<float*> out(n_out);
-    for (size_t i = 0; i < n_in; ++i) in[i] = CheckTensor(args[i], i, "input", i, region_.inputs()[i]);
-    for (size_t j = 0; j < n_out; ++j) {
-      out[j] = CheckTensor(args[n_in + j], n_in + j, "output", j, region_.outputs()[j]);
+    std::vector<NcnnRegion::Buffer> buffers(n_in + n_out);
+    for (size_t k = 0; k < at.size(); ++k) {
+      const bool input = k < n_in;
+      const size_t i = input ? k : k - n_in;
+      const BlobSpec& spec = input ? region_.inputs()[i] : region_.outputs()[i];
+      buffers[k] = {CheckTensor(args[at[k]], at[k], input ? "input" : "output", i, spec),
+                    args[at[k]].cast<DLTensor*>()->shape};
     }
+    const std::vector<NcnnRegion::Buffer> in(buffers.begin(), buffers.begin() + n_in);
+    const std::vector<NcnnRegion::Buffer> out(buffers.begin() + n_in, buffers.end());
     if (!built_.load(std::memory_order_acquire)) {  // the mutex only until the net exists
       std::lock_guard<std::mutex> lock(mu_);
       BuildLocked();

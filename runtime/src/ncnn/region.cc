@@ -202,7 +202,8 @@ void NcnnRegion::CheckInputLayer(const ncnn::Net& net, size_t i) const {
   }
   const auto* decl = static_cast<const ncnn::Input*>(layer);
   const int k = static_cast<int>(in.shape.size()) - 1;
-  auto dim = [&](int j) { return static_cast<int>(in.shape[1 + j]); };
+  // a dynamic size is 0 in the Input's params, as ncnn writes a size it does not know
+  auto dim = [&](int j) { return in.shape[1 + j] == kDynamicDim ? 0 : static_cast<int>(in.shape[1 + j]); };
   int w = 0, h = 0, d = 0, c = 0;  // expected; 0 = unset
   if (k == 1) w = dim(0);
   if (k == 2) w = dim(1), h = dim(0);

@@ -24,9 +24,13 @@ namespace tvm_ncnn {
 
 class MappedWeights;
 
+// A dimension a region's tensor takes at any size (a model with dynamic sizes): ncnn computes every blob's
+// shape as it runs; the module checks the rest of the shape, the region copies at the size it is given.
+constexpr int64_t kDynamicDim = -1;
+
 struct BlobSpec {
   std::string name;
-  std::vector<int64_t> shape;  // TVM shape, batch first
+  std::vector<int64_t> shape;  // TVM shape, batch first; kDynamicDim where the size changes from call to call
   int index = -1;              // ncnn blob index, once the net is built
 };
 
@@ -50,15 +54,20 @@ class NcnnRegion {
   void Build(const std::string& param, const unsigned char* weights, size_t weights_size,
              const MappedWeights* mapped = nullptr);
 
-  // Runs the built net: in[i] holds inputs()[i], out[j] receives outputs()[j] (float32, contiguous, the
-  // recorded shapes: the module has checked them).
-  void Run(const std::vector<const float*>& in, const std::vector<float*>& out);
+  // A TVM tensor as a region reads or writes it: float32, contiguous, `shape` (the recorded one, sizes given
+  // where it is dynamic: the module has checked it).
+  struct Buffer {
+    float* data = nullptr;
+    const int64_t* shape = nullptr;
+  };
+  // Runs the built net: in[i] holds inputs()[i], out[j] receives outputs()[j].
+  void Run(const std::vector<Buffer>& in, const std::vector<Buffer>& out);
 
  private:
   int EffectiveThreads() const;
   void CheckGraph(const ncnn::Net& net);
   void CheckInputLayer(const ncnn::Net& net, size_t i) const;
-  ncnn::Mat WrapInput(size_t i, const float* data) const;
+  ncnn::Mat WrapInput(size_t i, const Buffer& in) const;
   // What one running call owns; reused by later calls (one per call that ever ran at the same time).
   struct CallState {
     std::vector<ncnn::Mat> in_mats;  // inputs that cannot be viewed are copied here, allocated on first use
@@ -67,7 +76,7 @@ class NcnnRegion {
   const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
   std::unique_ptr<CallState> TakeState();
   void ReturnState(std::unique_ptr<CallState> state);
-  void CopyOut(const ncnn::Mat& m, size_t j, float* dst) const;
+  void CopyOut(const ncnn::Mat& m, size_t j, const Buffer& dst) const;
 
   const std::string where_;
   std::vector<BlobSpec> inputs_, outputs_;

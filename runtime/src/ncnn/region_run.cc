@@ -49,7 +49,7 @@ void NcnnRegion::ReturnState(std::unique_ptr<CallState> state) {
   states_.push_back(std::move(state));
 }
 
-void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<float*>& out) {
+void NcnnRegion::Run(const std::vector<Buffer>& in, const std::vector<Buffer>& out) {
   // Given back on every exit, also when ncnn fails; declared before the Extractor, so it outlives every Mat the
   // call allocated from its pools.
   struct Lease {
@@ -71,7 +71,7 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
     const size_t plane = static_cast<size_t>(view.w) * view.h * view.d;  // elements per channel
     const size_t channels = view.dims >= 3 ? static_cast<size_t>(view.c) : 1;
     int rc;
-    if (view.cstep == plane && SafeToView(in[i], plane * channels * sizeof(float))) {
+    if (view.cstep == plane && SafeToView(in[i].data, plane * channels * sizeof(float))) {
       view.refcount = &view_refs_;
       NCNN_XADD(view.refcount, 1);
       rc = ex.input(inputs_[i].index, view);
@@ -109,22 +109,22 @@ void NcnnRegion::Run(const std::vector<const float*>& in, const std::vector<floa
 }
 
 // Input i's data as an ncnn Mat header (external data, no reference count): FORMAT.md's mapping.
-ncnn::Mat NcnnRegion::WrapInput(size_t i, const float* data) const {
-  const std::vector<int64_t>& s = inputs_[i].shape;
-  const int k = static_cast<int>(s.size()) - 1;
-  auto dim = [&](int j) { return static_cast<int>(s[1 + j]); };
-  void* p = const_cast<float*>(data);  // ncnn's view type is mutable; in-place layers copy first
+ncnn::Mat NcnnRegion::WrapInput(size_t i, const Buffer& in) const {
+  const int k = static_cast<int>(inputs_[i].shape.size()) - 1;
+  auto dim = [&](int j) { return static_cast<int>(in.shape[1 + j]); };
+  void* p = in.data;  // ncnn's view type is mutable; in-place layers copy first
   if (k == 1) return ncnn::Mat(dim(0), p);
   if (k == 2) return ncnn::Mat(dim(1), dim(0), p);
   if (k == 3) return ncnn::Mat(dim(2), dim(1), dim(0), p);
   return ncnn::Mat(dim(3), dim(2), dim(1), dim(0), p);
 }
 
-// Copies a (channel-padded) input into the call's Mat from its copy set, allocated once on first use. That Mat
-// holds a reference while ncnn runs, so in-place layers copy instead of writing into it.
+// Copies a (channel-padded) input into the call's Mat from its copy set, allocated on first use and again when a
+// dynamic input changes size. That Mat holds a reference while ncnn runs, so in-place layers copy instead of
+// writing into it.
 const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats) {
   ncnn::Mat& m = (*mats)[i];
-  if (m.empty()) {
+  if (m.empty() || m.w != view.w || m.h != view.h || m.d != view.d || m.c != view.c) {
     m.create_like(view);
     if (m.empty()) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": cannot allocate input " << i << " ('" << inputs_[i].name
@@ -140,10 +140,11 @@ const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector
   return m;
 }
 
-void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, float* dst) const {
-  const std::vector<int64_t>& s = outputs_[j].shape;
+void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, const Buffer& out) const {
+  const std::vector<int64_t> s(out.shape, out.shape + outputs_[j].shape.size());
   const int k = static_cast<int>(s.size()) - 1;
   auto dim = [&](int d) { return s[1 + d]; };
+  float* dst = out.data;
   bool ok = m.dims == k && m.elemsize == 4u && m.elempack == 1;
   if (ok && k == 1) ok = m.w == dim(0);
   if (ok && k == 2) ok = m.h == dim(0) && m.w == dim(1);

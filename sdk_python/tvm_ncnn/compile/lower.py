@@ -15,6 +15,7 @@ from ..ncnn.quantize import Plan
 from ..partition import batch
 from ..partition.placement import PartitionReport
 from ..partition.regions import partition, report
+from ..relax_util import probing
 
 
 class TvmFallbackWarning(UserWarning):
@@ -27,6 +28,11 @@ def partitioned(imported: Imported, offload: bool = True) -> tuple[tvm.IRModule,
     batch 1 and run once per image (batch.py); any other keeps its batch, in TVM, and a warning says why."""
     if not offload:
         return imported.mod, report(imported.mod)
+    sizes = imported.probes()
+    if sizes:  # dynamic sizes: batch 1, and shapes read at the first probe size (frontend/dynamic.py)
+        mod = partition(imported.mod, sizes)
+        with probing(sizes[0], sizes):
+            return mod, report(mod)
     n = batch.batch_of([s.shape for s in imported.inputs])
     if n > 1:
         at_1 = batch.at_batch_one(imported.mod, n)
@@ -44,12 +50,14 @@ def partitioned(imported: Imported, offload: bool = True) -> tuple[tvm.IRModule,
     return mod, report(mod)
 
 
-def generated(mod: tvm.IRModule, int8: Plan | None = None) -> tvm.IRModule:
+def generated(mod: tvm.IRModule, int8: Plan | None = None, sizes: list[dict] | None = None) -> tvm.IRModule:
     """RunCodegen: each region becomes an ncnn module (its layers int8 where the plan says). RunCodegen also
     records the regions' weights for a const_loader module; ours carry their weights in their own bytes, so
-    that would be a second copy (model.so twice the size, the weights resident twice)."""
+    that would be a second copy (model.so twice the size, the weights resident twice). sizes: a dynamic
+    model's probe sizes; its regions are written at the first (partition checked they are the same at each)."""
     options = {codegen.CODEGEN: {"int8_plan": int8.to_json()}} if int8 is not None else None
-    mod = relax.transform.RunCodegen(options)(mod)
+    with probing(sizes[0] if sizes else None, sizes):
+        mod = relax.transform.RunCodegen(options)(mod)
     return mod.without_attr("const_name_to_constant")
 
 
@@ -57,4 +65,4 @@ def tvm_part(imported: Imported, offload: bool = True) -> tuple[tvm.IRModule, Pa
     """The module tvm.compile gets for an fp32/fp16 export. `tvm-ncnn tune` tunes exactly this module's TIR, so
     its database matches at export."""
     mod, placement = partitioned(imported, offload)
-    return generated(mod), placement
+    return generated(mod, sizes=imported.probes()), placement

@@ -42,7 +42,7 @@ class Prepared:
 def build(prepared: Prepared, device: DeviceTarget, path: str, precision: str, int8: Plan | None = None,
           int8_record: dict | None = None, tuning: str | None = None, sign=None) -> tuple[str, dict | None]:
     """Write model.so at `path`: (the signer's fingerprint or "", each TVM function's schedule)."""
-    mod = generated(prepared.mod, int8)
+    mod = generated(prepared.mod, int8, prepared.imported.probes())
     try:  # fused and scheduled (never worse than unscheduled); tuned where the tuning database says
         executable, report = schedules.build(mod, device.tvm_target(), tuning)
     except Exception as err:

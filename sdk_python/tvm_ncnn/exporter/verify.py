@@ -73,26 +73,34 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
         # A random input gives a random-weight head near-equal scores: which of them top-k or argmax keeps then
         # turns on the last bit, and two right models disagree on whole rows.
         return {"result": "skipped", "why": f"it selects ({', '.join(selecting)}): ties on a random input"}
-    inputs = random_inputs(prepared.imported.inputs)
-    got = run_executable(executable, inputs)
-    try:
-        expected = reference.run(inputs)
-    except Exception as err:  # noqa: BLE001 -- a reference that cannot run is no evidence either way
-        return {"result": "skipped", "why": f"{reference.name} could not run it: {err}".splitlines()[0][:200]}
-    if len(expected) != len(got):  # zip would compare a prefix and call it checked
-        return {"result": "skipped", "why": f"{reference.name} gives {len(expected)} outputs, the model {len(got)}"}
-    worst, where = 0.0, ""
-    for spec, a, b in zip(prepared.imported.outputs, got, expected):
-        error = output_error(a, b)
-        if error > worst:
-            worst, where = error, spec.name
-    record = {"result": "passed", "reference": reference.name, "inputs": 1, "max_error": worst}
-    if worst > TOLERANCE:
-        source = prepared.imported.source
-        culprit = _culprit(executable, prepared, inputs, expected)
-        raise ModelError(f"{source}: model.so's output '{where}' differs from {reference.name}'s by {worst:.3g} x "
-                         f"max|ref| on a random input; {culprit}; export with --no-offload, or --no-verify to "
-                         f"write it anyway")
+    imported = prepared.imported
+    worst, where, sizes = 0.0, "", []
+    # a dynamic model at both of the sizes partition probed (frontend/dynamic.py): two sizes, two shapes
+    for k in range(len(imported.probes() or [None])):
+        specs = imported.at_probe(k)
+        inputs = random_inputs(specs)
+        got = run_executable(executable, inputs)
+        try:
+            expected = reference.run(inputs)
+        except Exception as err:  # noqa: BLE001 -- a reference that cannot run is no evidence either way
+            return {"result": "skipped", "why": f"{reference.name} could not run it: {err}".splitlines()[0][:200]}
+        if len(expected) != len(got):  # zip would compare a prefix and call it checked
+            return {"result": "skipped",
+                    "why": f"{reference.name} gives {len(expected)} outputs, the model {len(got)}"}
+        sizes.append([list(s.shape) for s in specs])
+        for spec, a, b in zip(imported.outputs, got, expected):
+            error = output_error(a, b)
+            if error > worst:
+                worst, where = error, spec.name
+        if worst > TOLERANCE:
+            culprit = _culprit(executable, prepared, inputs, expected)
+            at = f" at input shape {sizes[-1]}" if imported.sizes else ""
+            raise ModelError(f"{imported.source}: model.so's output '{where}' differs from {reference.name}'s by "
+                             f"{worst:.3g} x max|ref| on a random input{at}; {culprit}; export with --no-offload, "
+                             f"or --no-verify to write it anyway")
+    record = {"result": "passed", "reference": reference.name, "inputs": len(sizes), "max_error": worst}
+    if imported.sizes:
+        record["shapes"] = sizes
     return record
 
 
@@ -128,6 +136,8 @@ def _culprit(executable, prepared, inputs, expected) -> str:
     """What computes wrong: the value-preserving rewrites before partitioning (the rewritten model alone in TVM
     already differs), or the first ncnn region, in run order, whose outputs differ from TVM's on the inputs ncnn
     got."""
+    if prepared.imported.sizes:  # the probe below reads each region at its recorded (static) shapes
+        return "export it at fixed sizes (--input NAME:1,3,640,640) to find the ncnn region that differs"
     rewritten = _tvm_alone(for_ncnn(prepared.imported.mod), inputs)
     if max(output_error(a, b) for a, b in zip(rewritten, expected)) > TOLERANCE:
         return ("the Relax rewrites before partitioning (frontend/rewrites.py, unit_batch.py) change its values: "

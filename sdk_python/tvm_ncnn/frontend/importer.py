@@ -1,5 +1,6 @@
-"""Model import: ONNX files, torch.export programs and Relax IRModules become one Relax IRModule with static
-shapes and constants folded, plus the names and shapes of its inputs."""
+"""Model import: ONNX files, torch.export programs and Relax IRModules become one Relax IRModule with constants
+folded, plus the names and shapes of its inputs. Shapes are static, except the input sizes a model leaves dynamic
+(frontend/dynamic.py): those stay variables, with the rule of the sizes they take."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import tvm
 from tvm import relax
 
 from ..errors import ModelError
+import tvm.tirx
+
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes
+from . import onnx_nodes, onnx_symbolic
+from .dynamic import DynamicDim, Sizes, check_names, parse_dim, symbolic_import
 
 
 class DefaultBatchWarning(UserWarning):
@@ -23,11 +27,15 @@ class DefaultBatchWarning(UserWarning):
 @dataclass
 class TensorSpec:
     name: str
-    shape: list[int]
+    shape: list[int]  # -1 where the size is dynamic
     dtype: str
+    dynamic: list[DynamicDim] | None = None  # an input's dynamic dimensions and their rules
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        found = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.dynamic:
+            found["dynamic"] = [d.to_json() for d in self.dynamic]
+        return found
 
 
 @dataclass
@@ -36,6 +44,24 @@ class Imported:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     source: str  # what was imported, for messages
+    sizes: Sizes | None = None  # the dynamic dimensions; None: every shape is static
+
+    def probes(self) -> list[dict] | None:
+        """The sizes partition and codegen read a dynamic model at (frontend/dynamic.py), None when static."""
+        return self.sizes.probes() if self.sizes else None
+
+    def at_probe(self, k: int) -> list[TensorSpec]:
+        """The inputs with each dynamic dimension at probe size k (a static model: its inputs)."""
+        if not self.sizes:
+            return self.inputs
+        values = self.sizes.probes()[k]
+        specs = []
+        for spec in self.inputs:
+            shape = list(spec.shape)
+            for d in spec.dynamic or []:
+                shape[d.axis] = values[self.sizes.param[id(d)]]
+            specs.append(TensorSpec(spec.name, shape, spec.dtype))
+        return specs
 
 
 def import_model(model, input_shapes: dict[str, list[int]] | None = None, example_inputs=None) -> Imported:
@@ -86,53 +112,79 @@ def _from_onnx_file(path: str, input_shapes) -> Imported:
 def _from_onnx(model, input_shapes, source: str) -> Imported:
     if not model.graph.node:
         raise ModelError(f"{source}: the ONNX graph has no nodes")
-    model = _fix_input_shapes(model, input_shapes or {}, source)
+    model, dynamic = _fix_input_shapes(model, input_shapes or {}, source)
     model = _simplify_onnx(model, source)
     model = onnx_nodes.fix_or_refuse(model, source)
     from tvm.relax.frontend.onnx import from_onnx
 
-    try:
+    def convert(shape_dict=None):
         with _relax_ops_for_onnx():
-            mod = from_onnx(model, keep_params_in_input=False)
+            return from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
+
+    sizes = None
+    try:
+        if dynamic:
+            mod, sizes = symbolic_import(convert, _static_dims(model), dynamic, source)
+        else:
+            mod = convert()
+    except ModelError:
+        raise
     except Exception as err:
         raise ModelError(f"{source}: TVM's ONNX importer failed: {err}".splitlines()[0]) from err
     # The graph's own output names ('boxes', 'scores', ultralytics' 'output0'), in the order Relax returns them.
-    return _finish(mod, source, [o.name for o in model.graph.output])
+    return _finish(mod, source, [o.name for o in model.graph.output], sizes)
+
+
+def _static_dims(model) -> dict[str, list]:
+    """Each graph input's dimensions: the number, or None where dynamic."""
+    initializers = {i.name for i in model.graph.initializer}
+    return {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input if i.name not in initializers}
 
 
 def _fix_input_shapes(model, input_shapes: dict, source: str):
-    """Pin the graph inputs to static shapes: from --input, else refuse symbolic dims with a clear message."""
+    """Pin the graph inputs' sizes given as numbers (--input), leave dynamic those given as names and those the
+    graph leaves dynamic (a dim_param), a dynamic batch excepted: it becomes 1. (model, [DynamicDim])."""
     initializers = {i.name for i in model.graph.initializer}
     unknown = set(input_shapes) - {i.name for i in model.graph.input}
     if unknown:
         names = ", ".join(i.name for i in model.graph.input if i.name not in initializers)
         raise ModelError(f"{source}: no input named {', '.join(sorted(unknown))} (inputs: {names})")
-    for inp in model.graph.input:
-        if inp.name in initializers:
-            continue
+    dynamic = []
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    for index, inp in enumerate(graph_inputs):
         dims = inp.type.tensor_type.shape.dim
         if inp.name in input_shapes:
             shape = input_shapes[inp.name]
             if len(shape) != len(dims):
                 raise ModelError(f"{source}: input {inp.name} has rank {len(dims)}, --input gave {shape}")
-            for d, v in zip(dims, shape):
+            for axis, (d, v) in enumerate(zip(dims, shape)):
+                v = parse_dim(v)
                 d.ClearField("dim_param")
-                d.dim_value = int(v)
-        elif any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
+                if isinstance(v, int):
+                    d.dim_value = v
+                else:
+                    d.dim_param = v[0]
+                    dynamic.append(DynamicDim(inp.name, axis, v[0], index, given_min=v[1], given_max=v[2]))
+            continue
+        if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
             shown = [d.dim_value for d in dims]
             raise ModelError(f"{source}: input {inp.name} has a zero-sized dimension {shown}; tensors need every "
                              "dimension >= 1")
-        elif len(dims) > 1 and _dynamic(dims[0]) and not any(_dynamic(d) for d in dims[1:]):
+        if len(dims) > 1 and _dynamic(dims[0]):
             dims[0].ClearField("dim_param")
             dims[0].dim_value = 1
-            warnings.warn(f"{source}: input {inp.name} has a dynamic batch; exporting batch 1 (--input "
-                          f"{inp.name}:N,{','.join(str(d.dim_value) for d in dims[1:])} for batch N)",
-                          DefaultBatchWarning, stacklevel=2)
-        elif any(_dynamic(d) for d in dims):
-            shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-            raise ModelError(f"{source}: input {inp.name} has dynamic shape {shown}; give a static one "
-                             f"with --input {inp.name}:1,3,224,224 (or input_shapes=...)")
-    return model
+            if not any(_dynamic(d) for d in dims[1:]):
+                warnings.warn(f"{source}: input {inp.name} has a dynamic batch; exporting batch 1 (--input "
+                              f"{inp.name}:N,{','.join(str(d.dim_value) for d in dims[1:])} for batch N)",
+                              DefaultBatchWarning, stacklevel=2)
+        for axis, d in enumerate(dims):
+            if _dynamic(d):
+                name = d.dim_param if d.dim_param and d.dim_param.isidentifier() else "HW"[axis - 2] \
+                    if len(dims) == 4 and axis >= 2 else f"d{axis}"
+                dynamic.append(DynamicDim(inp.name, axis, name, index))
+    check_names(dynamic, source)
+    return model, dynamic
 
 
 def _dynamic(dim) -> bool:
@@ -155,12 +207,13 @@ def _simplify_onnx(model, source: str):
 def _relax_ops_for_onnx():
     """TVM's ONNX importer lowers Clip and constant Pad straight to TIR kernels (call_tir), which no pattern can
     offload. Import the common cases as the Relax ops instead: Clip with constant bounds (ReLU6) as relax.clip,
-    constant-mode Pad of a float tensor as relax.nn.pad. TVM compiles both to the same kernels when they stay."""
+    constant-mode Pad of a float tensor as relax.nn.pad. TVM compiles both to the same kernels when they stay.
+    Resize and Range keep a symbolic size exact (onnx_symbolic.py)."""
     from tvm.relax.frontend.onnx import onnx_frontend as frontend
 
     original_map = frontend._get_convert_map
     table = original_map()
-    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"])}
+    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **onnx_symbolic.converters(table)}
 
     def convert_map():
         return {**original_map(), **patched}
@@ -278,7 +331,8 @@ def _torch_output_names(program) -> list[str] | None:
 
 # ---------------------------------------------------------------------------------------------- common
 
-def _finish(mod: tvm.IRModule, source: str, output_names: list[str] | None = None) -> Imported:
+def _finish(mod: tvm.IRModule, source: str, output_names: list[str] | None = None, sizes: Sizes | None = None) \
+        -> Imported:
     if "main" not in [gv.name_hint for gv in mod.functions]:
         raise ModelError(f"{source}: the IRModule has no 'main' function")
     mod = tvm.transform.Sequential([
@@ -292,18 +346,22 @@ def _finish(mod: tvm.IRModule, source: str, output_names: list[str] | None = Non
     ])(mod)
     main = mod["main"]
     inputs = []
-    for param in main.params:
+    for i, param in enumerate(main.params):
         spec = _spec(param.name, param.ty)
-        if spec is None:
+        if spec is None or (-1 in spec.shape and sizes is None):
             raise ModelError(f"{source}: input {param.name} is not a tensor with a static shape; "
                              "give a static shape (--input NAME:1,3,224,224)")
+        spec.dynamic = [d for d in sizes.dims if d.index == i] if sizes else None
         inputs.append(spec)
     outputs = _output_specs(main, source, output_names)
-    return Imported(mod, inputs, outputs, source)
+    return Imported(mod, inputs, outputs, source, sizes)
 
 
 def _spec(name: str, ty) -> TensorSpec | None:
+    """The tensor's name, shape (-1 where the size is dynamic) and dtype; None for anything else."""
     shape = static_shape(ty)
+    if shape is None and isinstance(ty, relax.TensorType) and ty.shape is not None:
+        shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else -1 for d in ty.shape]
     return None if shape is None else TensorSpec(name, shape, str(ty.dtype))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import tvm_ffi
-from tvm import relax
+from tvm import relax, tirx
 
 from ..runtime import native
 from .graph import NcnnGraph
@@ -47,8 +47,11 @@ def convert_region(func: relax.Function) -> Region:
     one blob, or to a list of blobs when it is a tuple (split)."""
     graph = NcnnGraph()
     blobs = {}
-    for param in func.params:
-        blobs[param] = graph.add_input(shape_of(param)[1:])
+    # A region of a model with dynamic sizes may also take the sizes (a shape parameter TVM adds so that it can
+    # compute its output shapes): ncnn needs none, the module skips them (runtime/FORMAT.md).
+    params = [p for p in func.params if isinstance(p.ty, relax.TensorType)]
+    for param in params:
+        blobs[param] = graph.add_input(shape_of(param)[1:], dynamic=_dynamic_axes(param.ty))
     composite_of = {call: composite for _, composite, call in composite_calls(func)}
     for block in func.body.blocks:
         for binding in block.bindings:
@@ -57,8 +60,8 @@ def convert_region(func: relax.Function) -> Region:
                 continue  # a composite's definition: converted where it is called
             if isinstance(value, relax.Call) and value in composite_of:
                 composite = composite_of[value]
-                match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))),
-                              bound_calls(composite))
+                fed = {p: blobs[a] for p, a in zip(composite.params, value.args) if a in blobs}
+                match = Match(calls_in(composite), fed, bound_calls(composite))
                 rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
                 written = len(graph.layers)
                 blobs[binding.var] = rule.convert(graph, match)
@@ -74,15 +77,30 @@ def convert_region(func: relax.Function) -> Region:
                 raise NotImplementedError(f"ncnn codegen: unexpected binding {type(value).__name__} in region")
     results = _flatten(func.body.body, blobs)
     outputs = run_passes(graph, [blob for blob, _ in results])
-    inputs = [blobs[p] for p in func.params]
+    inputs = [blobs[p] for p in params]
     return Region(
         symbol=str(func.attrs["global_symbol"]),
         graph=graph,
         inputs=inputs,
-        input_shapes=[shape_of(p) for p in func.params],
+        input_shapes=[_recorded(p.ty, shape_of(p)) for p in params],
         outputs=outputs,
-        output_shapes=[shape for _, shape in results],
+        output_shapes=[_recorded(ty, shape) for (_, shape), ty in zip(results, _flat_types(func.body.body.ty))],
     )
+
+
+def _dynamic_axes(ty) -> list[int]:
+    """The axes of a tensor type whose size is symbolic (a model with dynamic sizes, frontend/dynamic.py)."""
+    return [i for i, d in enumerate(ty.shape) if not isinstance(d, tirx.IntImm)]
+
+
+def _recorded(ty, shape: list[int]) -> list[int]:
+    """The shape the runtime checks a region's tensor against: -1 where the size is dynamic (FORMAT.md)."""
+    dynamic = _dynamic_axes(ty)
+    return [-1 if i in dynamic else d for i, d in enumerate(shape)]
+
+
+def _flat_types(ty) -> list:
+    return [t for f in ty.fields for t in _flat_types(f)] if isinstance(ty, relax.TupleType) else [ty]
 
 
 def _check_declared(rule, layers) -> None:
@@ -98,7 +116,7 @@ def _record_shapes(graph: NcnnGraph, blob, var) -> None:
     if isinstance(blob, list):
         for b, field in zip(blob, var.ty.fields):
             graph.shapes[b] = static_shape(field)[1:]
-    else:
+    elif shape_of(var) is not None:  # unknown after a resize to a dynamic size inside a composite
         graph.shapes[blob] = shape_of(var)[1:]
 
 

@@ -63,11 +63,13 @@ class NcnnGraph:
         self.layers.append(Layer(type, name, list(bottoms), tops, dict(params or {}), list(weights or [])))
         return tops
 
-    def add_input(self, shape_without_batch: list[int], hint: str = "in") -> str:
+    def add_input(self, shape_without_batch: list[int], hint: str = "in", dynamic: list[int] = ()) -> str:
+        """dynamic: the axes (batch first) whose size changes from run to run: 0 in the Input's params, as ncnn
+        writes an unknown size; `shapes` keeps the probe size the converters worked at."""
         blob = self.new_blob(hint)
         self.shapes[blob] = list(shape_without_batch)
-        self.layers.append(Layer("Input", f"input_{len(self.layers)}", [], [blob],
-                                 shape_params(shape_without_batch)))
+        written = [0 if i + 1 in dynamic else d for i, d in enumerate(shape_without_batch)]
+        self.layers.append(Layer("Input", f"input_{len(self.layers)}", [], [blob], shape_params(written)))
         return blob
 
     def add_constant(self, value: np.ndarray) -> str:

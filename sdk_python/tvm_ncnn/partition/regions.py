@@ -7,9 +7,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from ..ncnn.codegen import convert_region
 from ..ncnn.ops import ncnn_patterns, why_not
 from .placement import OpPlacement, PartitionReport  # noqa: F401  (PartitionReport: re-exported)
-from ..relax_util import calls_in, region_ops, shape_of
+from ..errors import ModelError
+from ..relax_util import calls_in, probing, region_ops, shape_of
 from ..frontend.rewrites import simplify_for_ncnn
 from ..frontend.unit_batch import restore_unit_batch
 
@@ -19,11 +21,33 @@ def for_ncnn(mod: tvm.IRModule) -> tvm.IRModule:
     return restore_unit_batch(simplify_for_ncnn(mod))
 
 
-def partition(mod: tvm.IRModule) -> tvm.IRModule:
+def partition(mod: tvm.IRModule, sizes: list[dict] | None = None) -> tvm.IRModule:
+    """sizes: a model with dynamic sizes partitions at its probe sizes (frontend/dynamic.py): an op goes to ncnn
+    only when it converts the same way at each (ncnn/ops/size_free.py), and so must every region as a whole.
+    The rewrites run before, on the symbolic shapes: a rewrite that needs a static shape leaves such ops be."""
     mod = _isolate_extern_calls(for_ncnn(mod))
-    mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
-    mod = relax.transform.MergeCompositeFunctions()(mod)
-    return _name_regions(mod)
+    with probing(sizes[0] if sizes else None, sizes):
+        mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
+        mod = relax.transform.MergeCompositeFunctions()(mod)
+        mod = _name_regions(mod)
+    if sizes:
+        _check_size_free(mod, sizes)
+    return mod
+
+
+def _check_size_free(mod: tvm.IRModule, sizes: list[dict]) -> None:
+    """Each region writes the same ncnn graph at every probe size (its ops each do; a graph pass might not)."""
+    for gv in region_vars(mod):
+        written = set()
+        for values in sizes:
+            with probing(values, sizes):
+                region = convert_region(mod[gv])
+            layers = [layer for layer in region.graph.layers if layer.type != "Input"]
+            region.graph.layers = layers
+            written.add(region.graph.serialize())
+        if len(written) > 1:
+            raise ModelError(f"ncnn region {mod[gv].attrs['global_symbol']} writes a different graph at each input "
+                             "size (a graph pass fixed a size); export with fixed sizes (--input) and report this")
 
 
 @relax.expr_functor.mutator

@@ -13,6 +13,7 @@ from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, registe
 from . import (activation, attention, conv, elementwise, matmul, norm, pool, reduce, resize, shape,
                spelled_activation, unary_math)
 from .base import PREFIX, Fused, Match, Op, single
+from .size_free import why_not_at_every_size
 
 # Fused patterns are tried in this order (the earlier the module, the higher its patterns' priority), then
 # every op alone.
@@ -24,11 +25,12 @@ FUSED: list[Fused] = [p for module in MODULES for p in getattr(module, "PATTERNS
 
 
 def why_not(call) -> str | None:
-    """The reason a single Relax call cannot run in ncnn, or None when it can."""
+    """The reason a single Relax call cannot run in ncnn, or None when it can (for a model with dynamic sizes:
+    at every size, size_free.py)."""
     name = getattr(call.op, "name", None)
     if name not in SUPPORTED:
         return f"no ncnn layer for {name or 'this call'}"
-    return SUPPORTED[name].why_not(call)
+    return why_not_at_every_size(call, SUPPORTED[name])
 
 
 def pattern_table() -> list[Fused]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..graph import NcnnGraph
-from ...relax_util import shape_of
+from ...relax_util import is_symbolic, shape_of, shape_values
 from .base import Match, Op, why_not_io
 
 
@@ -41,8 +41,14 @@ def interp_type(call) -> tuple[int, int] | None:
 
 def convert_resize2d(g: NcnnGraph, m: Match) -> str:
     resize_type, align_corner = interp_type(m.root)
-    out_h, out_w = shape_of(m.root)[2:]
-    return g.add("Interp", [m.blob(m.root.args[0])], {0: resize_type, 3: out_h, 4: out_w, 6: align_corner})[0]
+    out_h, out_w = (shape_of(m.root) or [0, 0, *shape_values(m.root.args[1])])[2:]
+    in_h, in_w = shape_of(m.root.args[0])[2:]
+    size = {3: out_h, 4: out_w}
+    if (is_symbolic(m.root.ty) or is_symbolic(m.root.args[0].ty)) and out_h % in_h == 0 and out_w % in_w == 0:
+        # a model with dynamic sizes: a whole-number scale (ncnn's output = input x scale) follows the input,
+        # where an output size would fix it
+        size = {1: float(out_h // in_h), 2: float(out_w // in_w)}
+    return g.add("Interp", [m.blob(m.root.args[0])], {0: resize_type, **size, 6: align_corner})[0]
 
 
 OPS = [Op("relax.image.resize2d", why_not_resize2d, convert_resize2d, ("Interp",), extra_args=(1,))]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax
+from tvm import relax, tirx
+from tvm_ffi import structural_equal
 from tvm.relax.dpl import is_op, wildcard
 
 from ..graph import NcnnGraph, shape_params
@@ -14,7 +15,26 @@ RESHAPES = ("relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatte
 
 
 def convert_reshape(g: NcnnGraph, m: Match) -> str:
-    return g.add("Reshape", [m.blob(m.root.args[0])], shape_params(shape_of(m.root)[1:]))[0]
+    return g.add("Reshape", [m.blob(m.root.args[0])], shape_params(reshape_target(m.root)))[0]
+
+
+def reshape_target(call) -> list[int]:
+    """The shape (without the batch) a Reshape layer is given. Where the model's sizes are dynamic, a size that
+    follows the input is written as ncnn's run-time forms: 0 keeps the input's size on that axis (same rank, same
+    size expression), -1 is what the other sizes leave (one axis at most). Where two sizes would need -1 the
+    static shape stays, and partition keeps the op in TVM (size_free.py)."""
+    shape = shape_of(call)[1:]
+    out, src = list(call.ty.shape)[1:], list(call.args[0].ty.shape)[1:]
+    varying = [i for i, d in enumerate(out) if not isinstance(d, tirx.IntImm)]
+    if not varying:
+        return shape
+    written = list(shape)
+    rest = [i for i in varying if len(out) != len(src) or not structural_equal(out[i], src[i])]
+    if len(rest) > 1:
+        return shape
+    for i in varying:
+        written[i] = -1 if i in rest else 0
+    return written
 
 
 # ---------------------------------------------------------------------------------------------- concat, split
