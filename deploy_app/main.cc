@@ -61,6 +61,32 @@ std::string JsonShape(const std::vector<int64_t>& shape) {
 }
 
 // [{"name", "kind", "calls", "ms", "share", "ncnn_layers" (regions only)}, ...], slowest first.
+// The resize as export's --resize (and --size / --stride / --min-width / --max-width) spell it.
+std::string ResizeText(const tvm_ncnn::Preprocess& pp) {
+  char text[160];
+  const auto n = [](int64_t v) { return static_cast<long long>(v); };
+  if (pp.resize == "crop") {
+    std::snprintf(text, sizeof(text), "crop:%g", pp.crop_pct);
+  } else if (pp.resize == "letterbox") {
+    std::snprintf(text, sizeof(text), "letterbox:%d%s", pp.pad, pp.letterbox_topleft ? ":topleft" : "");
+    if (pp.size > 0) {
+      const std::string base = text;
+      std::snprintf(text, sizeof(text), "%s, size %lld, stride %lld", base.c_str(), n(pp.size), n(pp.stride));
+    }
+  } else if (pp.resize == "height") {
+    char pad[32] = "";
+    if (pp.fill >= 0) std::snprintf(pad, sizeof(pad), ":%g", pp.fill);
+    std::snprintf(text, sizeof(text), "height%s, width %lld..%lld, stride %lld", pad, n(pp.min_width),
+                  n(pp.max_width), n(pp.stride));
+  } else if (pp.resize == "limit") {
+    std::snprintf(text, sizeof(text), "limit:%s, size %lld, stride %lld", pp.limit.c_str(), n(pp.size),
+                  n(pp.stride));
+  } else {
+    std::snprintf(text, sizeof(text), "%s", pp.resize.c_str());
+  }
+  return text;
+}
+
 std::string JsonProfileRows(const tvm_ncnn::ProfileReport& profile) {
   std::string j = "[";
   for (size_t i = 0; i < profile.rows.size(); ++i) {
@@ -120,9 +146,7 @@ int Run(const Args& a) {
                      "' (export with --task " + deploy_app::JoinNames(detector_tasks, "|", "|") + ")"};
   }
   if (!a.draw.empty() && !image) throw UsageError{"--draw needs an image INPUT, not a .npy"};
-  tvm_ncnn::ImageTransform where;  // a .npy is the input itself: image = input pixels
-  if (want.shape.size() == 4) where.image_width = where.resized_width = static_cast<int>(want.shape[3]);
-  if (want.shape.size() == 4) where.image_height = where.resized_height = static_cast<int>(want.shape[2]);
+  tvm_ncnn::ImageTransform where;  // a .npy is the input itself: image = input pixels (set below)
   double pre_ms = std::nan("");
   tvm_ncnn::Tensor x;
   if (image) {
@@ -135,6 +159,10 @@ int Run(const Args& a) {
       tvm_ncnn::CheckInput(want, x);  // before the runs, naming the file
     } catch (const tvm_ncnn::Error& e) {
       throw tvm_ncnn::Error(".npy file '" + a.input + "': " + e.what());
+    }
+    if (x.shape.size() == 4) {  // the tensor's own H x W (a dynamic input's is the file's)
+      where.image_width = where.resized_width = where.input_width = static_cast<int>(x.shape[3]);
+      where.image_height = where.resized_height = where.input_height = static_cast<int>(x.shape[2]);
     }
   }
 
@@ -257,17 +285,10 @@ int Run(const Args& a) {
   if (!model.signer().empty()) std::printf("signed by %s (--trust)\n", model.signer().c_str());
   if (image) {
     const tvm_ncnn::Preprocess& pp = info.preprocess;
-    char resize[64];  // as export's --resize spells it
-    if (pp.resize == "crop") {
-      std::snprintf(resize, sizeof(resize), "crop:%g", pp.crop_pct);
-    } else if (pp.resize == "letterbox") {
-      std::snprintf(resize, sizeof(resize), "letterbox:%d", pp.pad);
-    } else {
-      std::snprintf(resize, sizeof(resize), "%s", pp.resize.c_str());
-    }
+    // The tensor's shape is this image's (a dynamic input's follows the image: --resize letterbox, height, limit).
     std::printf("input    %s -> '%s' %s %s (%s, mean %g,%g,%g, std %g,%g,%g, resize %s)\n", a.input.c_str(),
                 want.name.c_str(), tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str(), pp.color.c_str(),
-                pp.mean[0], pp.mean[1], pp.mean[2], pp.std[0], pp.std[1], pp.std[2], resize);
+                pp.mean[0], pp.mean[1], pp.mean[2], pp.std[0], pp.std[1], pp.std[2], ResizeText(pp).c_str());
   } else {
     std::printf("input    %s -> '%s' %s %s\n", a.input.c_str(), want.name.c_str(),
                 tvm_ncnn::ShapeString(in.shape).c_str(), in.dtype.c_str());

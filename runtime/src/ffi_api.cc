@@ -9,6 +9,9 @@
 //       -> Tensor (PreprocessImage), image_transform(width, height) -> Map of ImageTransform's fields (PlaceImage)
 //   tvm_ncnn.load_image(path: str, info_json: str) -> Tensor   (as deploy_app preprocesses; info_json: the
 //       metadata, e.g. from info_json())
+//   tvm_ncnn.preprocess_pixels(pixels: Tensor, format: str, info_json: str) -> Map {"tensor", "transform"}
+//       (PreprocessImage as the module's preprocess_image, for metadata without a loaded model)
+//   tvm_ncnn.check_image_input(info_json: str)   (the model-side checks of PreprocessImage; raises in one line)
 //   tvm_ncnn.versions() -> Map[str, str]  {"sdk", "tvm", "ncnn", "metadata_format"} (metadata_format: the
 //       metadata JSON's format_version this runtime reads, which export writes)
 //   tvm_ncnn.limits() -> Map[str, int]  {"max_threads"}
@@ -76,6 +79,13 @@ Pixels PixelsOf(const ffi::Tensor& t, const std::string& format) {
   p.format = f->second;
   p.stride = shape[0] == 1 ? 0 : static_cast<size_t>(strides[0]);
   return p;
+}
+
+ffi::Map<ffi::String, ffi::Any> TransformMap(const ImageTransform& t) {
+  return {{"image_width", int64_t{t.image_width}}, {"image_height", int64_t{t.image_height}},
+          {"resized_width", int64_t{t.resized_width}}, {"resized_height", int64_t{t.resized_height}},
+          {"scale_x", t.scale_x}, {"scale_y", t.scale_y}, {"offset_x", t.offset_x}, {"offset_y", t.offset_y},
+          {"input_width", int64_t{t.input_width}}, {"input_height", int64_t{t.input_height}}};
 }
 
 // A loaded Model behind the ffi Module interface. Not serializable: it only lives inside one process.
@@ -189,10 +199,7 @@ class ModelModuleObj : public ffi::ModuleObj {
       if (width < 1 || height < 1 || width > INT32_MAX || height > INT32_MAX) {
         throw Error("image: " + std::to_string(width) + "x" + std::to_string(height) + " is not an image size");
       }
-      const ImageTransform t = PlaceImage(static_cast<int>(width), static_cast<int>(height), model_.info());
-      return {{"image_width", int64_t{t.image_width}}, {"image_height", int64_t{t.image_height}},
-              {"resized_width", int64_t{t.resized_width}}, {"resized_height", int64_t{t.resized_height}},
-              {"scale_x", t.scale_x}, {"scale_y", t.scale_y}, {"offset_x", t.offset_x}, {"offset_y", t.offset_y}};
+      return TransformMap(PlaceImage(static_cast<int>(width), static_cast<int>(height), model_.info()));
     } catch (const Error& e) {
       TVM_FFI_THROW(RuntimeError) << e.what();
     }
@@ -229,6 +236,27 @@ ffi::Module ModelLoad(const ffi::String& path, int64_t threads, const ffi::Strin
 ffi::Tensor LoadImageFfi(const ffi::String& path, const ffi::String& info_json) {
   try {
     return ToFfiTensor(LoadImage(std::string(path), ParseMetadata(std::string(info_json), "load_image: metadata")));
+  } catch (const Error& e) {
+    TVM_FFI_THROW(RuntimeError) << e.what();
+  }
+}
+
+ffi::Map<ffi::String, ffi::Any> PreprocessPixelsFfi(const ffi::Tensor& pixels, const ffi::String& format,
+                                                   const ffi::String& info_json) {
+  try {
+    const ModelInfo info = ParseMetadata(std::string(info_json), "preprocess_pixels: metadata");
+    ImageTransform t;
+    Tensor x = PreprocessImage(PixelsOf(pixels, std::string(format)), info, &t);
+    return {{"tensor", ToFfiTensor(x)}, {"transform", TransformMap(t)}};
+  } catch (const Error& e) {
+    TVM_FFI_THROW(RuntimeError) << e.what();
+  }
+}
+
+// The model-side checks of PreprocessImage on metadata (export runs them before writing model.so).
+void CheckImageInputFfi(const ffi::String& info_json) {
+  try {
+    CheckImageInput(ParseMetadata(std::string(info_json), "metadata"), "preprocess");
   } catch (const Error& e) {
     TVM_FFI_THROW(RuntimeError) << e.what();
   }
@@ -284,6 +312,8 @@ TVM_FFI_STATIC_INIT_BLOCK() {
   refl::GlobalDef()
       .def("tvm_ncnn.model_load", tvm_ncnn::ModelLoad)
       .def("tvm_ncnn.load_image", tvm_ncnn::LoadImageFfi)
+      .def("tvm_ncnn.preprocess_pixels", tvm_ncnn::PreprocessPixelsFfi)
+      .def("tvm_ncnn.check_image_input", tvm_ncnn::CheckImageInputFfi)
       .def("tvm_ncnn.versions", tvm_ncnn::Versions)
       .def("tvm_ncnn.limits", tvm_ncnn::Limits)
       .def("tvm_ncnn.tables", tvm_ncnn::Tables)

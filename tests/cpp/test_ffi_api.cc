@@ -78,7 +78,7 @@ int main() {
     CHECK(names("load_precisions") == (Names{"fp32", "fp16"}));
     CHECK(names("tasks") == (Names{"classify", "detect", "segment", "pose", "obb"}));
     CHECK(names("layouts") == (Names{"yolov8", "yolov5", "yolox", "picodet", "end2end"}));
-    CHECK(names("resize_modes") == (Names{"stretch", "crop", "letterbox"}));
+    CHECK(names("resize_modes") == (Names{"stretch", "crop", "letterbox", "height", "limit"}));
     // The public functions deploy_app reads them through.
     CHECK(tvm_ncnn::Precisions() == names("precisions"));
     CHECK(tvm_ncnn::LoadPrecisions() == names("load_precisions"));

@@ -94,12 +94,13 @@ struct TensorView {
   TensorView(const Tensor& t) : data(t.bytes.data()), shape(t.shape), dtype(t.dtype) {}  // NOLINT: implicit
 };
 
-// A dimension of an input whose size changes from run to run (a model exported with dynamic sizes): it takes
-// every multiple of `multiple` from `min` to `max`. The shape holds -1 at `axis`.
+// A dimension of an input whose size varies from call to call (its shape holds -1 there): the sizes the graph
+// accepts are the multiples of `multiple` from `min` to `max` (metadata "inputs"[i]."dynamic", runtime/FORMAT.md).
 struct DynamicDim {
   int axis = 0;
-  std::string name;  // "H", "width": the model's name for it
-  int64_t multiple = 1, min = 1, max = 1;
+  std::string name;  // e.g. "H", "W"
+  int64_t multiple = 1, min = 1, max = 0;
+  bool Accepts(int64_t size) const { return size >= min && size <= max && size % multiple == 0; }
 };
 
 struct TensorInfo {
@@ -109,6 +110,12 @@ struct TensorInfo {
   std::vector<DynamicDim> dynamic;  // an input's dynamic dimensions and their rules, in axis order
   // "" when `shape` is a shape this tensor takes, else why not, in words ("H=730 is not a multiple of 32").
   std::string WhyNotShape(const std::vector<int64_t>& shape) const;
+  const DynamicDim* Dynamic(int axis) const {
+    for (const DynamicDim& d : dynamic) {
+      if (d.axis == axis) return &d;
+    }
+    return nullptr;
+  }
 };
 
 // How an image becomes the model's first input: fit it to the input's H x W as `resize` says, then
@@ -127,10 +134,24 @@ struct Preprocess {
   // "letterbox": keep the aspect ratio, scale the whole image to fit inside H x W, centre it and fill the rest with
   //     the pixel value `pad` (before mean/std) -- YOLO's letterbox (ultralytics LetterBox, auto=False); with
   //     letterbox_topleft the image sits in the top-left corner, padded right and bottom (YOLOX's preproc).
+  // For an input whose H and/or W is dynamic (TensorInfo::dynamic) the tensor's H x W follows the image:
+  // "letterbox": scale the long side to `size` (ultralytics LetterBox(auto=True)), pad each side only up to the
+  //     next multiple of `stride` (640 x 360 -> 640 x 384).
+  // "height": the input's static H; W = ceil(H * w / h), at least min_width, at most max_width (squeezed beyond),
+  //     padded right up to a multiple of `stride` -- a text recogniser's line (PaddleOCR / rapidocr rec).
+  // "limit": keep the aspect ratio so that the short side reaches `size` (limit "min": only up) or the long side
+  //     stays within it (limit "max": only down), sides truncated, then each rounded to the nearest multiple of
+  //     `stride` (half to even; at least one stride), aspect ratio not kept exactly -- DBNet text detectors
+  //     (PaddleOCR / rapidocr det, limit_side_len and limit_type).
   std::string resize = "stretch";
   double crop_pct = 0.875;  // "crop": 0.01..1 (a double: floor(224 / 0.8) must be 280, as Python computes it)
   int pad = 114;            // "letterbox": the border's pixel value, 0..255
   bool letterbox_topleft = false;  // "letterbox": metadata "anchor": "topleft" (default "center")
+  int64_t size = 0;         // dynamic "letterbox": the long side's target; "limit": the limit side length
+  int64_t stride = 0;       // dynamic "letterbox", "height", "limit": each dynamic side a multiple of it
+  int64_t min_width = 0, max_width = 0;  // "height": the tensor width's bounds
+  double fill = -1;         // "height": the padding's pixel value (0..255, fractions allowed); -1: 0 in the tensor
+  std::string limit = "min";  // "limit": "min" or "max"
 };
 
 // How to read a model's outputs (the metadata's "postprocess" object; post-processing is tvm_ncnn/detect.h).
@@ -352,12 +373,14 @@ struct ImageTransform {
   int resized_width = 0, resized_height = 0;  // after the resize, before the crop or the padding
   double scale_x = 1, scale_y = 1;            // resized / image size
   double offset_x = 0, offset_y = 0;
+  int input_width = 0, input_height = 0;      // the tensor's W x H this image got (varies for a dynamic input)
 
   double ToImageX(double input_x) const { return (input_x - offset_x) / scale_x; }
   double ToImageY(double input_y) const { return (input_y - offset_y) / scale_y; }
 };
 
-// The transform an image of width x height gets from info's preprocess and input size (PreprocessImage uses it).
+// The transform an image of width x height gets from info's preprocess and input size (PreprocessImage uses it);
+// its input_width x input_height is the tensor's size, which for a dynamic input depends on the image.
 ImageTransform PlaceImage(int width, int height, const ModelInfo& info);
 
 // 8-bit pixels in memory, e.g. a camera frame. Channel order per pixel: kRGB R,G,B; kBGR B,G,R (OpenCV, and
@@ -373,8 +396,9 @@ struct Pixels {
 };
 
 // Preprocesses pixels as `info` says (Preprocess above) into a 1x3xHxW float32 tensor (H x W from
-// info.inputs[0]): the one implementation LoadImage, deploy_app and Python's load_image use, so the same pixels give
-// the same tensor, bit for bit, in whatever format and stride they come. Fills *transform when given.
+// info.inputs[0], or from the image for a dynamic input: ImageTransform::input_width/height): the one
+// implementation LoadImage, deploy_app and Python's load_image use, so the same pixels give the same tensor, bit
+// for bit, in whatever format and stride they come. Fills *transform when given.
 Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransform* transform = nullptr);
 
 // The same into an existing tensor, for a camera loop: when *out already is 1x3xHxW float32 its bytes are reused
@@ -382,7 +406,8 @@ Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransfo
 // loop of same-sized frames allocates no frame-sized buffer after the first.
 void PreprocessImage(const Pixels& pixels, const ModelInfo& info, Tensor* out, ImageTransform* transform = nullptr);
 // The same into caller memory of 3 x H x W floats (e.g. std::aligned_alloc(64, ...), which Model::Run then reads
-// in place through a TensorView: no copy of the input at all).
+// in place through a TensorView: no copy of the input at all). For a dynamic input, H x W is PlaceImage's
+// input_height x input_width for the frame's size.
 void PreprocessImage(const Pixels& pixels, const ModelInfo& info, float* out, ImageTransform* transform = nullptr);
 
 // Decoded pixels that own their memory (DecodeImage), e.g. to preprocess and to draw on.

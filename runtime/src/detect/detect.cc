@@ -41,8 +41,23 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
   const int max_det = options.max_detections >= 0 ? options.max_detections : p.max_detections;
   if (transform.scale_x <= 0 || transform.scale_y <= 0) throw Error("detect: the image transform has no scale");
 
+  // A dynamic input's H x W is this image's (the transform's): the decoders' grids and the masks take it from
+  // the input's shape, so they get a copy of the input with that shape.
+  const bool dynamic = !info.inputs.empty() && info.inputs[0].shape.size() == 4 && !info.inputs[0].dynamic.empty();
+  ModelInfo sized;
+  if (dynamic) {
+    if (transform.input_width < 1 || transform.input_height < 1) {
+      throw Error("detect: the model's input size varies with the image; the transform must say the input's size "
+                  "(input_width, input_height, as PreprocessImage fills it)");
+    }
+    sized.inputs = {info.inputs[0]};
+    sized.inputs[0].shape[2] = transform.input_height;
+    sized.inputs[0].shape[3] = transform.input_width;
+  }
+  const ModelInfo& shaped = dynamic ? sized : info;
+
   detect::NmsRule rule;
-  std::vector<detect::Candidate> candidates = detect::Decode(outputs, info, p, static_cast<float>(score), &rule);
+  std::vector<detect::Candidate> candidates = detect::Decode(outputs, shaped, p, static_cast<float>(score), &rule);
   const bool obb = task->id == Task::kObb;
   if (obb && outputs[0].shape[1] != 4 + p.classes + 1) {
     throw Error("detect: output 0 has " + std::to_string(outputs[0].shape[1] - 4 - p.classes) +
@@ -73,7 +88,7 @@ std::vector<Detection> Detect(const std::vector<Tensor>& outputs, const ModelInf
     throw Error("detect: output 0 has " + std::to_string(extra) + " channels after the classes, not " +
                 std::to_string(p.keypoints) + " keypoints x " + std::to_string(p.keypoint_dims));
   }
-  const int in_h = static_cast<int>(info.inputs[0].shape[2]), in_w = static_cast<int>(info.inputs[0].shape[3]);
+  const int in_h = static_cast<int>(shaped.inputs[0].shape[2]), in_w = static_cast<int>(shaped.inputs[0].shape[3]);
 
   std::vector<Detection> found;
   found.reserve(kept.size());

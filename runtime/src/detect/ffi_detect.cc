@@ -53,6 +53,10 @@ ffi::Map<ffi::String, ffi::Any> DetectFfi(const ffi::Array<ffi::Tensor>& outputs
     t.scale_y = Field(where, "scale_y");
     t.offset_x = Field(where, "offset_x");
     t.offset_y = Field(where, "offset_y");
+    if (where.find(ffi::String("input_width")) != where.end()) {  // the input's size (a dynamic input's varies)
+      t.input_width = static_cast<int>(Field(where, "input_width"));
+      t.input_height = static_cast<int>(Field(where, "input_height"));
+    }
     DetectOptions options;
     options.score = score;
     options.iou = iou;

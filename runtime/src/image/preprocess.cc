@@ -3,8 +3,8 @@
 //
 // Every source is first brought to packed 8-bit RGB or BGR pixels (skipped when it already is 3 channels, at any
 // stride), resized with ncnn's bilinear resize (resize is per channel, so the order it runs in does not change a
-// value), placed on an H x W canvas (crop or letterbox), widened to float in the model's channel order and
-// normalized by ncnn over the canvas.
+// value), placed on an H x W canvas (crop, letterbox or height; image/place.cc says where, and H x W for a dynamic
+// input), widened to float in the model's channel order and normalized by ncnn over the canvas.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,21 +12,11 @@
 
 #include "internal.h"
 #include "mat.h"  // ncnn
-#include "meta/tables.h"
+#include "image/place.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
 namespace {
-
-constexpr int64_t kMaxPixels = 100 * 1000 * 1000;  // per image, per input, per resized image
-constexpr double kMinCropPct = 0.01;                 // keeps floor(H / crop_pct) * width within int64
-
-struct InputGeometry {
-  int height, width;
-  float mean[3], norm[3];  // in the model's channel order
-  bool bgr;
-  ResizeMode resize;
-};
 
 int Channels(PixelFormat f) {
   switch (f) {
@@ -40,9 +30,6 @@ int Channels(PixelFormat f) {
 }
 
 bool RedFirst(PixelFormat f) { return f == PixelFormat::kRGB || f == PixelFormat::kRGBA; }
-
-// Python's round(): half to even. torchvision's CenterCrop uses it for the crop's corner.
-int64_t RoundHalfEven(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
 
 // Packed 3-channel copy of `p` in the model's order. A side of 1 pixel is doubled: ncnn's bilinear resize reads
 // one pixel before the row when the source is 1 wide (it clamps to srcw - 2); a copied pixel resizes to the same
@@ -77,113 +64,6 @@ void Resize(const uint8_t* src, int sw, int sh, size_t sstride, uint8_t* dst, in
     return;
   }
   ncnn::resize_bilinear_c3(src, sw, sh, static_cast<int>(sstride), dst, dw, dh, static_cast<int>(dstride));
-}
-
-// The model-side checks, before any pixel is read (LoadImage runs them before decoding).
-InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
-  const std::string name = where + ": ";
-  if (info.inputs.empty()) throw Error(name + "the model has no inputs");
-  const TensorInfo& in = info.inputs[0];
-  if (in.shape.size() != 4 || in.shape[0] != 1 || in.shape[1] != 3 || in.shape[2] < 1 || in.shape[3] < 1 ||
-      in.dtype != "float32") {
-    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + " " + in.dtype +
-                "; an image needs a [1,3,H,W] float32 input (pass a .npy instead)");
-  }
-  const Preprocess& pp = info.preprocess;
-  if (pp.mean.size() != 3 || pp.std.size() != 3) {
-    throw Error(name + "model preprocess needs 3 mean and 3 std values");
-  }
-  if (pp.color != "RGB" && pp.color != "BGR") {
-    throw Error(name + "model preprocess color '" + pp.color + "' is not RGB or BGR");
-  }
-  const ResizeRow* mode = FindName(kResizeModes, pp.resize);
-  if (mode == nullptr) {
-    throw Error(name + "model preprocess resize '" + pp.resize + "' is not " +
-                JoinNames(Names(kResizeModes), ", ", " or "));
-  }
-  if (mode->id == ResizeMode::kCrop && !(pp.crop_pct >= kMinCropPct && pp.crop_pct <= 1)) {
-    throw Error(name + "model preprocess crop_pct " + std::to_string(pp.crop_pct) + " is not in 0.01..1");
-  }
-  if (mode->id == ResizeMode::kLetterbox && (pp.pad < 0 || pp.pad > 255)) {
-    throw Error(name + "model preprocess pad " + std::to_string(pp.pad) + " is not a pixel value 0..255");
-  }
-  if (in.shape[2] * in.shape[3] > kMaxPixels) {
-    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + ": over 100 megapixels");
-  }
-  InputGeometry g;
-  g.height = static_cast<int>(in.shape[2]);
-  g.width = static_cast<int>(in.shape[3]);
-  // mean/std are listed R,G,B; input channel c holds R,G,B or B,G,R as `color` says.
-  g.bgr = pp.color == "BGR";
-  g.resize = mode->id;
-  for (int c = 0; c < 3; ++c) {
-    const int rgb = g.bgr ? 2 - c : c;
-    if (pp.std[rgb] == 0.f) throw Error(name + "model preprocess std has a zero");
-    g.mean[c] = pp.mean[rgb];
-    g.norm[c] = 1.f / pp.std[rgb];
-  }
-  return g;
-}
-
-}  // namespace
-
-void CheckImageInput(const ModelInfo& info, const std::string& where) { ImageInput(info, where); }
-
-ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
-  const InputGeometry in = ImageInput(info, "image");
-  const std::string size = std::to_string(width) + "x" + std::to_string(height);
-  if (width < 1 || height < 1) throw Error("image: " + size + " pixels is empty");
-  if (static_cast<int64_t>(width) * height > kMaxPixels) {
-    throw Error("image: " + size + " pixels is over the 100 megapixel limit");
-  }
-  const Preprocess& pp = info.preprocess;
-  const int64_t w = width, h = height, W = in.width, H = in.height;
-  int64_t rw = W, rh = H, left = 0, top = 0;  // resized size; the resized image's corner on the input
-  double r = 0;                                // letterbox: the scale both axes get
-  if (in.resize == ResizeMode::kCrop) {
-    // Cover th x tw keeping the aspect ratio; the side that needs the larger scale gets its target exactly and
-    // the other floor(target * side / this side), as torchvision's Resize(int) does for the longer side.
-    const int64_t th = static_cast<int64_t>(std::floor(H / pp.crop_pct));
-    const int64_t tw = static_cast<int64_t>(std::floor(W / pp.crop_pct));
-    if (th * w >= tw * h) {
-      rh = th;
-      rw = th * w / h;
-    } else {
-      rw = tw;
-      rh = tw * h / w;
-    }
-    left = -RoundHalfEven((rw - W) / 2.0);
-    top = -RoundHalfEven((rh - H) / 2.0);
-  } else if (in.resize == ResizeMode::kLetterbox) {
-    // ultralytics LetterBox: r = min(H/h, W/w), sizes rounded (half to even), the padding split with the odd pixel
-    // at the bottom / right. Top-left is YOLOX's preproc: the same r, sizes int(w * r) (truncated), padding only
-    // right and bottom, and boxes mapped back by dividing by r itself (below).
-    r = std::min(static_cast<double>(H) / h, static_cast<double>(W) / w);
-    if (pp.letterbox_topleft) {
-      rw = std::clamp<int64_t>(static_cast<int64_t>(w * r), 1, W);
-      rh = std::clamp<int64_t>(static_cast<int64_t>(h * r), 1, H);
-    } else {
-      rw = std::clamp<int64_t>(RoundHalfEven(w * r), 1, W);
-      rh = std::clamp<int64_t>(RoundHalfEven(h * r), 1, H);
-      left = (W - rw) / 2;
-      top = (H - rh) / 2;
-    }
-  }
-  if (rw > kMaxPixels || rh > kMaxPixels || rw * rh > kMaxPixels) {
-    throw Error("image: resizing " + std::to_string(w) + "x" + std::to_string(h) + " to " + std::to_string(rw) + "x" +
-                std::to_string(rh) + " for the crop is over the 100 megapixel limit");
-  }
-  ImageTransform t;
-  t.image_width = width;
-  t.image_height = height;
-  t.resized_width = static_cast<int>(rw);
-  t.resized_height = static_cast<int>(rh);
-  const bool yolox = in.resize == ResizeMode::kLetterbox && pp.letterbox_topleft;
-  t.scale_x = yolox ? r : static_cast<double>(rw) / w;
-  t.scale_y = yolox ? r : static_cast<double>(rh) / h;
-  t.offset_x = static_cast<double>(left);
-  t.offset_y = static_cast<double>(top);
-  return t;
 }
 
 // (v - mean[c]) * norm[c] for every byte v of each channel c, as ncnn computes it, 3 x 256 floats; kept per thread
@@ -228,16 +108,16 @@ struct TrimScratch {
   }
 };
 
-void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, ImageTransform* transform,
-                          const std::string& where) {
-  const TrimScratch trim;
-  const InputGeometry in = ImageInput(info, where);
+// The pixel-side checks and where the image lands (PlaceImage): the tensor's size is known before any pixel is
+// read, so a dynamic input's tensor is allocated at its size for this image.
+ImageTransform PlacePixels(const Pixels& p, const ModelInfo& info, const std::string& where) {
+  image::ImageInput(info, where);
   const std::string name = where + ": ";
   const int ch = Channels(p.format);
   if (p.width < 1 || p.height < 1) {
     throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) + " pixels is empty");
   }
-  if (static_cast<int64_t>(p.width) * p.height > kMaxPixels) {
+  if (static_cast<int64_t>(p.width) * p.height > image::kMaxPixels) {
     throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) +
                 " pixels is over the 100 megapixel limit");
   }
@@ -251,9 +131,16 @@ void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, Im
   if (stride > static_cast<size_t>(INT32_MAX)) {
     throw Error(name + "row stride " + std::to_string(stride) + " bytes is too large");
   }
+  return PlaceImage(p.width, p.height, info);
+}
 
-  const ImageTransform t = PlaceImage(p.width, p.height, info);
-  const int W = in.width, H = in.height;
+// Pixels checked by PlacePixels -> the 3 x H x W floats at dst (H x W: t's input size).
+void FillPixels(const Pixels& p, const ModelInfo& info, const ImageTransform& t, float* dst) {
+  const TrimScratch trim;
+  const image::InputGeometry in = image::ImageInput(info, "pixels");
+  const int ch = Channels(p.format);
+  const size_t stride = p.stride == 0 ? static_cast<size_t>(p.width) * ch : p.stride;
+  const int W = t.input_width, H = t.input_height;
 
   // Source in the model's order: the caller's own rows when they already are (3 channels, right order, resizable).
   const uint8_t* src = p.data;
@@ -289,6 +176,9 @@ void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, Im
     std::fill(canvas, canvas + canvas_size, static_cast<uint8_t>(pp.pad));
     const size_t corner = static_cast<size_t>(t.offset_y) * cstride + static_cast<size_t>(t.offset_x) * 3;
     Resize(src, sw, sh, sstride, canvas + corner, t.resized_width, t.resized_height, cstride);
+  } else if (in.resize == ResizeMode::kHeight) {
+    // The line on the left; the columns right of it are filled in float below (the fill need not be a byte).
+    Resize(src, sw, sh, sstride, canvas, t.resized_width, H, cstride);
   } else {
     Resize(src, sw, sh, sstride, canvas, W, H, cstride);
   }
@@ -308,13 +198,23 @@ void PreprocessPixelsInto(const Pixels& p, const ModelInfo& info, float* dst, Im
     c1[i] = lut[256 + px[1]];
     c2[i] = lut[512 + px[last]];
   }
-  if (transform) *transform = t;
+  if (in.resize == ResizeMode::kHeight && t.resized_width < W) {
+    // (fill - mean) * norm as ncnn normalizes a pixel; no fill: 0 in the tensor, as PaddleOCR pads.
+    for (int c = 0; c < 3; ++c) {
+      const float v = pp.fill < 0 ? 0.f : (static_cast<float>(pp.fill) - in.mean[c]) * in.norm[c];
+      float* const channel = dst + c * plane;
+      for (int y = 0; y < H; ++y) std::fill(channel + y * W + t.resized_width, channel + (y + 1) * W, v);
+    }
+  }
 }
 
+}  // namespace
+
 Tensor PreprocessPixels(const Pixels& p, const ModelInfo& info, ImageTransform* transform, const std::string& where) {
-  const InputGeometry in = ImageInput(info, where);
-  Tensor out({1, 3, in.height, in.width}, "float32");
-  PreprocessPixelsInto(p, info, out.f32(), transform, where);
+  const ImageTransform t = PlacePixels(p, info, where);
+  Tensor out({1, 3, t.input_height, t.input_width}, "float32");
+  FillPixels(p, info, t, out.f32());
+  if (transform) *transform = t;
   return out;
 }
 
@@ -324,18 +224,21 @@ Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransfo
 
 void PreprocessImage(const Pixels& pixels, const ModelInfo& info, Tensor* out, ImageTransform* transform) {
   if (out == nullptr) throw Error("pixels: the output tensor is null");
-  const InputGeometry in = ImageInput(info, "pixels");
-  const std::vector<int64_t> shape{1, 3, in.height, in.width};
-  if (out->shape != shape || out->dtype != "float32" || out->bytes.size() != static_cast<size_t>(3) * in.height *
-                                                                                  in.width * sizeof(float)) {
-    *out = Tensor(shape, "float32");  // once: the same shape next frame
+  const ImageTransform t = PlacePixels(pixels, info, "pixels");
+  const std::vector<int64_t> shape{1, 3, t.input_height, t.input_width};
+  const size_t bytes = static_cast<size_t>(3) * t.input_height * t.input_width * sizeof(float);
+  if (out->shape != shape || out->dtype != "float32" || out->bytes.size() != bytes) {
+    *out = Tensor(shape, "float32");  // once: the same shape next frame (a dynamic input: the same frame size)
   }
-  PreprocessPixelsInto(pixels, info, out->f32(), transform, "pixels");
+  FillPixels(pixels, info, t, out->f32());
+  if (transform) *transform = t;
 }
 
 void PreprocessImage(const Pixels& pixels, const ModelInfo& info, float* out, ImageTransform* transform) {
   if (out == nullptr) throw Error("pixels: the output buffer is null");
-  PreprocessPixelsInto(pixels, info, out, transform, "pixels");
+  const ImageTransform t = PlacePixels(pixels, info, "pixels");
+  FillPixels(pixels, info, t, out);
+  if (transform) *transform = t;
 }
 
 }  // namespace tvm_ncnn

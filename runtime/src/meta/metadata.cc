@@ -83,36 +83,46 @@ struct MetaReader {
         if ((dim < 1 && dim != -1) || dim > INT32_MAX) Bad(field + " '" + info.name + "' has a bad dimension");
         info.shape.push_back(dim);
       }
-      if (auto dynamic = Find(t, "dynamic")) info.dynamic = Dynamic(*dynamic, field, info);
+      if (auto dyn = Find(t, "dynamic")) info.dynamic = Dynamic(*dyn, field, info);
       // An input's -1 needs its rule; an output's size follows the inputs'.
       for (size_t axis = 0; std::string(key) == "inputs" && axis < info.shape.size(); ++axis) {
-        bool ruled = std::any_of(info.dynamic.begin(), info.dynamic.end(),
-                                 [&](const DynamicDim& d) { return d.axis == static_cast<int>(axis); });
-        if ((info.shape[axis] == -1) != ruled) Bad(field + " '" + info.name + "' dimension " +
-                                                   std::to_string(axis) + " and its 'dynamic' rule disagree");
+        if (info.shape[axis] == -1 && info.Dynamic(static_cast<int>(axis)) == nullptr) {
+          Bad(field + " '" + info.name + "' has a dynamic dimension (axis " + std::to_string(axis) +
+              ") that its 'dynamic' list does not describe");
+        }
       }
       out.push_back(std::move(info));
     }
     return out;
   }
 
-  std::vector<DynamicDim> Dynamic(const ffi::Any& value, const std::string& field, const TensorInfo& info) const {
-    std::vector<DynamicDim> out;
-    for (const ffi::Any& item : List(value, field + ".dynamic")) {
-      ffi::Map<ffi::Any, ffi::Any> d = Obj(item, field + ".dynamic");
+  // A tensor's "dynamic" list: [{"axis", "name", "multiple", "min", "max"}], one per -1 in its shape.
+  std::vector<DynamicDim> Dynamic(const ffi::Any& v, const std::string& field, const TensorInfo& t) const {
+    TensorInfo seen;  // the axes read so far
+    const ffi::Array<ffi::Any> list = List(v, field + ".dynamic");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string f = field + ".dynamic[" + std::to_string(i) + "]";
+      const ffi::Map<ffi::Any, ffi::Any> d = Obj(list[i], f);
       DynamicDim dim;
-      dim.axis = static_cast<int>(Int(Need(d, "axis"), field + ".dynamic.axis"));
-      dim.name = Str(Need(d, "name"), field + ".dynamic.name");
-      dim.multiple = Int(Need(d, "multiple"), field + ".dynamic.multiple");
-      dim.min = Int(Need(d, "min"), field + ".dynamic.min");
-      dim.max = Int(Need(d, "max"), field + ".dynamic.max");
-      if (dim.axis < 1 || dim.axis >= static_cast<int>(info.shape.size()) || dim.multiple < 1 || dim.min < 1 ||
-          dim.max < dim.min || dim.max > INT32_MAX) {
-        Bad(field + " '" + info.name + "' has a bad dynamic dimension '" + dim.name + "'");
+      const int64_t axis = Int(Need(d, "axis"), f + ".axis");
+      if (axis < 0 || axis >= static_cast<int64_t>(t.shape.size()) || t.shape[axis] != -1 ||
+          seen.Dynamic(static_cast<int>(axis)) != nullptr) {
+        Bad("field '" + f + ".axis' is " + std::to_string(axis) + ", not a dimension of " + ShapeString(t.shape) +
+            " that is -1 and listed once");
       }
-      out.push_back(dim);
+      dim.axis = static_cast<int>(axis);
+      dim.name = OptStr(d, "name");
+      dim.max = INT32_MAX;
+      if (auto m = Find(d, "multiple")) dim.multiple = Int(*m, f + ".multiple");
+      if (auto m = Find(d, "min")) dim.min = Int(*m, f + ".min");
+      if (auto m = Find(d, "max")) dim.max = Int(*m, f + ".max");
+      if (dim.multiple < 1 || dim.min < 1 || dim.max < dim.min || dim.max > INT32_MAX) {
+        Bad("field '" + f + "' has multiple " + std::to_string(dim.multiple) + ", min " + std::to_string(dim.min) +
+            ", max " + std::to_string(dim.max) + ": not 1 <= min <= max <= 2^31-1 with multiple >= 1");
+      }
+      seen.dynamic.push_back(dim);
     }
-    return out;
+    return seen.dynamic;
   }
 
   std::vector<float> Floats3(const ffi::Map<ffi::Any, ffi::Any>& pp, const char* key, float fill) const {
@@ -151,7 +161,32 @@ struct MetaReader {
         }
         pp->letterbox_topleft = anchor == "topleft";
       }
+    } else if (mode->id == ResizeMode::kHeight) {
+      if (auto v = Find(p, "pad")) {
+        pp->fill = Number(*v, "preprocess.pad");
+        if (!(pp->fill >= 0 && pp->fill <= 255)) Bad("field 'preprocess.pad' is not a pixel value 0..255");
+      }
+      pp->min_width = Size(p, "min_width");
+      pp->max_width = Size(p, "max_width");
+    } else if (mode->id == ResizeMode::kLimit) {
+      if (auto v = Find(p, "limit")) pp->limit = Str(*v, "preprocess.limit");
+      if (pp->limit != "min" && pp->limit != "max") {
+        Bad("field 'preprocess.limit' is '" + pp->limit + "', not min or max");
+      }
     }
+    // Dynamic inputs' sizes (letterbox, height, limit); 0 when absent (a static input's letterbox).
+    pp->size = Size(p, "size");
+    pp->stride = Size(p, "stride");
+  }
+
+  // An optional size field: a whole number 1..2^31-1, or 0 when absent.
+  int64_t Size(const ffi::Map<ffi::Any, ffi::Any>& p, const char* key) const {
+    auto v = Find(p, key);
+    if (!v.has_value()) return 0;
+    const std::string field = std::string("preprocess.") + key;
+    const int64_t n = Int(*v, field);
+    if (n < 1 || n > INT32_MAX) Bad("field '" + field + "' is " + std::to_string(n) + ", not a size 1..2^31-1");
+    return n;
   }
 
   ModelInfo Parse(const std::string& json) const {

@@ -79,7 +79,7 @@ inline constexpr LayoutRow kLayouts[] = {
 };
 
 // ---- Resize modes (Preprocess::resize)
-enum class ResizeMode { kStretch, kCrop, kLetterbox };
+enum class ResizeMode { kStretch, kCrop, kLetterbox, kHeight, kLimit };
 struct ResizeRow {
   const char* name;
   ResizeMode id;
@@ -87,7 +87,9 @@ struct ResizeRow {
 inline constexpr ResizeRow kResizeModes[] = {
     {"stretch", ResizeMode::kStretch},
     {"crop", ResizeMode::kCrop},
-    {"letterbox", ResizeMode::kLetterbox},
+    {"letterbox", ResizeMode::kLetterbox},  // a static H x W, or a dynamic one (ultralytics auto=True)
+    {"height", ResizeMode::kHeight},        // text recognisers: static H, dynamic W follows the image
+    {"limit", ResizeMode::kLimit},          // DBNet text detectors: dynamic H x W
 };
 
 // ---- Reading the tables

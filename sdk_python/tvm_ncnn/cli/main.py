@@ -25,7 +25,8 @@ def cmd_export(args) -> int:
     from ..exporter.api import Preprocess, TvmFallbackWarning, export
     from ..frontend.importer import DefaultBatchWarning
 
-    pre = Preprocess(mean=args.mean, std=args.std, color=args.color, resize=args.resize)
+    pre = Preprocess(mean=args.mean, std=args.std, color=args.color, resize=args.resize, size=args.size,
+                     stride=args.stride, min_width=args.min_width, max_width=args.max_width)
     task = _task(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TvmFallbackWarning)
@@ -234,7 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default="model.so")
     p.add_argument("--target", default="host", help="host, rpi4, rpi5 or aarch64")
     p.add_argument("--input", action="append", type=cli_types.input_shape, metavar="NAME:1,3,224,224",
-                   help="static shape for an input (repeat for several)")
+                   help="an input's shape (repeat for several): numbers pin sizes, names leave them dynamic "
+                        "(NAME:1,3,H,W; bounded: H=32..1280)")
     p.add_argument("--labels", help="text file, one class label per line")
     p.add_argument("--mean", type=cli_types.floats3,
                    help="R,G,B in pixel units (0..255), e.g. ImageNet 123.675,116.28,103.53 (0..1 units are refused; "
@@ -247,7 +249,19 @@ def main(argv=None) -> int:
                    help="how an image is fitted to the input (bilinear): stretch; crop[:PCT]: shorter side to H/PCT, "
                         "centre cut, as timm/torchvision evaluate (PCT 0.875); letterbox[:PAD][:topleft]: fit whole, "
                         "border of pixel value PAD (114), centred as ultralytics or top-left as YOLOX (default: "
-                        "the model's metadata (ultralytics: letterbox:114), else stretch)")
+                        "the model's metadata (ultralytics: letterbox:114), else stretch). A dynamic H x W: "
+                        "letterbox to --size, padded to a --stride multiple (ultralytics auto=True); height[:PAD]: "
+                        "text recognisers, the input's height, width from the image; limit[:min|max]: DBNet text "
+                        "detectors, the short (min) or long (max) side to --size, sides to --stride multiples")
+    for flag, text in [("--size", "dynamic input: letterbox's long side (ultralytics imgsz; default its metadata, "
+                                  "else 640) or limit's side (default 736 for min, 960 for max)"),
+                       ("--stride", "dynamic input: each dynamic side a multiple of it (default: ultralytics' "
+                                    "stride, else the input's dynamic multiple)"),
+                       ("--min-width", "resize height: the narrowest input width (default: the input's minimum; "
+                                       "PaddleOCR/rapidocr: 320 for height 48)"),
+                       ("--max-width", "resize height: the widest input width, a longer line is squeezed (default: "
+                                       "the input's maximum, at most 1280)")]:
+        p.add_argument(flag, type=int, metavar="N", help=text)
     p.add_argument("--no-offload", action="store_true", help="compile everything with TVM (reference)")
     p.add_argument("--no-verify", action="store_true",
                    help="write model.so without checking it against onnxruntime / torch / TVM alone (recorded)")

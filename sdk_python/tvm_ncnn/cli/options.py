@@ -43,15 +43,20 @@ def floats3(text: str) -> tuple[float, float, float]:
     return values
 
 
-def input_shape(text: str) -> tuple[str, list[int]]:
+def input_shape(text: str) -> tuple[str, list]:
+    """NAME:1,3,224,224 pins the sizes; a name leaves one dynamic (NAME:1,3,H,W), optionally bounded
+    (NAME:1,3,H=32..1280,W): frontend/dynamic.py."""
+    from ..frontend.dynamic import parse_dim
+
     name, sep, dims = text.rpartition(":")
     try:
-        shape = [int(d) for d in dims.split(",")]
-    except ValueError:
+        shape = [parse_dim(d) for d in dims.split(",")]
+    except ModelError:
         shape = []
-    if not sep or not name or not shape or any(d <= 0 for d in shape):
-        raise argparse.ArgumentTypeError(f"'{text}' is not NAME:D1,D2,... (e.g. input:1,3,224,224)")
-    return name, shape
+    if not sep or not name or not shape or any(isinstance(d, int) and d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME:D1,D2,... (e.g. input:1,3,224,224, or "
+                                         f"input:1,3,H,W for dynamic sizes)")
+    return name, [d if isinstance(d, int) else dims.split(",")[i] for i, d in enumerate(shape)]
 
 
 def threads(text: str) -> int:

@@ -9,6 +9,7 @@ import warnings
 import tvm
 from tvm import relax
 
+from ..frontend.dynamic import as_shape_checks
 from ..frontend.importer import Imported
 from ..ncnn import codegen  # registers relax.ext.ncnn, which RunCodegen calls
 from ..ncnn.quantize import Plan
@@ -58,7 +59,7 @@ def generated(mod: tvm.IRModule, int8: Plan | None = None, sizes: list[dict] | N
     options = {codegen.CODEGEN: {"int8_plan": int8.to_json()}} if int8 is not None else None
     with probing(sizes[0] if sizes else None, sizes):
         mod = relax.transform.RunCodegen(options)(mod)
-    return mod.without_attr("const_name_to_constant")
+    return as_shape_checks(mod.without_attr("const_name_to_constant"))
 
 
 def tvm_part(imported: Imported, offload: bool = True) -> tuple[tvm.IRModule, PartitionReport]:

@@ -75,7 +75,8 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
     postprocess, labels, post_source = tasks.resolve(model, imported, task, labels)  # labels may come with it
-    preprocess, sources = preprocessing.resolve(model, preprocess)  # an ultralytics model says its own
+    # An ultralytics model says its own; a dynamic input's rule gets its sizes (the inputs' "dynamic" metadata).
+    preprocess, sources = preprocessing.resolve(model, preprocess, [s.to_json() for s in imported.inputs])
     if postprocess:
         sources["postprocess"] = post_source
     _check_labels(labels, imported.outputs)

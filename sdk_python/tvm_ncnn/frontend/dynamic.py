@@ -27,6 +27,7 @@ from tvm.sym import Analyzer
 from ..errors import ModelError
 
 MULTIPLES = (1, 2, 4, 8, 16, 32, 64, 128)  # the size rules tried, smallest first
+VIEW_SUFFIX = "_by_rule"  # the variable main views its input through (as_shape_checks)
 MAX_SIDE = 4096  # the default largest size of a dynamic dimension (--input NAME:1,3,H=32..8192,W for more)
 _SPEC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:=(\d*)\.\.(\d*))?$")
 
@@ -216,12 +217,37 @@ def _bind_params(mod: tvm.IRModule, sizes: Sizes) -> tvm.IRModule:
             shape[d.axis] = sizes.param[id(d)]
         outer = relax.Var(param.name, relax.TensorType(shape, param.ty.dtype))
         params.append(outer)
-        prefix.append(relax.VarBinding(param, relax.op.reshape(outer, relax.ShapeExpr(list(param.ty.shape)))))
+        viewed = relax.DataflowVar(param.name + VIEW_SUFFIX, param.ty)
+        prefix.append(relax.VarBinding(viewed, relax.op.reshape(outer, relax.ShapeExpr(list(param.ty.shape)))))
+        prefix.append(relax.VarBinding(param, viewed))
     if not prefix:
         return mod
-    body = relax.SeqExpr([relax.BindingBlock(prefix)] + list(main.body.blocks), main.body.body)
+    blocks = list(main.body.blocks)
+    if blocks and isinstance(blocks[0], relax.DataflowBlock):  # in a dataflow block the reshape is a view
+        blocks[0] = relax.DataflowBlock(prefix + list(blocks[0].bindings))
+    else:
+        blocks.insert(0, relax.DataflowBlock(prefix))
+    body = relax.SeqExpr(blocks, main.body.body)
     mod["main"] = relax.Function(params, body, main.body.body.ty, main.is_pure, main.attrs)
     return relax.transform.Normalize()(mod)
+
+
+def as_shape_checks(mod: tvm.IRModule) -> tvm.IRModule:
+    """The input views become shape checks (match_cast) for the build: a reshape between sizes TVM cannot prove
+    equal (H and 32 * (H // 32)) is a copy of the whole input on every run; the runtime admits only sizes where
+    they are. Partitioning cannot take match_cast, hence the reshape until here."""
+    main = mod["main"]
+    if not any(b.var.name.endswith(VIEW_SUFFIX) for block in main.body.blocks for b in block.bindings):
+        return mod
+    blocks = []
+    for block in main.body.blocks:
+        bindings = [relax.MatchCast(b.var, b.value.args[0], b.var.ty)
+                    if b.var.name.endswith(VIEW_SUFFIX) and isinstance(b.value, relax.Call) else b
+                    for b in block.bindings]
+        blocks.append(type(block)(bindings))
+    mod["main"] = relax.Function(main.params, relax.SeqExpr(blocks, main.body.body), main.ret_ty, main.is_pure,
+                                 main.attrs)
+    return mod
 
 
 @contextlib.contextmanager

@@ -4,11 +4,12 @@ image files go through too. ImageTransform: where the image landed in the model 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, last_line
 
 # channels per pixel of each format the runtime takes (runtime.h PixelFormat)
 PIXEL_FORMATS = {"RGB": 3, "BGR": 3, "RGBA": 4, "BGRA": 4, "GRAY": 1}
@@ -30,6 +31,8 @@ class ImageTransform:
     scale_y: float
     offset_x: float
     offset_y: float
+    input_width: int = 0   # the tensor's W x H for this image (a dynamic input's follows the image)
+    input_height: int = 0
 
     def to_image(self, x, y):
         """Input coordinates (numbers or numpy arrays) -> image coordinates."""
@@ -86,3 +89,22 @@ def size_of(image) -> tuple[int, int]:
         return int(image[0]), int(image[1])
     raise ModelError(f"image_transform takes (width, height), a numpy array of pixels or a PIL image, not "
                      f"{type(image).__name__}")
+
+
+def preprocess(image, metadata: dict | str, pixel_format: str | None = None) -> tuple[np.ndarray, ImageTransform]:
+    """(input tensor, ImageTransform) of an image as a model.so with this metadata (read_metadata(), or its JSON)
+    preprocesses it -- the runtime's PreprocessImage, without loading the model (a model.so for another CPU, or
+    the metadata alone). image: a numpy uint8 array of pixels or a PIL image, as LoadedModel.load_image takes."""
+    import tvm_ffi
+
+    from . import native
+
+    pixels, fmt = pixels_of(image, pixel_format)
+    doc = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    try:
+        done = native.get_function("tvm_ncnn.preprocess_pixels")(tvm_ffi.from_dlpack(pixels), fmt, doc)
+    except Exception as err:
+        raise ModelError(last_line(err)) from None
+    t = done["transform"]
+    fields = {k: (float(v) if k.startswith(("scale", "offset")) else int(v)) for k, v in t.items()}
+    return np.from_dlpack(done["tensor"]).copy(), ImageTransform(**fields)
