@@ -19,8 +19,7 @@ def inspect(model, input_shapes: dict | None = None, example_inputs=None):
 
     if is_model_so(model):
         return PartitionReport.from_json(read_metadata(model).get("partition", {}))
+    from .compile.lower import partitioned
     from .frontend.importer import import_model
-    from .partition.regions import partition, report
 
-    imported = import_model(model, input_shapes, example_inputs)
-    return report(partition(imported.mod))
+    return partitioned(import_model(model, input_shapes, example_inputs))[1]

@@ -27,7 +27,20 @@ def describe(path) -> dict:
 
 
 def _tensors(specs: list[dict]) -> str:
-    return "; ".join(f"'{s.get('name')}' [{','.join(map(str, s.get('shape', [])))}] {s.get('dtype')}" for s in specs)
+    """'images' [1,3,H,W] float32 (H, W: multiples of 32, 32..4096): a dynamic size by its name, with its rule."""
+    return "; ".join(_tensor(s) for s in specs)
+
+
+def _tensor(spec: dict) -> str:
+    shape = [str(d) for d in spec.get("shape", [])]
+    rules = []
+    for d in spec.get("dynamic", []):
+        if 0 <= d["axis"] < len(shape):
+            shape[d["axis"]] = d["name"]
+        step = f"a multiple of {d['multiple']}, " if d.get("multiple", 1) > 1 else ""
+        rules.append(f"{d['name']}: {step}{d.get('min', 1)}..{d.get('max', '?')}")
+    text = f"'{spec.get('name')}' [{','.join(shape)}] {spec.get('dtype')}"
+    return text + (f" (dynamic {'; '.join(rules)})" if rules else "")
 
 
 def _task_text(post: dict | None) -> str:
@@ -106,8 +119,10 @@ def _verify_text(record: dict | None) -> str:
     if not record:
         return "not recorded (exported before export checked its models)"
     if record.get("result") == "passed":
-        return (f"against {record.get('reference')} on a random input: largest error "
-                f"{record.get('max_error', 0):.2g} x max|ref|")
+        shapes = record.get("shapes")  # a model with dynamic sizes: one random input at each of two sizes
+        at = f"random inputs at {' and '.join('x'.join(map(str, s[0])) for s in shapes)}" if shapes \
+            else "a random input"
+        return f"against {record.get('reference')} on {at}: largest error {record.get('max_error', 0):.2g} x max|ref|"
     return f"no ({record.get('why', record.get('result'))})"
 
 

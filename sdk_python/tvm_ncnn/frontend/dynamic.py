@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 import re
 import sys
@@ -137,10 +138,35 @@ def symbolic_import(convert, shapes: dict[str, list], dims: list[DynamicDim], so
             failure = "some tensor's shape depends on the size in a way TVM cannot follow"
             continue
         _find_bounds(mod["main"], sizes, source)
+        failure = _static_mismatch(convert, shapes, sizes, mod["main"])
+        if failure:
+            continue
         return _bind_params(mod, sizes), sizes
     names = ", ".join(sorted({f"{d.input}:{d.name}" for d in dims}))
+    failure = failure if len(failure) <= 160 else failure[:157] + "..."
     raise ModelError(f"{source}: no size rule makes dimension(s) {names} dynamic (tried multiples up to "
                      f"{MULTIPLES[-1]}; {failure}): give fixed sizes with --input NAME:1,3,640,640")
+
+
+def _static_mismatch(convert, shapes: dict, sizes: Sizes, main: relax.Function) -> str:
+    """"" when the model imported at each probe size, static, has the output shapes the symbolic import gives there;
+    else what differs. Where TVM cannot prove two sizes equal it may also assume them (a matmul's reduction over a
+    flattened feature map, against a Linear layer's fixed width): at a static size its importer checks them."""
+    symbolic = _tensor_dims(main.body.body.ty)
+    for values in sizes.probes():
+        shape_dict = {name: list(shape) for name, shape in shapes.items()}
+        for d in sizes.dims:
+            shape_dict[d.input][d.axis] = values[sizes.param[id(d)]]
+        try:
+            with _quiet():
+                static = convert(shape_dict)["main"]
+        except Exception as err:  # noqa: BLE001 -- the static import refuses the size: the rule is wrong
+            text = str(err).strip()
+            return text.splitlines()[-1] if text else type(err).__name__
+        expected = _evaluate(symbolic, values)
+        if expected is None or _evaluate(_tensor_dims(static.body.body.ty), {}) != expected:
+            return f"at {shape_dict} the outputs' shapes differ from what the symbolic import gives"
+    return ""
 
 
 def _tensor_dims(ty) -> list:
@@ -260,7 +286,8 @@ def _quiet():
     try:
         os.dup2(null, 1)
         os.dup2(null, 2)
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):  # TVM's importer prints with print()
+            yield
     finally:
         gc.collect()  # a failed import's BlockBuilder warns when it is destroyed
         sys.stdout.flush()
