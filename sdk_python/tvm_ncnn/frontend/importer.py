@@ -13,7 +13,7 @@ from tvm import relax
 
 from ..errors import ModelError
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes
+from . import onnx_nodes, recurrent
 
 
 class DefaultBatchWarning(UserWarning):
@@ -160,7 +160,7 @@ def _relax_ops_for_onnx():
 
     original_map = frontend._get_convert_map
     table = original_map()
-    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"])}
+    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **recurrent.converters()}
 
     def convert_map():
         return {**original_map(), **patched}
