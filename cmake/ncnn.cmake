@@ -35,7 +35,7 @@ set(TVM_NCNN_LAYERS
   Convolution ConvolutionDepthWise Deconvolution DeconvolutionDepthWise InnerProduct Gemm MatMul
   Pooling Interp BatchNorm Scale Bias BinaryOp Eltwise UnaryOp Softmax
   ReLU Clip Sigmoid HardSigmoid HardSwish Swish Mish PReLU TanH ELU GELU
-  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA
+  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA LSTM GRU RNN
   Quantize Dequantize Requantize)
 
 set(TVM_NCNN_DOWNLOAD_DIR "${PROJECT_SOURCE_DIR}/build/_downloads" CACHE PATH

@@ -152,19 +152,19 @@ def _function(rec: Recurrent, shapes: list, seq: int, hidden: int) -> relax.Func
     names = ["x", "w", "r", "b", "h0", "c0", "p"] if rec.kind == "LSTM" else ["x", "w", "r", "b", "h0"]
     params = [relax.Var(n, relax.TensorType(s, "float32")) for n, s in zip(names, shapes)]
     fb = relax.BlockBuilder()
+    # No dataflow block: partitioning fuses ops inside dataflow blocks only, and ncnn takes this function's call
+    # whole or none of it (TVM's FuseOps, which works on dataflow blocks too, leaves its ops apart).
     with fb.function(rec.name, params, private=True):
-        with fb.dataflow():
-            given = dict(zip(names, params))
-            ys, hs, cs = [], [], []
-            for k in range(rec.directions):
-                reverse = rec.direction == "reverse" or k == 1
-                y, h, c = _unrolled(fb, rec, given, k, reverse, seq, hidden)
-                ys, hs, cs = ys + [y], hs + [h], cs + [c]
-            outs = [ys[0] if len(ys) == 1 else relax.op.concat(ys, axis=2), _stack(hs)]
-            if rec.kind == "LSTM":
-                outs.append(_stack(cs))
-            result = fb.emit_output(relax.Tuple([fb.emit(o) for o in outs]))
-        fb.emit_func_output(result)
+        given = dict(zip(names, params))
+        ys, hs, cs = [], [], []
+        for k in range(rec.directions):
+            reverse = rec.direction == "reverse" or k == 1
+            y, h, c = _unrolled(fb, rec, given, k, reverse, seq, hidden)
+            ys, hs, cs = ys + [y], hs + [h], cs + [c]
+        outs = [ys[0] if len(ys) == 1 else relax.op.concat(ys, axis=2), _stack(hs)]
+        if rec.kind == "LSTM":
+            outs.append(_stack(cs))
+        fb.emit_func_output(relax.Tuple([fb.emit(o) for o in outs]))
     return fb.get()[rec.name]
 
 

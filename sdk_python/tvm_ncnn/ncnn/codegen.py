@@ -59,7 +59,7 @@ def convert_region(func: relax.Function) -> Region:
                 composite = composite_of[value]
                 match = Match(calls_in(composite), dict(zip(composite.params, (blobs[a] for a in value.args))),
                               bound_calls(composite))
-                rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
+                rule = rule_for(str(composite.attrs["Composite"]), getattr(match.root.op, "name", None))
                 written = len(graph.layers)
                 blobs[binding.var] = rule.convert(graph, match)
                 _check_declared(rule, graph.layers[written:])

@@ -8,15 +8,16 @@ test_op_tables.py checks that the three agree).
 
 from __future__ import annotations
 
+from tvm.ir import GlobalVar
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, register_patterns
 
-from . import (activation, attention, conv, elementwise, matmul, norm, pool, reduce, resize, shape,
+from . import (activation, attention, conv, elementwise, matmul, norm, pool, recurrent, reduce, resize, shape,
                spelled_activation, unary_math)
 from .base import PREFIX, Fused, Match, Op, single
 
 # Fused patterns are tried in this order (the earlier the module, the higher its patterns' priority), then
 # every op alone.
-MODULES = (attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise,
+MODULES = (recurrent, attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise,
            unary_math, resize)
 
 SUPPORTED: dict[str, Op] = {op.name: op for module in MODULES for op in getattr(module, "OPS", [])}
@@ -26,6 +27,8 @@ FUSED: list[Fused] = [p for module in MODULES for p in getattr(module, "PATTERNS
 def why_not(call) -> str | None:
     """The reason a single Relax call cannot run in ncnn, or None when it can."""
     name = getattr(call.op, "name", None)
+    if isinstance(call.op, GlobalVar):  # a function of main's: ONNX's recurrent nodes (ops/recurrent.py)
+        return recurrent.why_not_recurrent(call)
     if name not in SUPPORTED:
         return f"no ncnn layer for {name or 'this call'}"
     return SUPPORTED[name].why_not(call)
