@@ -185,7 +185,7 @@ def _unrolled(fb, rec: Recurrent, given: dict, k: int, reverse: bool, seq: int, 
     w, r, b = _take(fb, given["w"], k), _take(fb, given["r"], k), _take(fb, given["b"], k)
     wb, rb = emit(op.strided_slice(b, [0], [0], [g])), emit(op.strided_slice(b, [0], [g], [2 * g]))
     xw = emit(op.add(op.matmul(x, op.permute_dims(w)), wb))  # every step's input part at once: [B, T, G*H]
-    steps = emit(op.split(xw, seq, axis=1))
+    steps = emit(op.split(xw, seq, axis=1)) if seq > 1 else None  # split in 1 is the tensor, not a tuple
     h = _take(fb, given["h0"], k, axis=1) if "h0" in given else relax.const(np.zeros((batch, hidden), np.float32))
     c = _take(fb, given["c0"], k, axis=1) if "c0" in given else relax.const(np.zeros((batch, hidden), np.float32))
     peep = _take(fb, given["p"], k) if "p" in given else None
@@ -195,7 +195,7 @@ def _unrolled(fb, rec: Recurrent, given: dict, k: int, reverse: bool, seq: int, 
     rt = emit(op.permute_dims(r))
     outs = [None] * seq
     for t in (reversed(range(seq)) if reverse else range(seq)):
-        xt = emit(op.reshape(relax.TupleGetItem(steps, t), [batch, g]))
+        xt = emit(op.reshape(relax.TupleGetItem(steps, t) if seq > 1 else xw, [batch, g]))
         if rec.kind == "LSTM":
             h, c = _lstm_step(fb, xt, h, c, rt, rb, peep, hidden)
         elif rec.kind == "GRU":
