@@ -133,7 +133,7 @@ def _batch_first(bb, x, layout: int, batch: int):
     shape = shape_of(x)
     if batch > 1:
         return bb.emit(relax.op.permute_dims(x, [1, 0, 2]))
-    made = bb.lookup_binding(x) if isinstance(x, relax.Var) else None
+    made = bb.lookup_binding(x) if isinstance(x, relax.Var) else x  # the importer may hand over the call itself
     if isinstance(made, relax.Call) and getattr(made.op, "name", "") == "relax.permute_dims" \
             and made.attrs.axes is not None and len(made.attrs.axes) == 3:
         axes = [int(a) for a in made.attrs.axes]  # x = permute(src, axes): swapping x's first two axes
