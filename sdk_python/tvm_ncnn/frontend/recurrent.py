@@ -18,43 +18,13 @@ LSTM input_forget, and a sequence_lens that is not a constant equal to the seque
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import numpy as np
 from tvm import relax
 
+from ..ncnn.recurrent_function import DIRECTIONS, GATES, Recurrent
 from ..relax_util import shape_of
 
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"], "RNN": ["tanh"]}
-DIRECTIONS = ("forward", "reverse", "bidirectional")
-_NAME = re.compile(r"^onnx_(lstm|gru|rnn)_(forward|reverse|bidirectional)(_lbr)?\d*$")
-
-
-@dataclass(frozen=True)
-class Recurrent:
-    """What a recurrent function computes, as its name spells it."""
-    kind: str          # LSTM, GRU, RNN
-    direction: str     # forward, reverse, bidirectional
-    linear_before_reset: bool = False  # GRU only
-
-    @property
-    def name(self) -> str:
-        return f"onnx_{self.kind.lower()}_{self.direction}" + ("_lbr" if self.linear_before_reset else "")
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.direction == "bidirectional" else 1
-
-
-def recurrent_of(call) -> Recurrent | None:
-    """The Recurrent a call of one of these functions computes, else None."""
-    name = getattr(call.op, "name_hint", None) if isinstance(call, relax.Call) else None
-    found = _NAME.match(str(name)) if name else None
-    if found is None:
-        return None
-    return Recurrent(found.group(1).upper(), found.group(2), bool(found.group(3)))
 
 
 # ---------------------------------------------------------------------------------------------- ONNX check

@@ -21,7 +21,7 @@ from tvm.relax.backend.utils import has_leaking_intermediate_variables
 from tvm.relax.dpl import is_gv, wildcard
 
 from ..graph import NcnnGraph
-from ...frontend.recurrent import GATES, Recurrent, recurrent_of
+from ..recurrent_function import GATES, Recurrent, recurrent_of
 from ...relax_util import constant_value, is_constant, shape_of
 from .base import PREFIX, Fused, Match, why_not_tensor
 
