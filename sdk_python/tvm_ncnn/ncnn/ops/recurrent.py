@@ -22,7 +22,7 @@ from tvm.relax.dpl import is_gv, wildcard
 
 from ..graph import NcnnGraph
 from ..recurrent_function import GATES, Recurrent, recurrent_of
-from ...relax_util import constant_value, is_constant, shape_of
+from ...relax_util import constant_value, is_constant
 from .base import PREFIX, Fused, Match, why_not_tensor
 
 LAYERS = ("LSTM", "GRU", "RNN", "MemoryData")
