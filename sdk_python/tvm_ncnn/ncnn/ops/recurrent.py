@@ -11,6 +11,10 @@ layer computes what the function does:
   recurrent biases summed (GRU keeps the new gate's two apart: ncnn computes tanh(Wx + b_W + r * (Rh + b_R)),
   ONNX's linear_before_reset=1, which torch exports; the default 0 stays in TVM);
 - no peepholes (an LSTM with non-zero ones stays in TVM), batch 1 only.
+
+Only LSTM is built into the runtime's ncnn (BUILT): GRU and RNN would take the aarch64 bundle over its size budget
+(cmake/ncnn.cmake), so their calls stay in TVM. Their conversion is kept, and tested against the ncnn wheel
+(tests/python/test_recurrent.py), for the day they are built: add them to BUILT and TVM_NCNN_LAYERS.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ..recurrent_function import GATES, Recurrent, recurrent_of
 from ...relax_util import constant_value, is_constant
 from .base import PREFIX, Fused, Match, why_not_tensor
 
-LAYERS = ("LSTM", "GRU", "RNN", "MemoryData")
+BUILT = ("LSTM",)  # the recurrent layers cmake/ncnn.cmake builds
+LAYERS = (*BUILT, "MemoryData")
 # ONNX's gate blocks in the order ncnn's layer reads them
 NCNN_ORDER = {"LSTM": [0, 2, 1, 3], "GRU": [1, 0, 2], "RNN": [0]}
 DIRECTION = {"forward": 0, "reverse": 1, "bidirectional": 2}
@@ -45,6 +50,8 @@ def why_not_recurrent(call) -> str | None:
     if rec.kind == "GRU" and not rec.linear_before_reset:
         return "GRU with linear_before_reset=0: ncnn's GRU applies the reset gate after the recurrent product " \
                "(linear_before_reset=1, as torch exports)"
+    if rec.kind not in BUILT:
+        return f"ncnn's {rec.kind} layer is not built into the runtime (the aarch64 bundle's size budget)"
     if rec.kind == "LSTM" and len(rest) == 3 and (not is_constant(rest[2]) or np.any(constant_value(rest[2]))):
         return "LSTM with peepholes: ncnn's LSTM has none"
     for state in rest[:2 if rec.kind == "LSTM" else 1]:
