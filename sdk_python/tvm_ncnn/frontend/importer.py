@@ -13,7 +13,7 @@ from tvm import relax
 
 from ..errors import ModelError
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes, recurrent
+from . import onnx_nodes, quantized, recurrent
 
 
 class DefaultBatchWarning(UserWarning):
@@ -160,7 +160,8 @@ def _relax_ops_for_onnx():
 
     original_map = frontend._get_convert_map
     table = original_map()
-    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **recurrent.converters()}
+    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **recurrent.converters(),
+               **quantized.converters(table)}
 
     def convert_map():
         return {**original_map(), **patched}
