@@ -30,12 +30,18 @@ include(${CMAKE_CURRENT_LIST_DIR}/ncnn_sdist.cmake)
 #   Interp                  Mat resize helpers
 #   Quantize, Dequantize,   the int8 layers' input quantization and output conversion (quantize_to_int8 and
 #   Requantize              friends in mat.cpp create them; without them an int8 layer crashes)
+#   Mish                    a Convolution's fused activation 5 (fused_activation.h)
+# The aarch64 bundle's budget (10 MiB, tests/python/test_aarch64.py) had 3 KB left: LSTM (~90 KB of code at -Os,
+# for text recognisers) is paid for by dropping BatchNorm, ELU, Eltwise, ExpandDims and Squeeze (~80 KB), which no
+# converter writes and ncnn never creates itself (test_op_tables.py fails if a converter starts writing one); the
+# bundle stays 10482686 bytes. GRU and RNN would cost another ~190 KB: their calls stay in TVM
+# (ncnn/ops/recurrent.py BUILT).
 set(TVM_NCNN_LAYERS
   Input MemoryData Split Concat Slice Crop Flatten Reshape Permute Padding Packing Cast Noop Dropout
   Convolution ConvolutionDepthWise Deconvolution DeconvolutionDepthWise InnerProduct Gemm MatMul
-  Pooling Interp BatchNorm Scale Bias BinaryOp Eltwise UnaryOp Softmax
-  ReLU Clip Sigmoid HardSigmoid HardSwish Swish Mish PReLU TanH ELU GELU
-  Reduction LayerNorm ExpandDims Squeeze ShuffleChannel LRN SDPA
+  Pooling Interp Scale Bias BinaryOp UnaryOp Softmax
+  ReLU Clip Sigmoid HardSigmoid HardSwish Swish Mish PReLU TanH GELU
+  Reduction LayerNorm ShuffleChannel LRN SDPA LSTM
   Quantize Dequantize Requantize)
 
 set(TVM_NCNN_DOWNLOAD_DIR "${PROJECT_SOURCE_DIR}/build/_downloads" CACHE PATH
@@ -147,6 +153,15 @@ target_compile_options(ncnn PRIVATE -w)
 # Each function and object in a section of its own, so that the runtime's link (--gc-sections) drops the parts of
 # ncnn nothing calls: the deploy bundle has a size budget (DESIGN.md: under 10 MB).
 target_compile_options(ncnn PRIVATE -ffunction-sections -fdata-sections)
+# The recurrent layers cost the aarch64 bundle 448 KB at -O3 with their NEON, fp16 and sdot variants (LSTM, GRU and
+# RNN together), 256 KB at -Os: -Os for their sources there only (x86 keeps -O3).
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm)")
+  foreach(_l lstm gru rnn)
+    file(GLOB _src "${TVM_NCNN_NCNN_SOURCE_DIR}/src/layer/${_l}.cpp"
+                   "${TVM_NCNN_NCNN_SOURCE_DIR}/src/layer/arm/${_l}_*.cpp")
+    set_source_files_properties(${_src} DIRECTORY "${TVM_NCNN_NCNN_SOURCE_DIR}/src" PROPERTIES COMPILE_OPTIONS -Os)
+  endforeach()
+endif()
 get_target_property(_inc ncnn INTERFACE_INCLUDE_DIRECTORIES)
 set_target_properties(ncnn PROPERTIES INTERFACE_SYSTEM_INCLUDE_DIRECTORIES "${_inc}")
 

@@ -356,3 +356,26 @@ def test_dynamic_sizes_equal_the_host(bundle, bare_sysroot, tmp_path):
         ref = onnxruntime_run(onnx_path, x)
         assert got.shape == ref.shape
         assert max_rel_error(got, ref) <= TOLERANCE, shape
+
+
+def test_crnn_with_ncnn_lstm_on_aarch64(bundle, bare_sysroot, tmp_path):
+    """A CRNN text recogniser (conv stack -> BiLSTM -> linear; ncnn's LSTM layer, its NEON and fp16 code): fp32
+    on a Pi 4 and a Pi 5 at 1e-4 with onnxruntime's greedy CTC decoding, the default fp16 on a Pi 5 within
+    FP16_TOLERANCE."""
+    from test_recurrent import _crnn, greedy_ctc
+
+    onnx_path = tmp_path / "crnn.onnx"
+    torch.onnx.export(_crnn(1, 32), (torch.randn(1, 1, 32, 100),), str(onnx_path), dynamo=False, opset_version=17)
+    x = np.random.default_rng(3).standard_normal((1, 1, 32, 100)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ref = onnxruntime_run(str(onnx_path), x)
+    for precision in ("fp32", "fp16"):
+        result = tvm_ncnn.export(onnx_path, tmp_path / f"crnn-{precision}.so", target="rpi4", precision=precision)
+        assert next(o for o in result.report.ops if o.op.startswith("onnx_lstm")).place.startswith("ncnn")
+    for cpu in ("cortex-a72", "cortex-a76"):
+        got, _ = run_json(bundle, bare_sysroot, cpu, tmp_path / "crnn-fp32.so", tmp_path / "x.npy", tmp_path)
+        assert max_rel_error(got, ref) <= TOLERANCE, f"{cpu}: {max_rel_error(got, ref):.2e}"
+        assert greedy_ctc(got) == greedy_ctc(ref)
+    got, report = run_json(bundle, bare_sysroot, "cortex-a76", tmp_path / "crnn-fp16.so", tmp_path / "x.npy", tmp_path)
+    assert report["fp16"] is True
+    assert max_rel_error(got, ref) <= FP16_TOLERANCE, f"fp16: {max_rel_error(got, ref):.2e}"

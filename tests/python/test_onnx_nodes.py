@@ -24,7 +24,8 @@ OPS = ["conv", "convtranspose", "maxpool", "averagepool", "globalaveragepool", "
        "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "pad", "resize", "reduce_mean", "reduce_sum",
        "reduce_max", "add", "sub", "mul", "div", "gemm", "matmul", "batchnorm", "layer_normalization", "gelu",
        "mish", "elu", "abs", "neg", "floor", "ceil", "sqrt", "exp", "log", "sin", "cos", "tan", "asin", "acos", "atan",
-       "sinh", "cosh", "asinh", "acosh", "atanh", "round", "sign", "reciprocal", "erf", "max", "min", "pow", "gather"]
+       "sinh", "cosh", "asinh", "acosh", "atanh", "round", "sign", "reciprocal", "erf", "max", "min", "pow", "gather",
+       "lstm", "gru", "rnn", "simple_rnn", "convinteger", "basic_convinteger", "matmulinteger", "dynamicquantizelinear"]
 BINARY = {"Add", "Sub", "Mul", "Div", "MatMul", "Concat", "Max", "Min", "Pow"}
 
 TVM_IMPORTER = "TVM's ONNX importer does not support it"

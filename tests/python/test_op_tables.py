@@ -48,6 +48,7 @@ def test_pattern_names_are_unique():
 
 
 def _op_name(pattern) -> str:
-    """The op of a call pattern; '' for an alternative (a|b), whose entry has its own converter."""
-    op = getattr(pattern, "op", None)
-    return str(op.expr.name) if op is not None else ""
+    """The op of a call pattern; '' for an alternative (a|b) or a function call, whose entry has its own
+    converter."""
+    expr = getattr(getattr(pattern, "op", None), "expr", None)  # none for a call of a function (ops/recurrent.py)
+    return str(expr.name) if expr is not None else ""

@@ -16,7 +16,7 @@ from ..errors import ModelError
 import tvm.tirx
 
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes, onnx_symbolic
+from . import onnx_nodes, onnx_symbolic, quantized, recurrent
 from .dynamic import DynamicDim, Sizes, check_names, parse_dim, symbolic_import
 
 
@@ -213,7 +213,8 @@ def _relax_ops_for_onnx():
 
     original_map = frontend._get_convert_map
     table = original_map()
-    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **onnx_symbolic.converters(table)}
+    patched = {"Clip": _relax_clip(table["Clip"]), "Pad": _relax_pad(table["Pad"]), **recurrent.converters(),
+               **quantized.converters(table), **onnx_symbolic.converters(table)}
 
     def convert_map():
         return {**original_map(), **patched}

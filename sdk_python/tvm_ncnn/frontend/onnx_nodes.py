@@ -14,6 +14,7 @@ giving other values than ONNX's reference with nothing said.
 from __future__ import annotations
 
 from ..errors import ModelError
+from .recurrent import GATES, check_node
 
 
 def fix_or_refuse(model, source: str):
@@ -39,7 +40,19 @@ def fix_or_refuse(model, source: str):
             if shapes is None:
                 shapes = _shapes(model)
             _pads_from_output_shape(node, attrs, shapes.get(node.input[0]), constants, where)
+        if node.op_type in GATES:  # LSTM, GRU, RNN: frontend/recurrent.py
+            shapes = shapes or _shapes(model)
+            _refuse(check_node(node, attrs, constants, _seq_length(shapes.get(node.input[0]), attrs), where))
     return model
+
+
+def _refuse(reason: str | None) -> None:
+    if reason:
+        raise ModelError(reason)
+
+
+def _seq_length(shape, attrs) -> int | None:
+    return shape[1 if attrs.get("layout", 0) else 0] if shape else None
 
 
 def _check_resize(node, attrs, constants, where: str) -> None:

@@ -62,7 +62,7 @@ def convert_region(func: relax.Function) -> Region:
                 composite = composite_of[value]
                 fed = {p: blobs[a] for p, a in zip(composite.params, value.args) if a in blobs}
                 match = Match(calls_in(composite), fed, bound_calls(composite))
-                rule = rule_for(str(composite.attrs["Composite"]), match.root.op.name)
+                rule = rule_for(str(composite.attrs["Composite"]), getattr(match.root.op, "name", None))
                 written = len(graph.layers)
                 blobs[binding.var] = rule.convert(graph, match)
                 _check_declared(rule, graph.layers[written:])

@@ -117,12 +117,12 @@ def report(partitioned: tvm.IRModule) -> PartitionReport:
             result.ops.append(_placement(call, "tvm", reason))
         else:
             result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of(call),
-                                          "tvm", "call into a TVM function", 0))
+                                          "tvm", why_not(call), 0))
     return result
 
 
 def _placement(call, place: str, reason: str) -> OpPlacement:
-    return OpPlacement(call.op.name, shape_of(call), place, reason, flops(call))
+    return OpPlacement(getattr(call.op, "name", None) or call.op.name_hint, shape_of(call), place, reason, flops(call))
 
 
 def flops(call) -> int:
@@ -131,7 +131,7 @@ def flops(call) -> int:
     if out is None:
         return 0
     elems = int(np.prod(out))
-    name = call.op.name
+    name = getattr(call.op, "name", None)
     if name == "relax.nn.conv2d":
         w = shape_of(call.args[1])
         return 2 * elems * w[1] * w[2] * w[3]

@@ -8,16 +8,17 @@ test_op_tables.py checks that the three agree).
 
 from __future__ import annotations
 
+from tvm.ir import GlobalVar
 from tvm.relax.backend.pattern_registry import get_patterns_with_prefix, register_patterns
 
-from . import (activation, attention, conv, elementwise, matmul, norm, pool, reduce, resize, shape,
+from . import (activation, attention, conv, elementwise, matmul, norm, pool, recurrent, reduce, resize, shape,
                spelled_activation, unary_math)
 from .base import PREFIX, Fused, Match, Op, single
 from .size_free import why_not_at_every_size
 
 # Fused patterns are tried in this order (the earlier the module, the higher its patterns' priority), then
 # every op alone.
-MODULES = (attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise,
+MODULES = (recurrent, attention, shape, norm, spelled_activation, conv, matmul, pool, reduce, activation, elementwise,
            unary_math, resize)
 
 SUPPORTED: dict[str, Op] = {op.name: op for module in MODULES for op in getattr(module, "OPS", [])}
@@ -28,6 +29,8 @@ def why_not(call) -> str | None:
     """The reason a single Relax call cannot run in ncnn, or None when it can (for a model with dynamic sizes:
     at every size, size_free.py)."""
     name = getattr(call.op, "name", None)
+    if isinstance(call.op, GlobalVar):  # a function of main's: ONNX's recurrent nodes (ops/recurrent.py)
+        return recurrent.why_not_recurrent(call)
     if name not in SUPPORTED:
         return f"no ncnn layer for {name or 'this call'}"
     return why_not_at_every_size(call, SUPPORTED[name])
