@@ -74,6 +74,10 @@ def export(model, path, target: str = "host", input_shapes: dict | None = None, 
     calibration = calibrate.as_calibration(calibration) if calibration is not None else None
     labels = _read_labels(labels)
     imported = import_model(model, input_shapes, example_inputs)
+    if imported.sizes and calibration is not None:
+        names = ", ".join(f"{d.input}:{d.name}" for d in imported.sizes.dims)
+        raise ModelError(f"{imported.source}: int8 calibrates at fixed sizes, and {names} are dynamic: export int8 "
+                         f"with fixed sizes (--input NAME:1,3,640,640)")
     postprocess, labels, post_source = tasks.resolve(model, imported, task, labels)  # labels may come with it
     # An ultralytics model says its own; a dynamic input's rule gets its sizes (the inputs' "dynamic" metadata).
     preprocess, sources = preprocessing.resolve(model, preprocess, [s.to_json() for s in imported.inputs])

@@ -4,12 +4,14 @@ variable through import, partition and compile, so that one model.so runs every 
 The graph decides which sizes those are. A detector concatenates a feature map upsampled from stride 32 with one at
 stride 16: the two agree only when the side is a multiple of 32. Export finds that rule by importing the model with
 each side written as `m * q` for m = 1, 2, 4, ... and keeping the first m for which TVM knows every tensor's shape
-(Relax proves (32q - 1) // 32 + 1 == q, but not (H - 1) // 32 * 2 + 2 == (H - 1) // 16 + 1). The smallest size is
-the smallest q that gives every tensor a positive shape; the largest is the user's bound or MAX_SIDE. The runtime
-refuses a size outside the rule in one line (runtime/FORMAT.md "dynamic").
+(Relax proves (32q - 1) // 32 + 1 == q, but not (H - 1) // 32 * 2 + 2 == (H - 1) // 16 + 1), and where the model
+imported statically at two sizes agrees. The smallest size is the smallest q that gives every tensor a positive
+shape; the largest is the user's bound or MAX_SIDE. The runtime refuses a size outside the rule in one line
+(runtime/FORMAT.md "Dynamic inputs").
 
-main keeps one plain variable per dimension (what the VM binds from the input's shape) and defines the quotient
-from it: `q = H // m`, then the input is viewed as [.., m * q, ..] for the rest of the graph."""
+The quotient is the expression q = H // m of main's plain variable H (what the VM binds from the input's shape):
+main views its input as [.., m * (H // m), ..] for the rest of the graph, a reshape while partitioning and a shape
+check (match_cast) in the build (as_shape_checks)."""
 
 from __future__ import annotations
 
@@ -52,11 +54,6 @@ class DynamicDim:
     def rule_text(self) -> str:
         step = f"a multiple of {self.multiple}, " if self.multiple > 1 else ""
         return f"{self.name}: {step}{self.min}..{self.max}"
-
-    def why_not(self, size: int) -> str | None:
-        if size % self.multiple or not self.min <= size <= self.max:
-            return f"{self.name}={size} is not {self.rule_text().split(': ', 1)[1]}"
-        return None
 
 
 def parse_dim(token) -> int | tuple[str, int | None, int | None]:
