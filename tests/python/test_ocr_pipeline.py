@@ -61,8 +61,8 @@ def render(name: str) -> np.ndarray:
 
 class ModelSession:
     """What rapidocr's OrtInferSession calls on its onnxruntime InferenceSession -- run(output_names, feeds) ->
-    [outputs], get_inputs() and get_outputs() for the names -- answered by a model.so. A batch (rapidocr stacks up to 6 lines) runs image by image: model.so's
-    input is batch 1 at the width of the batch, as rapidocr padded it."""
+    [outputs], get_inputs() and get_outputs() for the names -- answered by a model.so. A batch (rapidocr stacks up
+    to 6 lines) runs image by image: model.so's input is batch 1, at the width rapidocr padded the batch to."""
 
     def __init__(self, model):
         self.model = model
