@@ -1,6 +1,7 @@
 """Detectors as ultralytics' own exporter writes them (`YOLO(...).export(format="onnx")`): the preprocessing and
-task its ONNX metadata records, NMS-free end-to-end heads (YOLOv10, YOLO26) and oriented boxes (YOLO11-obb), each
-held to ultralytics' own code on the same pixels or raw outputs."""
+task its ONNX metadata records, NMS-free end-to-end heads (YOLOv10, YOLO26), oriented boxes (YOLO11-obb) and a
+dynamic=True export (one model.so for every size, letterboxed as ultralytics' predictor does), each held to
+ultralytics' own code on the same pixels or raw outputs, or to onnxruntime."""
 
 from __future__ import annotations
 
@@ -146,3 +147,101 @@ def test_obb_matches_ultralytics_rotated_nms(tmp_path):
     for d, rbox in zip(report["detections"], found.rboxes):
         assert np.allclose(d["rbox"], rbox, atol=0.01) and len(d["box"]) == 4
     assert drawn.stat().st_size > 0
+
+
+# ---- one model.so for every input size: ultralytics' dynamic=True ONNX and its predictor's rect letterbox
+
+
+@pytest.fixture(scope="module")
+def dynamic_yolo(tmp_path_factory):
+    """YOLOv8n as `yolo export format=onnx dynamic=True` writes it (batch, height and width symbolic; random
+    weights with varied scores), exported through tvm_ncnn once with no flags: H and W stay dynamic (multiples of
+    32) and the letterbox takes ultralytics' imgsz 640 and stride 32 from its metadata."""
+    directory = tmp_path_factory.mktemp("dynamic_yolo")
+    onnx_path = ultralytics_onnx("yolov8n.yaml", directory, 640, scores=True, dynamic=True)
+    so = directory / "yolo.so"
+    tvm_ncnn.export(onnx_path, so)
+    return onnx_path, so, tvm_ncnn.load(so, threads=2)
+
+
+def ultralytics_predict(onnx_path: str, image: str, **kwargs):
+    """ultralytics' own predictor on its ONNX (onnxruntime): its letterbox, inference, NMS and scale_boxes. Returns
+    the result and the input shapes its preprocess made. The PyPI torchvision cannot register its C++ ops beside the
+    CPU torch (tvm_ncnn.zoo.modern), and the predictor imports torchvision to choose torchvision's NMS: here
+    torchvision stands for ultralytics' own TorchNMS.nms ("matches torchvision behavior exactly")."""
+    import types
+
+    from ultralytics import YOLO
+    from ultralytics.utils.nms import TorchNMS
+
+    shapes = []
+    saved = sys.modules.get("torchvision")
+    sys.modules["torchvision"] = types.SimpleNamespace(ops=types.SimpleNamespace(nms=TorchNMS.nms))
+    try:
+        yolo = YOLO(onnx_path, task="detect")
+        yolo.predict(image, verbose=False, **kwargs)  # makes the predictor; then record what it preprocesses
+        preprocess = yolo.predictor.preprocess
+        yolo.predictor.preprocess = lambda im: shapes.append(tuple((x := preprocess(im)).shape)) or x
+        result = yolo.predict(image, verbose=False, **kwargs)[0]
+    finally:
+        if saved is None:
+            del sys.modules["torchvision"]
+        else:
+            sys.modules["torchvision"] = saved
+    return result, shapes
+
+
+def test_dynamic_letterbox_16_9_matches_ultralytics_predictor(dynamic_yolo, tmp_path):
+    """A 16:9 photo (1280 x 720) through the dynamic model.so: the runtime letterboxes it to 640 x 384, as
+    ultralytics' predictor does for a dynamic ONNX (LetterBox(auto=True): checked on the tensor its preprocess
+    made), and deploy_app and Python's detect give ultralytics' detections: the same classes, scores within 1e-4,
+    boxes within a pixel (IoU >= 0.99 each, and the largest corner offset printed)."""
+    import cv2
+
+    from detect_support import match
+
+    onnx_path, so, model = dynamic_yolo
+    grace = cv2.imread(str(PHOTO))
+    photo = str(tmp_path / "wide.png")  # PNG: both decoders give the same pixels
+    cv2.imwrite(photo, cv2.resize(grace[100:388, :512], (1280, 720)))
+    conf, iou_thres = 0.35, 0.7  # tens of boxes pass, well under max_det 300
+    ref, shapes = ultralytics_predict(onnx_path, photo, imgsz=640, conf=conf, iou=iou_thres)
+    assert shapes == [(1, 3, 384, 640)]
+    ref_boxes, ref_scores, ref_classes = (ref.boxes.xyxy.numpy(), ref.boxes.conf.numpy(),
+                                          ref.boxes.cls.numpy().astype(int))
+    assert 5 < len(ref_scores) < 300
+
+    assert model.load_image(photo).shape == (1, 3, 384, 640)
+    found = model.detect(photo, score=conf, iou=iou_thres)
+    pairs, worst = match(found.boxes, found.scores, found.classes, ref_boxes, ref_scores, ref_classes)
+    offset = max(float(np.abs(found.boxes[i] - ref_boxes[j]).max()) for i, j in pairs)
+    score_apart = max(abs(float(found.scores[i] - ref_scores[j])) for i, j in pairs)
+
+    proc = subprocess.run([str(DEPLOY_APP), str(so), photo, "--json", "--repeat", "1", "--score", str(conf),
+                           "--iou", str(iou_thres)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["input"]["shape"] == [1, 3, 384, 640]
+    app = report["detections"]
+    app_pairs, app_worst = match(np.array([d["box"] for d in app]), np.array([d["score"] for d in app]),
+                                 np.array([d["class"] for d in app]), ref_boxes, ref_scores, ref_classes)
+    app_offset = max(float(np.abs(np.array(app[i]["box"]) - ref_boxes[j]).max()) for i, j in app_pairs)
+    print(f"16:9 photo at 640x384: {len(found)} detections as ultralytics' {len(ref_scores)}; lowest IoU "
+          f"{worst:.6f} (deploy_app {app_worst:.6f}), max box offset {offset:.3f} px (deploy_app {app_offset:.3f}, "
+          f"its JSON has 2 decimals), max score difference {score_apart:.1e}")
+    assert offset <= 1.0 and app_offset <= 1.0
+
+
+@pytest.mark.parametrize("size", [(384, 640), (640, 640), (256, 800)])
+def test_dynamic_yolo_sizes_match_onnxruntime(dynamic_yolo, size):
+    """The one model.so at three input sizes against onnxruntime on the same ONNX, random inputs: max abs error
+    <= 1e-4 x max|ref|."""
+    from conftest import max_rel_error, onnxruntime_run
+
+    onnx_path, _, model = dynamic_yolo
+    x = np.random.default_rng(sum(size)).random((1, 3, *size), dtype=np.float32)
+    ref = onnxruntime_run(onnx_path, x)
+    got = model(x)[0]
+    error = max_rel_error(got, ref)
+    print(f"{size}: output {got.shape}, max abs error / max|ref| {error:.2e}")
+    assert error <= 1e-4
