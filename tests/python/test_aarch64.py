@@ -343,14 +343,13 @@ def test_dynamic_sizes_equal_the_host(bundle, bare_sysroot, tmp_path):
     """One model.so with dynamic sizes (rapidocr's PP-OCRv4 text detector: H and W multiples of 32), built for the
     Pi 5, under qemu at two sizes equals onnxruntime, as the host build does."""
     pytest.importorskip("rapidocr_onnxruntime")
-    from test_dynamic_sizes import RAPIDOCR
+    from test_dynamic_sizes import RAPIDOCR, _photo
 
     onnx_path = str(RAPIDOCR / "ch_PP-OCRv4_det_infer.onnx")
     so = tmp_path / "det-rpi5.so"
     tvm_ncnn.export(onnx_path, so, target="rpi5", precision="fp32")
-    rng = np.random.default_rng(3)
     for shape in ((1, 3, 96, 160), (1, 3, 128, 64)):
-        x = rng.random(shape, dtype=np.float32)
+        x = _photo(shape)  # on noise the map is all but 0: the relative tolerance needs a scale
         np.save(tmp_path / "x.npy", x)
         got, _ = run_json(bundle, bare_sysroot, "cortex-a76", str(so), str(tmp_path / "x.npy"), tmp_path)
         ref = onnxruntime_run(onnx_path, x)
