@@ -125,11 +125,8 @@ def symbolic_import(convert, shapes: dict[str, list], dims: list[DynamicDim], so
             sizes.param[id(d)] = tirx.Var(d.name, "int64")
             sizes.quotient[id(d)] = tirx.floordiv(sizes.param[id(d)], m) if m > 1 else sizes.param[id(d)]
             shape_dict[d.input][d.axis] = sizes.quotient[id(d)] * m if m > 1 else sizes.param[id(d)]
-        try:
-            with _quiet():  # TVM prints each failed conversion; a failed try is expected here
-                mod = convert(shape_dict)
-        except Exception as err:  # noqa: BLE001 -- a size rule the graph does not take often fails inside TVM
-            failure = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        mod, failure = _attempt(convert, shape_dict)
+        if mod is None:  # a size rule the graph does not take often fails inside TVM
             continue
         if not _shapes_known(mod["main"], sizes):
             failure = "some tensor's shape depends on the size in a way TVM cannot follow"
@@ -154,12 +151,10 @@ def _static_mismatch(convert, shapes: dict, sizes: Sizes, main: relax.Function) 
         shape_dict = {name: list(shape) for name, shape in shapes.items()}
         for d in sizes.dims:
             shape_dict[d.input][d.axis] = values[sizes.param[id(d)]]
-        try:
-            with _quiet():
-                static = convert(shape_dict)["main"]
-        except Exception as err:  # noqa: BLE001 -- the static import refuses the size: the rule is wrong
-            text = str(err).strip()
-            return text.splitlines()[-1] if text else type(err).__name__
+        static, failure = _attempt(convert, shape_dict)
+        if static is None:  # the static import refuses the size: the rule is wrong
+            return failure
+        static = static["main"]
         expected = _evaluate(symbolic, values)
         if expected is None or _evaluate(_tensor_dims(static.body.body.ty), {}) != expected:
             return f"at {shape_dict} the outputs' shapes differ from what the symbolic import gives"
@@ -271,6 +266,18 @@ def as_shape_checks(mod: tvm.IRModule) -> tvm.IRModule:
     mod["main"] = relax.Function(main.params, relax.SeqExpr(blocks, main.body.body), main.ret_ty, main.is_pure,
                                  main.attrs)
     return mod
+
+
+def _attempt(convert, shape_dict: dict) -> tuple:
+    """(module, "") or (None, the error's last line): TVM prints each failed conversion, and its BlockBuilder
+    warns when destroyed, which happens once the exception is gone -- inside _quiet here."""
+    with _quiet():
+        try:
+            return convert(shape_dict), ""
+        except Exception as err:  # noqa: BLE001 -- any failure of a try is an answer
+            text = str(err).strip()
+            failure = text.splitlines()[-1] if text else type(err).__name__
+    return None, failure
 
 
 @contextlib.contextmanager

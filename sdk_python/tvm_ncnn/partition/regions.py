@@ -11,7 +11,8 @@ from ..ncnn.codegen import convert_region
 from ..ncnn.ops import ncnn_patterns, why_not
 from .placement import OpPlacement, PartitionReport  # noqa: F401  (PartitionReport: re-exported)
 from ..errors import ModelError
-from ..relax_util import calls_in, probing, region_ops, shape_of
+from ..frontend.dynamic import VIEW_SUFFIX
+from ..relax_util import bound_calls, calls_in, probing, region_ops, shape_of
 from ..frontend.rewrites import simplify_for_ncnn
 from ..frontend.unit_batch import restore_unit_batch
 
@@ -104,10 +105,14 @@ def _is_region(func) -> bool:
 # ---------------------------------------------------------------------------------------------- report
 
 def report(partitioned: tvm.IRModule) -> PartitionReport:
-    """Placement of every op of main, regions expanded into the ops they hold."""
+    """Placement of every op of main, regions expanded into the ops they hold. A dynamic model's view of its
+    input (frontend/dynamic.py) is no op: the build turns it into a shape check."""
     regions = {gv: i for i, gv in enumerate(region_vars(partitioned))}
     result = PartitionReport(regions=len(regions))
+    views = {call for var, call in bound_calls(partitioned["main"]).items() if var.name.endswith(VIEW_SUFFIX)}
     for call in calls_in(partitioned["main"]):
+        if call in views:
+            continue
         if isinstance(call.op, tvm.ir.GlobalVar) and call.op in regions:
             region = partitioned[call.op]
             for inner in region_ops(region):
