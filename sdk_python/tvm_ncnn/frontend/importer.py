@@ -16,7 +16,7 @@ from ..errors import ModelError
 import tvm.tirx
 
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes, onnx_symbolic, quantized, recurrent
+from . import onnx_nodes, onnx_symbolic, quantized, recurrent, static_shapes
 from .dynamic import DynamicDim, Sizes, check_names, parse_dim, symbolic_import
 
 
@@ -197,10 +197,19 @@ def _simplify_onnx(model, source: str):
     try:
         import onnxslim
 
-        return onnxslim.slim(model)
+        model = onnxslim.slim(model)
     except Exception as err:  # a model onnxslim cannot handle may still import as it is
         warnings.warn(f"{source}: onnxslim could not simplify the model ({err}); importing it unsimplified")
         return model
+    # onnxslim folds what onnx's shape inference knows, which stops at Mod/Div (Swin's window padding):
+    # static_shapes folds those chains where every shape they read is static, then onnxslim cleans up.
+    model, folded = static_shapes.fold(model)
+    if folded:
+        try:
+            model = onnxslim.slim(model)
+        except Exception:  # the folded model imports as it is
+            pass
+    return model
 
 
 @contextlib.contextmanager
