@@ -201,15 +201,7 @@ def _simplify_onnx(model, source: str):
     except Exception as err:  # a model onnxslim cannot handle may still import as it is
         warnings.warn(f"{source}: onnxslim could not simplify the model ({err}); importing it unsimplified")
         return model
-    # onnxslim folds what onnx's shape inference knows, which stops at Mod/Div (Swin's window padding):
-    # static_shapes folds those chains where every shape they read is static, then onnxslim cleans up.
-    model, folded = static_shapes.fold(model)
-    if folded:
-        try:
-            model = onnxslim.slim(model)
-        except Exception:  # the folded model imports as it is
-            pass
-    return model
+    return static_shapes.fold_after_onnxslim(model)  # the chains onnxslim's 10 rounds leave (Swin's)
 
 
 @contextlib.contextmanager

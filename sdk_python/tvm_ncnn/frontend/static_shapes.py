@@ -4,7 +4,9 @@ The TorchScript ONNX exporter writes a model's Python size arithmetic as nodes: 
 Shape -> Gather -> Mod -> Sub -> Concat -> Pad, its window partition Shape -> Gather -> Div -> Concat -> Reshape.
 onnx's shape inference propagates values only through a few ops (Shape, Gather, Concat, Add/Sub/Mul, Slice,
 (Un)Squeeze, Cast), not through Mod or Div, so the Reshape after such a chain gets unknown dims, every Shape
-downstream reads an unknown shape, and onnxslim (which folds what shape inference knows) leaves the whole chain.
+downstream reads an unknown shape until the chain before it folds. onnxslim alternates folding and inference for
+at most 10 rounds (ONNXSLIM_MAX_ITER), so it leaves the chains of later blocks (Swin-T has 15 blocks and merges
+in a row; and onnxslim 0.1.98's own symbolic inference raises on its LayerNormalization, falling back to onnx's).
 TVM's importer then refuses the Pad ("Dynamic pads are not supported yet") or imports a dynamic Reshape.
 
 fold() alternates onnx's shape inference with folding: a Shape (or Size) node whose input has every dim a number
@@ -42,6 +44,20 @@ def fold(model):
             break
         folded_total += count
     return model, folded_total
+
+
+def fold_after_onnxslim(model):
+    """fold(), then onnxslim once more to clean up what the folding made static (it left these chains because
+    it alternates folding and shape inference at most 10 rounds, one level of Mod/Div arithmetic a round)."""
+    model, folded = fold(model)
+    if folded:
+        try:
+            import onnxslim
+
+            model = onnxslim.slim(model)
+        except Exception:  # the folded model imports as it is
+            pass
+    return model
 
 
 def _static_shapes(graph) -> dict[str, list[int]]:
