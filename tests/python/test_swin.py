@@ -3,8 +3,10 @@
 
 Small graphs of the legacy exporter's Shape -> Gather -> arithmetic -> Concat chains feeding Pad, Reshape,
 Slice and Expand export and match onnxruntime; a dynamic-size input keeps its chain symbolic. Swin-T (developed
-on) and held-out window-attention models (a Swin-V2-CR, and Swin-T at 160x160 where the windows need padding)
-export with export's own verification on, in one ncnn region, and match onnxruntime."""
+on) and window-attention models export with export's own verification on, in one ncnn region, and match
+onnxruntime: a Swin-V2-CR (its cosine attention was then taken into ncnn: unit_batch's lifted reductions), and,
+held out (checked only here), Swin-T at 160x160 where the windows need padding and a Swin-V2 with 8x8 windows
+at 256x256."""
 
 from __future__ import annotations
 
@@ -146,7 +148,8 @@ def test_merged_permute_moves_the_same_data(shape, perm):
 SWINS = {  # id: (timm name, input size, created with img_size), the first developed on, the others held out
     "swin_t": ("swin_tiny_patch4_window7_224", 224, False),
     "swinv2_cr_t": ("swinv2_cr_tiny_ns_224", 224, False),
-    "swin_t_160": ("swin_tiny_patch4_window7_224", 160, True),
+    "swin_t_160": ("swin_tiny_patch4_window7_224", 160, True),  # 40x40 tokens: windows padded to 42
+    "swinv2_w8": ("swinv2_tiny_window8_256", 256, False),
 }
 
 
