@@ -118,6 +118,22 @@ def test_static_chain_folds_to_constants(kind):
     assert folded == 3 * (LEVELS + 1) and not any(n.op_type in ("Shape", "Gather", "Mod", "Div") for n in model.graph.node)
 
 
+def test_fold_evaluates_at_the_models_opset():
+    """Opset 11's Unsqueeze takes its axes as an attribute (13's as an input): folded as the model means it."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["g"], axis=0),
+             helper.make_node("Unsqueeze", ["g"], ["u"], axes=[0]),
+             helper.make_node("Concat", ["u", "rest"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"])]
+    graph = helper.make_graph(nodes, "opset11", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [_i64("i", 1), _i64("rest", [-1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model, folded = static_shapes.fold(model)
+    targets = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert folded == 1 and [n.op_type for n in model.graph.node] == ["Reshape"]
+    assert targets["target"].tolist() == [4, -1]
+
+
 @pytest.mark.parametrize("kind", ["Pad", "Reshape", "Slice", "Expand"])
 def test_onnxslim_alone_leaves_the_chain(kind):
     """The case static_shapes exists for: more levels of shape arithmetic than onnxslim's rounds."""

@@ -39,7 +39,8 @@ def fold(model):
         except Exception:  # a graph onnx cannot infer stays as it is
             break
         shapes = _static_shapes(inferred.graph)
-        count = _fold_round(model.graph, shapes)
+        opsets = {o.domain or "": o.version for o in model.opset_import}
+        count = _fold_round(model.graph, shapes, opsets)
         if count == 0:
             break
         folded_total += count
@@ -73,7 +74,7 @@ def _static_shapes(graph) -> dict[str, list[int]]:
     return shapes
 
 
-def _fold_round(graph, shapes: dict) -> int:
+def _fold_round(graph, shapes: dict, opsets: dict) -> int:
     """Fold what is static now; returns how many Shape/Size nodes became constants."""
     from onnx import numpy_helper
 
@@ -101,11 +102,11 @@ def _fold_round(graph, shapes: dict) -> int:
             result = [_shape_value(node, shapes[node.input[0]])]
             shape_folds += 1
         elif node.op_type == "Constant":
-            result = _evaluate(node, [])
+            result = _evaluate(node, [], opsets)
         elif node.op_type in _FOLDABLE:
             inputs = [value(i) if i else None for i in node.input]
             if all(x is not None for x, name in zip(inputs, node.input) if name):
-                result = _evaluate(node, inputs)
+                result = _evaluate(node, inputs, opsets)
         if result is None or any(r is None or r.size > _MAX_ELEMENTS for r in result):
             continue
         for name, array in zip(node.output, result):
@@ -127,12 +128,19 @@ def _shape_value(node, dims: list[int]) -> np.ndarray:
     return np.array(dims[max(0, min(start, rank)):max(0, min(end, rank))], dtype=np.int64)
 
 
-def _evaluate(node, inputs):
+def _evaluate(node, inputs, opsets: dict):
+    """The node's outputs by onnx's reference implementation at the model's opset (Unsqueeze's axes, Slice's
+    starts are attributes in old opsets and inputs in new ones)."""
+    from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
     try:
         feeds = {name: x for name, x in zip(node.input, inputs) if name}
-        return [np.asarray(r) for r in ReferenceEvaluator(node).run(None, feeds)]
+        graph = helper.make_graph([node], "fold", [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
+                                                   for n in feeds],
+                                  [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None)
+                                   for n in node.output])
+        return [np.asarray(r) for r in ReferenceEvaluator(graph, opsets=opsets).run(None, feeds)]
     except Exception:  # an op the reference cannot run here stays in the graph
         return None
 
