@@ -16,7 +16,7 @@ from ..errors import ModelError
 import tvm.tirx
 
 from ..relax_util import scalar_constant, static_shape
-from . import onnx_nodes, onnx_symbolic, quantized, recurrent
+from . import onnx_nodes, onnx_symbolic, quantized, recurrent, static_shapes
 from .dynamic import DynamicDim, Sizes, check_names, parse_dim, symbolic_import
 
 
@@ -197,10 +197,11 @@ def _simplify_onnx(model, source: str):
     try:
         import onnxslim
 
-        return onnxslim.slim(model)
+        model = onnxslim.slim(model)
     except Exception as err:  # a model onnxslim cannot handle may still import as it is
         warnings.warn(f"{source}: onnxslim could not simplify the model ({err}); importing it unsimplified")
         return model
+    return static_shapes.fold_after_onnxslim(model)  # the chains onnxslim's 10 rounds leave (Swin's)
 
 
 @contextlib.contextmanager

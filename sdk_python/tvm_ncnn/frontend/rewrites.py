@@ -7,7 +7,7 @@ form the importer wrote:
   broadcasts, and has no layer that only broadcasts (F.normalize in EdgeNeXt divides by a broadcast norm).
 - ((x - mean) / std) * gamma + beta with constants -> x * scale + shift: a batch norm that survives import (after
   a Linear: LeViT's 48) costs two BinaryOps instead of four, each with its MemoryData.
-(The token-layout rewrite lives in unit_batch.py.)
+(The token-layout rewrite lives in unit_batch.py, rank-6 window partitions in window_layout.py.)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ..relax_util import constant_value, shape_of
+from . import window_layout
 
 BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum", "relax.minimum",
           "relax.power")
@@ -82,7 +83,7 @@ def _broadcasts_to(a, b, out) -> bool:
 
 def simplify_for_ncnn(mod: tvm.IRModule) -> tvm.IRModule:
     main = mod["main"]
-    rewritten = _batch_norm_as_affine(_broadcast_into_binary(_variance_as_means(main)))
+    rewritten = window_layout.simplify(_batch_norm_as_affine(_broadcast_into_binary(_variance_as_means(main))))
     if rewritten.same_as(main):
         return mod
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)

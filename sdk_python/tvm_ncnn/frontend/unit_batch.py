@@ -9,7 +9,8 @@ removes them without changing a single value:
 - lift: a reshape of a batch-1 tensor to a shape S with S[0] > 1 yields [1, *S] instead ("lifted"). Ops that
   work the same with one more leading axis keep the lifted form (elementwise with constants broadcasting as they
   did, matmul, permute/softmax/layer_norm/split/concat with their axes moved by one, further reshapes); where a
-  lifted value meets anything else, one reshape restores S.
+  lifted value meets anything else, one reshape restores S. Reductions over given axes lift too (Swin-V2's
+  cosine attention normalizes q and k over [windows, heads, tokens, C]).
 - qkv: split(permute_dims(x, [k, 0, ...]), axis 0) into unit parts, x with batch 1, becomes
   split(permute_dims(x, [0, k, ...]), axis 1): the size-1 batch axis moved first changes no value's position.
 - windows (EfficientViT): cutting [1, C, H, W] into [nh * nw, C, wh, ww] windows and back goes through rank-6
@@ -34,6 +35,7 @@ ELEMENTWISE = {
     "relax.abs", "relax.negative", "relax.square",
 }
 RESHAPES = {"relax.reshape", "relax.squeeze", "relax.expand_dims"}
+REDUCTIONS = {"relax.sum", "relax.mean", "relax.max", "relax.min"}
 
 
 def restore_unit_batch(mod: tvm.IRModule) -> tvm.IRModule:
@@ -198,6 +200,9 @@ class _Rewriter:
         if name == "relax.concat" and all(f in self.lifted for f in call.args[0].fields):
             fields = [self.lifted[f] for f in call.args[0].fields]
             return relax.op.concat(fields, int(call.attrs.axis) % rank + 1)
+        if name in REDUCTIONS and call.attrs.axis is not None:  # never over the leading 1 (axis None: all)
+            axes = [int(a) % rank + 1 for a in call.attrs.axis]
+            return getattr(relax.op, name.removeprefix("relax."))(args[0], axes, bool(call.attrs.keepdims))
         return None
 
     def _windows(self, value, middle: list[int]):
