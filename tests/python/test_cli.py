@@ -93,7 +93,7 @@ def test_errors_are_one_line(tmp_path):
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, done.stderr)
-    bad_shape = tvm_ncnn_cli("export", tmp_path / "m.onnx", "--input", "input:1,x")
+    bad_shape = tvm_ncnn_cli("export", tmp_path / "m.onnx", "--input", "input:1,3.5")  # (a name: dynamic)
     assert bad_shape.returncode == 2 and "NAME:D1,D2" in bad_shape.stderr
 
 

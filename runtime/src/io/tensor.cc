@@ -94,8 +94,10 @@ size_t ModelInfo::OutputIndex(const std::string& name) const { return IndexOf(ou
 void CheckInput(const TensorInfo& want, const std::vector<int64_t>& shape, const std::string& dtype) {
   const std::string why = want.WhyNotShape(shape);
   if (!why.empty() || dtype != want.dtype) {
+    // a dynamic input's rule named (": H=730 is not a multiple of 32 ..."); a static shape says it all
+    const bool rule = !why.empty() && !want.dynamic.empty();
     throw Error("input '" + want.name + "' expects " + ShapeText(want) + " " + want.dtype + ", got " +
-                ShapeString(shape) + " " + dtype + (why.empty() ? "" : ": " + why));
+                ShapeString(shape) + " " + dtype + (rule ? ": " + why : ""));
   }
 }
 
@@ -127,7 +129,7 @@ std::string RuleText(const DynamicDim& d) {
 std::string ShapeText(const TensorInfo& t) {
   std::string out = "[";
   for (size_t axis = 0; axis < t.shape.size(); ++axis) {
-    if (axis) out += ", ";
+    if (axis) out += ",";
     std::string name = std::to_string(t.shape[axis]);
     for (const DynamicDim& d : t.dynamic) {
       if (d.axis == static_cast<int>(axis)) name = d.name;

@@ -48,58 +48,10 @@ constexpr detail::ModuleFormat kFormat = {"ncnn module", {'T', 'V', 'M', 'N', 'C
 
 // Caps that keep malformed bytes from asking for absurd amounts of memory.
 constexpr uint64_t kMaxSymbolLen = 4096;
-constexpr uint64_t kMaxBlobNameLen = 255;  // ncnn scans blob names with %255s
 constexpr uint64_t kMaxParamLen = uint64_t(1) << 30;
 constexpr uint64_t kMaxWeightsLen = uint64_t(1) << 40;
-constexpr uint32_t kMaxTensors = 4096;
-constexpr uint32_t kMinNdim = 2;  // batch + at least one ncnn dim
-constexpr uint32_t kMaxNdim = 5;  // batch + up to 4 ncnn dims (w, h, d, c)
-constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
-constexpr int64_t kMaxElements = int64_t(1) << 32;
 
 std::string Where(const std::string& symbol) { return "ncnn region '" + symbol + "'"; }
-
-// Throws ValueError unless the recorded blobs are ones an ncnn region can take.
-void ValidateBlobs(const std::string& where, const std::vector<BlobSpec>& inputs,
-                   const std::vector<BlobSpec>& outputs) {
-  if (inputs.empty() || outputs.empty()) {
-    TVM_FFI_THROW(ValueError) << where << ": needs at least one input and one output (got " << inputs.size()
-                              << " inputs, " << outputs.size() << " outputs)";
-  }
-  if (inputs.size() + outputs.size() > kMaxTensors) TVM_FFI_THROW(ValueError) << where << ": too many inputs/outputs";
-  for (const auto* list : {&inputs, &outputs}) {
-    const char* role = list == &inputs ? "input" : "output";
-    for (size_t i = 0; i < list->size(); ++i) {
-      const BlobSpec& b = (*list)[i];
-      if (b.name.empty() || b.name.size() > kMaxBlobNameLen ||
-          std::any_of(b.name.begin(), b.name.end(),
-                      [](char c) { return std::isspace(static_cast<unsigned char>(c)) || !c; })) {
-        TVM_FFI_THROW(ValueError) << where << ": " << role << " " << i << " blob name '" << b.name
-                                  << "' is not a valid ncnn blob name";
-      }
-      const std::string blob = std::string(role) + " " + std::to_string(i) + " ('" + b.name + "')";
-      if (b.shape.size() < kMinNdim || b.shape.size() > kMaxNdim) {
-        TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " has "
-                                  << b.shape.size() << " dims; ncnn regions take a batch dim plus 1..4 dims";
-      }
-      int64_t numel = 1;
-      for (int64_t d : b.shape) {
-        if (d == kDynamicDim && &d != &b.shape[0]) continue;  // a size that changes from call to call
-        if (d <= 0 || d > kMaxDim) {
-          TVM_FFI_THROW(ValueError) << where << ": " << blob << " has an invalid shape " << ShapeString(b.shape);
-        }
-        numel *= d;
-        if (numel > kMaxElements) {
-          TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " is too large";
-        }
-      }
-      if (b.shape[0] != 1) {
-        TVM_FFI_THROW(ValueError) << where << ": " << blob << " has batch " << b.shape[0] << " in shape "
-                                  << ShapeString(b.shape) << "; ncnn regions need batch 1";
-      }
-    }
-  }
-}
 
 std::vector<BlobSpec> ReadBlobs(detail::ByteReader* r, const char* role) {
   const std::string what = std::string("number of ") + role + "s";
@@ -340,22 +292,18 @@ class NcnnModuleObj : public ffi::ModuleObj {
                                 << " outputs (" << (n_in + n_out) << " tensors), got " << args.size()
                                 << " arguments";
     }
-    // Check every argument before running anything.
-    std::vector<NcnnRegion::Buffer> buffers(n_in + n_out);
+    std::vector<NcnnRegion::Buffer> buffers(n_in + n_out);  // every argument checked before anything runs
     for (size_t k = 0; k < at.size(); ++k) {
-      const bool input = k < n_in;
-      const size_t i = input ? k : k - n_in;
-      const BlobSpec& spec = input ? region_.inputs()[i] : region_.outputs()[i];
-      buffers[k] = {CheckTensor(args[at[k]], at[k], input ? "input" : "output", i, spec),
+      const size_t i = k < n_in ? k : k - n_in;
+      const BlobSpec& spec = k < n_in ? region_.inputs()[i] : region_.outputs()[i];
+      buffers[k] = {CheckTensor(args[at[k]], at[k], k < n_in ? "input" : "output", i, spec),
                     args[at[k]].cast<DLTensor*>()->shape};
     }
-    const std::vector<NcnnRegion::Buffer> in(buffers.begin(), buffers.begin() + n_in);
-    const std::vector<NcnnRegion::Buffer> out(buffers.begin() + n_in, buffers.end());
     if (!built_.load(std::memory_order_acquire)) {  // the mutex only until the net exists
       std::lock_guard<std::mutex> lock(mu_);
       BuildLocked();
     }
-    region_.Run(in, out);
+    region_.Run(buffers);
   }
 
   const std::string symbol_;

@@ -217,4 +217,45 @@ void NcnnRegion::CheckInputLayer(const ncnn::Net& net, size_t i) const {
   }
 }
 
+void ValidateBlobs(const std::string& where, const std::vector<BlobSpec>& inputs,
+                   const std::vector<BlobSpec>& outputs) {
+  if (inputs.empty() || outputs.empty()) {
+    TVM_FFI_THROW(ValueError) << where << ": needs at least one input and one output (got " << inputs.size()
+                              << " inputs, " << outputs.size() << " outputs)";
+  }
+  if (inputs.size() + outputs.size() > kMaxTensors) TVM_FFI_THROW(ValueError) << where << ": too many inputs/outputs";
+  for (const auto* list : {&inputs, &outputs}) {
+    const char* role = list == &inputs ? "input" : "output";
+    for (size_t i = 0; i < list->size(); ++i) {
+      const BlobSpec& b = (*list)[i];
+      if (b.name.empty() || b.name.size() > kMaxBlobNameLen ||
+          std::any_of(b.name.begin(), b.name.end(),
+                      [](char c) { return std::isspace(static_cast<unsigned char>(c)) || !c; })) {
+        TVM_FFI_THROW(ValueError) << where << ": " << role << " " << i << " blob name '" << b.name
+                                  << "' is not a valid ncnn blob name";
+      }
+      const std::string blob = std::string(role) + " " + std::to_string(i) + " ('" + b.name + "')";
+      if (b.shape.size() < kMinNdim || b.shape.size() > kMaxNdim) {
+        TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " has "
+                                  << b.shape.size() << " dims; ncnn regions take a batch dim plus 1..4 dims";
+      }
+      int64_t numel = 1;
+      for (int64_t d : b.shape) {
+        if (d == kDynamicDim && &d != &b.shape[0]) continue;  // a size that changes from call to call
+        if (d <= 0 || d > kMaxDim) {
+          TVM_FFI_THROW(ValueError) << where << ": " << blob << " has an invalid shape " << ShapeString(b.shape);
+        }
+        numel *= d;
+        if (numel > kMaxElements) {
+          TVM_FFI_THROW(ValueError) << where << ": " << blob << " shape " << ShapeString(b.shape) << " is too large";
+        }
+      }
+      if (b.shape[0] != 1) {
+        TVM_FFI_THROW(ValueError) << where << ": " << blob << " has batch " << b.shape[0] << " in shape "
+                                  << ShapeString(b.shape) << "; ncnn regions need batch 1";
+      }
+    }
+  }
+}
+
 }  // namespace tvm_ncnn

@@ -34,6 +34,18 @@ struct BlobSpec {
   int index = -1;              // ncnn blob index, once the net is built
 };
 
+// What a region's recorded blobs may be (caps that also keep malformed bytes from asking for absurd memory).
+constexpr uint64_t kMaxBlobNameLen = 255;  // ncnn scans blob names with %255s
+constexpr uint32_t kMaxTensors = 4096;
+constexpr uint32_t kMinNdim = 2;  // batch + at least one ncnn dim
+constexpr uint32_t kMaxNdim = 5;  // batch + up to 4 ncnn dims (w, h, d, c)
+constexpr int64_t kMaxDim = 2147483647;  // ncnn's int sizes
+constexpr int64_t kMaxElements = int64_t(1) << 32;
+
+// Throws ValueError unless the recorded blobs are ones an ncnn region can take (region.cc).
+void ValidateBlobs(const std::string& where, const std::vector<BlobSpec>& inputs,
+                   const std::vector<BlobSpec>& outputs);
+
 class NcnnRegion {
  public:
   // where: how errors name the region ("ncnn region 'fused_0'").
@@ -60,8 +72,8 @@ class NcnnRegion {
     float* data = nullptr;
     const int64_t* shape = nullptr;
   };
-  // Runs the built net: in[i] holds inputs()[i], out[j] receives outputs()[j].
-  void Run(const std::vector<Buffer>& in, const std::vector<Buffer>& out);
+  // Runs the built net: buffers[i] holds inputs()[i], buffers[inputs().size() + j] receives outputs()[j].
+  void Run(const std::vector<Buffer>& buffers);
 
  private:
   int EffectiveThreads() const;

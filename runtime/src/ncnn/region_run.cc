@@ -49,7 +49,9 @@ void NcnnRegion::ReturnState(std::unique_ptr<CallState> state) {
   states_.push_back(std::move(state));
 }
 
-void NcnnRegion::Run(const std::vector<Buffer>& in, const std::vector<Buffer>& out) {
+void NcnnRegion::Run(const std::vector<Buffer>& buffers) {
+  const Buffer* in = buffers.data();
+  const Buffer* out = buffers.data() + inputs_.size();
   // Given back on every exit, also when ncnn fails; declared before the Extractor, so it outlives every Mat the
   // call allocated from its pools.
   struct Lease {
