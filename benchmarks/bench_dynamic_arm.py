@@ -1,7 +1,9 @@
 """bench_dynamic.py --arm: the ARM proxy of the rect/square pair, guest instructions per inference of YOLOv8n under
 qemu-aarch64 -cpu cortex-a76 (arm_insns.py's plugin and counting), 1 thread, default precision (fp16 on the A76):
 model.so exported for the Pi 5 (`--target rpi5`) dynamic at 384x640 (rect) and at 640x640, the fixed 640x640
-model.so, and native ncnn (ncnn_bench --fp16) on pnnx's dynamic graph at both sizes. Needs cmake/build_aarch64.sh."""
+model.so, and native ncnn (ncnn_bench --fp16) on pnnx's dynamic graph at both sizes. Needs `bash cmake/build_aarch64.sh`
+and its ncnn_bench, which that script configures off: `cmake -S . -B build/aarch64 -DTVM_NCNN_BUILD_BENCHMARKS=ON &&
+cmake --build build/aarch64 --target ncnn_bench`."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def exports(m: dict) -> dict:
 def report(m: dict, photo: Path, workdir: Path) -> list[str]:
     if not arm_insns.APP.exists() or not arm_insns.NCNN_BENCH.exists():
         return [f"\n## ARM proxy: not measured ({arm_insns.APP} or {arm_insns.NCNN_BENCH} missing: "
-                "bash cmake/build_aarch64.sh)"]
+                "bash cmake/build_aarch64.sh, then build/aarch64's ncnn_bench target with "
+                "-DTVM_NCNN_BUILD_BENCHMARKS=ON)"]
     so = exports(m)
     d = Path(m["dyn"]).parent
     x = {s: str(d / f"x_{s}.npy") for s in ("384x640", "640x640")}
