@@ -1,4 +1,4 @@
-"""Issue #7, part 3: export. Invalid ONNX, dynamic shapes not given by --input, ops no one supports, ops only TVM
+"""Issue #7, part 3: export. Invalid ONNX, dynamic sizes a graph does not take, ops no one supports, ops only TVM
 supports (reported, not an error), outputs that cannot be written: a ModelError from tvm_ncnn.export and one
 line from `tvm-ncnn export`."""
 
@@ -55,20 +55,31 @@ def test_invalid_onnx(models, tmp_path):
     assert not (tmp_path / "out.so").exists()
 
 
-def test_dynamic_shape_needs_input(models, tmp_path):
-    """A dynamic dimension other than the batch needs --input; a dynamic batch alone exports as batch 1, with a
-    note (tests/python/test_batch.py)."""
+def test_dynamic_dimensions_export_or_are_refused_in_one_line(models, tmp_path):
+    """A dynamic dimension other than the batch stays dynamic (README "Dynamic sizes"): the model exports as it
+    is; a graph that takes one size only (flattened into a Linear layer) is refused in one line naming the
+    dimension and --input; a dynamic batch alone exports as batch 1, with a note (tests/python/test_batch.py)."""
     dynamic = with_dynamic_dims(models["classifier"]["onnx"], tmp_path / "dynamic.onnx", {0: "batch", 2: "height"})
-    refused, unknown, given = python_cases([
+    flat = tmp_path / "flat.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["y"])], "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "height", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [192, 4], np.ones(768, np.float32).tolist())])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), flat)
+    exported, unknown, refused = python_cases([
         export_case(dynamic, tmp_path / "d.so"),
         export_case(dynamic, tmp_path / "d.so", input_shapes={"image": [1, 3, 16, 16]}),
-        export_case(dynamic, tmp_path / "d.so", input_shapes={"input": [1, 3, 16, 16]}),
+        export_case(flat, tmp_path / "f.so"),
     ])
-    assert_model_error(refused, "dynamic.onnx", "input input has dynamic shape ['batch', 3, 'height', 16]",
-                       "--input")
+    assert exported["ok"], exported
     assert_model_error(unknown, "no input named image", "inputs: input")
-    assert given["ok"], given
-    assert_cli_error(cli("export", dynamic, "-o", tmp_path / "d2.so"), "dynamic shape", "--input input:")
+    assert_model_error(refused, "flat.onnx", "no size rule", "x:height", "--input")
+    assert_cli_error(cli("export", flat, "-o", tmp_path / "f2.so"), "no size rule", "--input")
+    done = cli("export", dynamic, "-o", tmp_path / "d2.so")
+    assert done.returncode == 0, done.describe()
+    shown = cli("inspect", tmp_path / "d2.so")
+    assert "[1,3,height,16]" in shown.stdout, shown.describe()
     done = cli("export", dynamic, "-o", tmp_path / "d3.so", "--input", "input:1,3,16,16")
     assert done.returncode == 0, done.describe()
     batch_only = with_dynamic_dims(models["classifier"]["onnx"], tmp_path / "batch.onnx", {0: "batch"})

@@ -138,8 +138,14 @@ def symbolic_import(convert, shapes: dict[str, list], dims: list[DynamicDim], so
         return _bind_params(mod, sizes), sizes
     names = ", ".join(sorted({f"{d.input}:{d.name}" for d in dims}))
     failure = failure if len(failure) <= 160 else failure[:157] + "..."
+    first = dims[0].input  # its shape with the dynamic sizes named: the user replaces the fixed ones by numbers
+    spec = list(shapes[first])
+    for d in dims:
+        if d.input == first:
+            spec[d.axis] = d.name
     raise ModelError(f"{source}: no size rule makes dimension(s) {names} dynamic (tried multiples up to "
-                     f"{MULTIPLES[-1]}; {failure}): give fixed sizes with --input NAME:1,3,640,640")
+                     f"{MULTIPLES[-1]}; {failure}): give a number for each size that must be fixed "
+                     f"(--input {first}:{','.join(map(str, spec))}, a name where the size may vary)")
 
 
 def _static_mismatch(convert, shapes: dict, sizes: Sizes, main: relax.Function) -> str:
