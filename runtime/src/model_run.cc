@@ -84,13 +84,14 @@ std::vector<ffi::Any> Arguments(const Model::Impl& m, Model::Context& ctx, const
     CheckInput(want[i], x.shape, x.dtype);
     if (x.data == nullptr) throw Error("input '" + want[i].name + "' has no data (null pointer)");
     ffi::Tensor& buffer = ctx.inputs[i];
-    if (!std::equal(x.shape.begin(), x.shape.end(), buffer.shape().begin(), buffer.shape().end())) {
-      buffer = NewViewableTensor(x.shape, x.dtype);  // a dynamic input at another size: reallocated once per size
-    }
     if (reinterpret_cast<uintptr_t>(x.data) % kViewAlign == 0) {
-      args.emplace_back(ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)}, buffer.shape(),
-                                                 buffer.dtype(), buffer.device()));
+      args.emplace_back(ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)},
+                                                 ffi::ShapeView(x.shape.data(), x.shape.size()), buffer.dtype(),
+                                                 buffer.device()));
     } else {
+      if (!std::equal(x.shape.begin(), x.shape.end(), buffer.shape().begin(), buffer.shape().end())) {
+        buffer = NewViewableTensor(x.shape, x.dtype);  // a dynamic input at another size: made again
+      }
       std::memcpy(buffer.data_ptr(), x.data, ffi::GetDataSize(*buffer.GetDLTensorPtr()));
       args.emplace_back(buffer);
     }

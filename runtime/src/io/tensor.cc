@@ -104,19 +104,12 @@ void CheckInput(const TensorInfo& want, const std::vector<int64_t>& shape, const
 void CheckInput(const TensorInfo& want, const Tensor& got) { CheckInput(want, got.shape, got.dtype); }
 
 std::string TensorInfo::WhyNotShape(const std::vector<int64_t>& got) const {
-  if (got.size() != shape.size()) return got == shape ? "" : "rank " + std::to_string(got.size());
+  if (got.size() != shape.size()) return "rank " + std::to_string(got.size());
   for (size_t axis = 0; axis < shape.size(); ++axis) {
-    if (shape[axis] != -1) {
-      if (got[axis] != shape[axis]) return "dimension " + std::to_string(axis) + " is " + std::to_string(got[axis]);
-      continue;
-    }
-    for (const DynamicDim& d : dynamic) {
-      if (d.axis != static_cast<int>(axis)) continue;
-      const int64_t v = got[axis];
-      if (v % d.multiple != 0 || v < d.min || v > d.max) {
-        return d.name + "=" + std::to_string(v) + " is not " + RuleText(d);
-      }
-    }
+    const DynamicDim* d = shape[axis] == -1 ? Dynamic(static_cast<int>(axis)) : nullptr;
+    const std::string size = std::to_string(got[axis]);
+    if (d != nullptr && !d->Accepts(got[axis])) return d->name + "=" + size + " is not " + RuleText(*d);
+    if (d == nullptr && got[axis] != shape[axis]) return "dimension " + std::to_string(axis) + " is " + size;
   }
   return "";
 }
@@ -129,12 +122,8 @@ std::string RuleText(const DynamicDim& d) {
 std::string ShapeText(const TensorInfo& t) {
   std::string out = "[";
   for (size_t axis = 0; axis < t.shape.size(); ++axis) {
-    if (axis) out += ",";
-    std::string name = std::to_string(t.shape[axis]);
-    for (const DynamicDim& d : t.dynamic) {
-      if (d.axis == static_cast<int>(axis)) name = d.name;
-    }
-    out += name;
+    const DynamicDim* d = t.Dynamic(static_cast<int>(axis));
+    out += (axis ? "," : "") + (d != nullptr ? d->name : std::to_string(t.shape[axis]));
   }
   return out + "]";
 }

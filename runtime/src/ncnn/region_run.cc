@@ -143,9 +143,8 @@ const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector
 }
 
 void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, const Buffer& out) const {
-  const std::vector<int64_t> s(out.shape, out.shape + outputs_[j].shape.size());
-  const int k = static_cast<int>(s.size()) - 1;
-  auto dim = [&](int d) { return s[1 + d]; };
+  const int k = static_cast<int>(outputs_[j].shape.size()) - 1;
+  auto dim = [&](int d) { return out.shape[1 + d]; };
   float* dst = out.data;
   bool ok = m.dims == k && m.elemsize == 4u && m.elempack == 1;
   if (ok && k == 1) ok = m.w == dim(0);
@@ -157,7 +156,8 @@ void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, const Buffer& out) const 
     got << ShapeString(MatShape(m)) << " (ncnn Mat dims=" << m.dims << " w=" << m.w << " h=" << m.h
         << " d=" << m.d << " c=" << m.c << " elemsize=" << m.elemsize << " elempack=" << m.elempack << ")";
     TVM_FFI_THROW(ValueError) << where_ << ": output " << j << " ('" << outputs_[j].name
-                              << "') shape mismatch: expected " << ShapeString(s) << ", ncnn produced "
+                              << "') shape mismatch: expected "
+                              << ShapeString(std::vector<int64_t>(out.shape, out.shape + k + 1)) << ", ncnn produced "
                               << got.str();
   }
   const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;

@@ -75,12 +75,13 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
         # turns on the last bit, and two right models disagree on whole rows.
         return {"result": "skipped", "why": f"it selects ({', '.join(selecting)}): ties on a random input"}
     imported = prepared.imported
+    runnable = _copy(executable)  # the executable itself is written into model.so afterwards
     worst, where, sizes = 0.0, "", []
     # a dynamic model at both of the sizes partition probed (frontend/dynamic.py): two sizes, two shapes
     for k in range(len(imported.probes() or [None])):
         specs = imported.at_probe(k)
         inputs = random_inputs(specs)
-        got = run_executable(executable, inputs)
+        got = run_executable(runnable, inputs)
         try:
             expected = reference.run(inputs)
         except Exception as err:  # noqa: BLE001 -- a reference that cannot run is no evidence either way
@@ -94,7 +95,7 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
             if error > worst:
                 worst, where = error, spec.name
         if worst > TOLERANCE:
-            culprit = _culprit(executable, prepared, inputs, expected)
+            culprit = _culprit(runnable, prepared, inputs, expected)
             at = f" at input shape {sizes[-1]}" if imported.sizes else ""
             raise ModelError(f"{imported.source}: model.so's output '{where}' differs from {reference.name}'s by "
                              f"{worst:.3g} x max|ref| on a random input{at}; {culprit}; export with --no-offload, "
@@ -112,14 +113,14 @@ def random_inputs(specs) -> list[np.ndarray]:
 
 
 def run_executable(executable, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    vm = relax.VirtualMachine(_copy(executable), tvm.cpu())
+    vm = relax.VirtualMachine(executable, tvm.cpu())
     return [o.numpy() for o in flat(vm["main"](*(tvm.runtime.tensor(x) for x in inputs)))]
 
 
 def _copy(executable):
-    """A copy of the executable's VM part (its code modules shared) to run: a VM started on an executable adds an
-    entry per constant to its memory scopes, which model.so would then carry, and TVM logs a warning for each,
-    at export and at every load."""
+    """A copy of the executable's VM part (its code modules shared) to run, made once per check: a VM started on an
+    executable adds an entry per constant to its memory scopes, which model.so would then carry, and TVM logs a
+    warning for each, at export and at every load."""
     with tempfile.TemporaryDirectory(prefix="tvm_ncnn_verify_") as tmp:
         path = os.path.join(tmp, "vm.bin")
         executable.mod.write_to_file(path, "")
