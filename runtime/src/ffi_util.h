@@ -38,7 +38,22 @@ inline DLDataType ToDLDataType(const std::string& dtype) {
   return tvm::ffi::StringToDLDataType(dtype);
 }
 
+// The names of the dtypes tensor.h lists, without building a string (a run names each output's dtype: TVM's
+// DLDataTypeToString allocates); nullptr for another.
+inline const char* ListedDTypeName(DLDataType dt) {
+  if (dt.lanes != 1) return nullptr;
+  switch (dt.code) {
+    case kDLFloat: return dt.bits == 32 ? "float32" : dt.bits == 16 ? "float16" : dt.bits == 64 ? "float64" : nullptr;
+    case kDLInt:
+      return dt.bits == 8 ? "int8" : dt.bits == 16 ? "int16" : dt.bits == 32 ? "int32" : dt.bits == 64 ? "int64" : nullptr;
+    case kDLUInt: return dt.bits == 8 ? "uint8" : dt.bits == 16 ? "uint16" : nullptr;
+    case kDLBool: return "bool";
+    default: return nullptr;
+  }
+}
+
 inline std::string DTypeName(DLDataType dt) {
+  if (const char* listed = ListedDTypeName(dt)) return listed;
   return std::string(tvm::ffi::DLDataTypeToString(dt));
 }
 

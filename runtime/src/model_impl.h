@@ -24,6 +24,11 @@ struct Model::Context {
   tvm::ffi::Module vm{tvm::ffi::UnsafeInit()};
   tvm::ffi::Function main;
   std::vector<tvm::ffi::Tensor> inputs;  // allocated once, refilled by runs whose inputs cannot be read in place
+  // A call's argument and result lists, kept for their capacity: a steady loop allocates none of them again.
+  // `borrowed` holds the last in-place view of each input, reused while the caller passes the same memory.
+  std::vector<tvm::ffi::Any> args;
+  std::vector<tvm::ffi::AnyView> arg_views;
+  std::vector<tvm::ffi::Tensor> results, borrowed;
 };
 
 struct Model::Impl {

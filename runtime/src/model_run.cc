@@ -70,50 +70,69 @@ struct BorrowedAlloc {
   void* data;
 };
 
-// Checks the inputs and makes the VM's arguments: each input in place when 64-byte aligned (TVM's compiled code
-// assumes that alignment of every tensor it is given), else copied into the context's buffer.
-std::vector<ffi::Any> Arguments(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
+// An in-place view of caller memory for input i: the context's last one when the caller passes the same memory
+// (a camera loop's one buffer), else a new one.
+const ffi::Tensor& Borrow(Model::Context& ctx, size_t i, const TensorView& x, const ffi::Tensor& like) {
+  ffi::Tensor& view = ctx.borrowed[i];
+  if (view.defined() && view.data_ptr() == x.data &&
+      std::equal(x.shape.begin(), x.shape.end(), view.shape().begin(), view.shape().end())) {
+    return view;
+  }
+  view = ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)},
+                                  ffi::ShapeView(x.shape.data(), x.shape.size()), like.dtype(), like.device());
+  return view;
+}
+
+// Checks the inputs and makes the VM's arguments in ctx.args: each input in place when 64-byte aligned (TVM's
+// compiled code assumes that alignment of every tensor it is given), else copied into the context's buffer.
+void Arguments(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
   const std::vector<TensorInfo>& want = m.info.inputs;
   if (inputs.size() != want.size()) {
     throw Error("the model takes " + std::to_string(want.size()) + " input(s), got " + std::to_string(inputs.size()));
   }
-  std::vector<ffi::Any> args;
-  args.reserve(inputs.size());
+  ctx.args.clear();
+  ctx.borrowed.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const TensorView& x = inputs[i];
     CheckInput(want[i], x.shape, x.dtype);
     if (x.data == nullptr) throw Error("input '" + want[i].name + "' has no data (null pointer)");
     ffi::Tensor& buffer = ctx.inputs[i];
     if (reinterpret_cast<uintptr_t>(x.data) % kViewAlign == 0) {
-      args.emplace_back(ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)},
-                                                 ffi::ShapeView(x.shape.data(), x.shape.size()), buffer.dtype(),
-                                                 buffer.device()));
+      ctx.args.emplace_back(Borrow(ctx, i, x, buffer));
     } else {
       if (!std::equal(x.shape.begin(), x.shape.end(), buffer.shape().begin(), buffer.shape().end())) {
         buffer = NewViewableTensor(x.shape, x.dtype);  // a dynamic input at another size: made again
       }
       std::memcpy(buffer.data_ptr(), x.data, ffi::GetDataSize(*buffer.GetDLTensorPtr()));
-      args.emplace_back(buffer);
+      ctx.args.emplace_back(buffer);
     }
   }
-  return args;
 }
 
-std::vector<ffi::Tensor> Call(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
-  std::vector<ffi::Any> args = Arguments(m, ctx, inputs);
-  std::vector<ffi::AnyView> views(args.begin(), args.end());
-  std::vector<ffi::Tensor> results;
+// Runs main; its outputs are left in ctx.results, which the caller copies out and then clears (a result kept
+// past the call would hold its block of TVM's pool, and the next call would take another).
+void Call(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
+  ctx.results.clear();
+  Arguments(m, ctx, inputs);
+  ctx.arg_views.assign(ctx.args.begin(), ctx.args.end());
   try {
     ffi::Any rv;
-    ctx.main.CallPacked(views.data(), static_cast<int32_t>(views.size()), &rv);
-    CollectOutputs(rv, &results);
+    ctx.main.CallPacked(ctx.arg_views.data(), static_cast<int32_t>(ctx.arg_views.size()), &rv);
+    ctx.arg_views.clear();
+    ctx.args.clear();
+    CollectOutputs(rv, &ctx.results);
   } catch (const ffi::Error& e) {
     throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
   } catch (const Error& e) {
     throw Error("model '" + m.path + "': " + e.what());
   }
-  return results;
 }
+
+// Clears the context's results on every exit of a run.
+struct ResultsDone {
+  Model::Context& ctx;
+  ~ResultsDone() { ctx.results.clear(); }
+};
 
 std::string OutputName(const Model::Impl& m, size_t i) {
   return i < m.info.outputs.size() ? "output '" + m.info.outputs[i].name + "'" : "output " + std::to_string(i);
@@ -160,8 +179,10 @@ std::vector<Tensor> Model::Run(const std::vector<Tensor>& inputs) {
     views.emplace_back(x);
   }
   Lease ctx(m);
-  const std::vector<ffi::Tensor> results = Call(m, *ctx, views);
+  const ResultsDone done{*ctx};
+  Call(m, *ctx, views);
   // Copied out: the caller owns its outputs, and none of them may alias VM memory or an input buffer.
+  const std::vector<ffi::Tensor>& results = (*ctx).results;
   std::vector<Tensor> outputs;
   for (size_t i = 0; i < results.size(); ++i) outputs.push_back(FromFfiTensor(results[i], OutputName(m, i)));
   return outputs;
@@ -171,13 +192,15 @@ void Model::Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outp
   Impl& m = impl();
   if (outputs == nullptr) throw Error("Model::Run: outputs is null");
   Lease ctx(m);
-  const std::vector<ffi::Tensor> results = Call(m, *ctx, inputs);
+  const ResultsDone done{*ctx};
+  Call(m, *ctx, inputs);
+  const std::vector<ffi::Tensor>& results = (*ctx).results;
   if (outputs->size() != results.size()) outputs->resize(results.size());
   for (size_t i = 0; i < results.size(); ++i) {
     const ffi::Tensor& r = results[i];
     Tensor& y = (*outputs)[i];
     if (r.device().device_type != kDLCPU || !r.IsContiguous()) throw Error(OutputName(m, i) + " is not CPU memory");
-    const std::string dtype = DTypeName(r.dtype());
+    const std::string dtype = DTypeName(r.dtype());  // no allocation for a listed dtype (ffi_util.h)
     const size_t nbytes = ffi::GetDataSize(*r.GetDLTensorPtr());
     // Reallocated once, then refilled: an empty Tensor{} (float32, shape []) looks like a scalar output but holds
     // no bytes, so its size is compared too.
@@ -195,6 +218,7 @@ ProfileReport Model::Profile(const std::vector<Tensor>& inputs, int runs) {
   // One context, hooked for the whole profile: other threads' calls run on other contexts, untimed.
   Lease ctx(m);
   try {
+    const ResultsDone done{*ctx};
     ProfileReport report = ProfileVm((*ctx).vm, m.regions, runs, [&] { Call(m, *ctx, views); });
     report.threads = m.threads;
     report.thread_policy = m.thread_policy;

@@ -23,10 +23,12 @@ std::string Rule(const DynamicDim& d) {
 }
 
 // The checks of a dynamic input against its resize mode: which sides may be dynamic, and the stride.
-void CheckDynamic(const TensorInfo& in, const Preprocess& pp, ResizeMode mode, const std::string& name,
+void CheckDynamic(const TensorInfo& in, const Preprocess& pp, ResizeMode mode, const std::string& where,
                   image::InputGeometry* g) {
   const bool dh = g->dynamic_h != nullptr, dw = g->dynamic_w != nullptr;
-  const std::string input = "model input '" + in.name + "' " + ShapeString(in.shape);
+  // Messages are built only when thrown: these checks run on every frame.
+  auto name = [&] { return where + ": "; };
+  auto input = [&] { return "model input '" + in.name + "' " + ShapeString(in.shape); };
   const bool fits = mode == ResizeMode::kHeight ? !dh && dw
                     : mode == ResizeMode::kLimit ? dh && dw
                     : mode == ResizeMode::kLetterbox ? dh == dw
@@ -37,32 +39,33 @@ void CheckDynamic(const TensorInfo& in, const Preprocess& pp, ResizeMode mode, c
                         : mode == ResizeMode::kLetterbox ? "a static or a dynamic H and W, not one of each"
                                                          : "a static H x W (letterbox, height or limit fit a "
                                                            "dynamic one)";
-    throw Error(name + input + ": resize " + pp.resize + " needs " + wants);
+    throw Error(name() + input() + ": resize " + pp.resize + " needs " + wants);
   }
   if (!dh && !dw) return;
   if ((mode != ResizeMode::kHeight) && pp.size < 1) {
-    throw Error(name + input + " is dynamic: resize " + pp.resize + " needs preprocess.size");
+    throw Error(name() + input() + " is dynamic: resize " + pp.resize + " needs preprocess.size");
   }
   const int64_t multiple = std::lcm(dh ? g->dynamic_h->multiple : 1, g->dynamic_w->multiple);
   g->stride = pp.stride > 0 ? pp.stride : multiple;
   if (g->stride % multiple != 0) {
-    throw Error(name + "preprocess stride " + Num(g->stride) + " is not a multiple of " + Num(multiple) + ", which " +
-                input + " needs");
+    throw Error(name() + "preprocess stride " + Num(g->stride) + " is not a multiple of " + Num(multiple) + ", which " +
+                input() + " needs");
   }
   // Every size the rule can give must be one the graph takes: then no image is refused for its shape (but a
   // limit:min of a large image, which keeps its size: PlaceImage checks each).
-  const std::string stride = "preprocess stride " + Num(g->stride);
   for (const DynamicDim* d : {g->dynamic_h, g->dynamic_w}) {
     if (d == nullptr || mode == ResizeMode::kHeight) continue;
-    const std::string side = input + " " + (d->name.empty() ? "axis " + Num(d->axis) : d->name);
-    if (g->stride < d->min) throw Error(name + stride + " is below the smallest size " + side + " takes");
+    auto side = [&] { return input() + " " + (d->name.empty() ? "axis " + Num(d->axis) : d->name); };
+    if (g->stride < d->min) {
+      throw Error(name() + "preprocess stride " + Num(g->stride) + " is below the smallest size " + side() + " takes");
+    }
     if (pp.size > d->max) {
-      throw Error(name + "preprocess size " + Num(pp.size) + " is over the largest size " + side + " takes (" +
+      throw Error(name() + "preprocess size " + Num(pp.size) + " is over the largest size " + side() + " takes (" +
                   Num(d->max) + ")");
     }
   }
   if (mode != ResizeMode::kHeight && pp.size % g->stride != 0) {
-    throw Error(name + "preprocess size " + Num(pp.size) + " is not a multiple of the stride " + Num(g->stride));
+    throw Error(name() + "preprocess size " + Num(pp.size) + " is not a multiple of the stride " + Num(g->stride));
   }
   if (mode == ResizeMode::kHeight) {
     const DynamicDim& d = *g->dynamic_w;
@@ -70,8 +73,8 @@ void CheckDynamic(const TensorInfo& in, const Preprocess& pp, ResizeMode mode, c
     g->max_width = pp.max_width > 0 ? pp.max_width : d.max / g->stride * g->stride;
     if (g->min_width < d.min || g->max_width > d.max || g->max_width % g->stride != 0 ||
         g->max_width < g->min_width) {
-      throw Error(name + "preprocess width " + Num(g->min_width) + ".." + Num(g->max_width) + " by " +
-                  Num(g->stride) + " does not fit " + input + " W (" + Rule(d) +
+      throw Error(name() + "preprocess width " + Num(g->min_width) + ".." + Num(g->max_width) + " by " +
+                  Num(g->stride) + " does not fit " + input() + " W (" + Rule(d) +
                   "): min_width >= its min, max_width <= its max and a multiple of the stride");
     }
   }
@@ -82,34 +85,35 @@ void CheckDynamic(const TensorInfo& in, const Preprocess& pp, ResizeMode mode, c
 namespace image {
 
 InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
-  const std::string name = where + ": ";
-  if (info.inputs.empty()) throw Error(name + "the model has no inputs");
+  // Messages are built only when thrown: this runs on every frame.
+  auto name = [&] { return where + ": "; };
+  if (info.inputs.empty()) throw Error(name() + "the model has no inputs");
   const TensorInfo& in = info.inputs[0];
   auto side = [&](int axis) { return in.shape[axis] >= 1 || (in.shape[axis] == -1 && in.Dynamic(axis)); };
   if (in.shape.size() != 4 || in.shape[0] != 1 || in.shape[1] != 3 || !side(2) || !side(3) || in.dtype != "float32") {
-    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + " " + in.dtype +
+    throw Error(name() + "model input '" + in.name + "' is " + ShapeString(in.shape) + " " + in.dtype +
                 "; an image needs a [1,3,H,W] float32 input (pass a .npy instead)");
   }
   const Preprocess& pp = info.preprocess;
   if (pp.mean.size() != 3 || pp.std.size() != 3) {
-    throw Error(name + "model preprocess needs 3 mean and 3 std values");
+    throw Error(name() + "model preprocess needs 3 mean and 3 std values");
   }
   if (pp.color != "RGB" && pp.color != "BGR") {
-    throw Error(name + "model preprocess color '" + pp.color + "' is not RGB or BGR");
+    throw Error(name() + "model preprocess color '" + pp.color + "' is not RGB or BGR");
   }
   const ResizeRow* mode = FindName(kResizeModes, pp.resize);
   if (mode == nullptr) {
-    throw Error(name + "model preprocess resize '" + pp.resize + "' is not " +
+    throw Error(name() + "model preprocess resize '" + pp.resize + "' is not " +
                 JoinNames(Names(kResizeModes), ", ", " or "));
   }
   if (mode->id == ResizeMode::kCrop && !(pp.crop_pct >= kMinCropPct && pp.crop_pct <= 1)) {
-    throw Error(name + "model preprocess crop_pct " + std::to_string(pp.crop_pct) + " is not in 0.01..1");
+    throw Error(name() + "model preprocess crop_pct " + std::to_string(pp.crop_pct) + " is not in 0.01..1");
   }
   if (mode->id == ResizeMode::kLetterbox && (pp.pad < 0 || pp.pad > 255)) {
-    throw Error(name + "model preprocess pad " + std::to_string(pp.pad) + " is not a pixel value 0..255");
+    throw Error(name() + "model preprocess pad " + std::to_string(pp.pad) + " is not a pixel value 0..255");
   }
   if (in.shape[2] >= 1 && in.shape[3] >= 1 && in.shape[2] * in.shape[3] > kMaxPixels) {
-    throw Error(name + "model input '" + in.name + "' is " + ShapeString(in.shape) + ": over 100 megapixels");
+    throw Error(name() + "model input '" + in.name + "' is " + ShapeString(in.shape) + ": over 100 megapixels");
   }
   InputGeometry g;
   g.height = static_cast<int>(in.shape[2]);
@@ -117,12 +121,12 @@ InputGeometry ImageInput(const ModelInfo& info, const std::string& where) {
   g.dynamic_h = g.height == -1 ? in.Dynamic(2) : nullptr;
   g.dynamic_w = g.width == -1 ? in.Dynamic(3) : nullptr;
   g.resize = mode->id;
-  CheckDynamic(in, pp, mode->id, name, &g);
+  CheckDynamic(in, pp, mode->id, where, &g);
   // mean/std are listed R,G,B; input channel c holds R,G,B or B,G,R as `color` says.
   g.bgr = pp.color == "BGR";
   for (int c = 0; c < 3; ++c) {
     const int rgb = g.bgr ? 2 - c : c;
-    if (pp.std[rgb] == 0.f) throw Error(name + "model preprocess std has a zero");
+    if (pp.std[rgb] == 0.f) throw Error(name() + "model preprocess std has a zero");
     g.mean[c] = pp.mean[rgb];
     g.norm[c] = 1.f / pp.std[rgb];
   }
@@ -136,10 +140,10 @@ void CheckImageInput(const ModelInfo& info, const std::string& where) { image::I
 ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
   using image::kMaxPixels;
   const image::InputGeometry in = image::ImageInput(info, "image");
-  const std::string size = std::to_string(width) + "x" + std::to_string(height);
-  if (width < 1 || height < 1) throw Error("image: " + size + " pixels is empty");
+  auto size = [&] { return std::to_string(width) + "x" + std::to_string(height); };  // for messages
+  if (width < 1 || height < 1) throw Error("image: " + size() + " pixels is empty");
   if (static_cast<int64_t>(width) * height > kMaxPixels) {
-    throw Error("image: " + size + " pixels is over the 100 megapixel limit");
+    throw Error("image: " + size() + " pixels is over the 100 megapixel limit");
   }
   const Preprocess& pp = info.preprocess;
   const int64_t w = width, h = height, s = in.stride;
@@ -196,14 +200,13 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
     H = rh = std::max<int64_t>(s, RoundHalfEven(static_cast<double>(th) / s) * s);
     W = rw = std::max<int64_t>(s, RoundHalfEven(static_cast<double>(tw) / s) * s);
   }
-  const std::string resized = std::to_string(rw) + "x" + std::to_string(rh);
   if (rw > kMaxPixels || rh > kMaxPixels || rw * rh > kMaxPixels || W * H > kMaxPixels) {
-    throw Error("image: resizing " + size + " to " + resized + " is over the 100 megapixel limit");
+    throw Error("image: resizing " + size() + " to " + std::to_string(rw) + "x" + std::to_string(rh) + " is over the 100 megapixel limit");
   }
   for (const DynamicDim* d : {in.dynamic_h, in.dynamic_w}) {
     const int64_t got = d == in.dynamic_h ? H : W;
     if (d != nullptr && !d->Accepts(got)) {
-      throw Error("image: " + size + " gives the input " + std::to_string(W) + "x" + std::to_string(H) + " by resize " +
+      throw Error("image: " + size() + " gives the input " + std::to_string(W) + "x" + std::to_string(H) + " by resize " +
                   pp.resize + ", but its " + (d->name.empty() ? "axis " + Num(d->axis) : d->name) + " takes " +
                   Rule(*d));
     }

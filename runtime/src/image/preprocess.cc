@@ -112,24 +112,24 @@ struct TrimScratch {
 // read, so a dynamic input's tensor is allocated at its size for this image.
 ImageTransform PlacePixels(const Pixels& p, const ModelInfo& info, const std::string& where) {
   image::ImageInput(info, where);
-  const std::string name = where + ": ";
+  auto name = [&] { return where + ": "; };  // built only when thrown: this runs on every frame
   const int ch = Channels(p.format);
   if (p.width < 1 || p.height < 1) {
-    throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) + " pixels is empty");
+    throw Error(name() + std::to_string(p.width) + "x" + std::to_string(p.height) + " pixels is empty");
   }
   if (static_cast<int64_t>(p.width) * p.height > image::kMaxPixels) {
-    throw Error(name + std::to_string(p.width) + "x" + std::to_string(p.height) +
+    throw Error(name() + std::to_string(p.width) + "x" + std::to_string(p.height) +
                 " pixels is over the 100 megapixel limit");
   }
-  if (p.data == nullptr) throw Error(name + "no pixel data (null pointer)");
+  if (p.data == nullptr) throw Error(name() + "no pixel data (null pointer)");
   const size_t packed = static_cast<size_t>(p.width) * ch;
   const size_t stride = p.stride == 0 ? packed : p.stride;
   if (stride < packed) {
-    throw Error(name + "row stride " + std::to_string(stride) + " bytes is less than width x channels (" +
+    throw Error(name() + "row stride " + std::to_string(stride) + " bytes is less than width x channels (" +
                 std::to_string(p.width) + " x " + std::to_string(ch) + ")");
   }
   if (stride > static_cast<size_t>(INT32_MAX)) {
-    throw Error(name + "row stride " + std::to_string(stride) + " bytes is too large");
+    throw Error(name() + "row stride " + std::to_string(stride) + " bytes is too large");
   }
   return PlaceImage(p.width, p.height, info);
 }
@@ -225,10 +225,12 @@ Tensor PreprocessImage(const Pixels& pixels, const ModelInfo& info, ImageTransfo
 void PreprocessImage(const Pixels& pixels, const ModelInfo& info, Tensor* out, ImageTransform* transform) {
   if (out == nullptr) throw Error("pixels: the output tensor is null");
   const ImageTransform t = PlacePixels(pixels, info, "pixels");
-  const std::vector<int64_t> shape{1, 3, t.input_height, t.input_width};
+  const int64_t shape[] = {1, 3, t.input_height, t.input_width};
   const size_t bytes = static_cast<size_t>(3) * t.input_height * t.input_width * sizeof(float);
-  if (out->shape != shape || out->dtype != "float32" || out->bytes.size() != bytes) {
-    *out = Tensor(shape, "float32");  // once: the same shape next frame (a dynamic input: the same frame size)
+  if (!std::equal(out->shape.begin(), out->shape.end(), std::begin(shape), std::end(shape)) ||
+      out->dtype != "float32" || out->bytes.size() != bytes) {
+    // once: the same shape next frame (a dynamic input: the same frame size)
+    *out = Tensor(std::vector<int64_t>(std::begin(shape), std::end(shape)), "float32");
   }
   FillPixels(pixels, info, t, out->f32());
   if (transform) *transform = t;

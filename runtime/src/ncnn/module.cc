@@ -283,22 +283,26 @@ class NcnnModuleObj : public ffi::ModuleObj {
     const size_t n_in = region_.inputs().size(), n_out = region_.outputs().size();
     // A model with dynamic sizes also passes the sizes (shape arguments TVM adds for the region's output
     // shapes, FORMAT.md): ncnn computes every shape itself, so they are skipped.
-    std::vector<int> at;  // the tensors' argument positions; filled only when there are shape arguments
-    for (int a = 0; a < args.size() && args.size() != static_cast<int>(n_in + n_out); ++a) {
-      if (args[a].type_index() != ffi::TypeIndex::kTVMFFIShape) at.push_back(a);
-    }
-    const size_t n = at.empty() ? static_cast<size_t>(args.size()) : at.size();
+    const bool with_shapes = args.size() != static_cast<int>(n_in + n_out);
+    size_t n = 0;
+    for (int a = 0; a < args.size(); ++a) n += !with_shapes || args[a].type_index() != ffi::TypeIndex::kTVMFFIShape;
     if (n != n_in + n_out) {
       TVM_FFI_THROW(ValueError) << Where(symbol_) << ": expects " << n_in << " inputs and " << n_out
                                 << " outputs (" << (n_in + n_out) << " tensors), got " << args.size()
                                 << " arguments";
     }
-    std::vector<NcnnRegion::Buffer> buffers(n_in + n_out);  // every argument checked before anything runs
-    for (size_t k = 0; k < n; ++k) {
-      const int a = at.empty() ? static_cast<int>(k) : at[k];
-      const size_t i = k < n_in ? k : k - n_in;
-      const BlobSpec& spec = k < n_in ? region_.inputs()[i] : region_.outputs()[i];
-      buffers[k] = {CheckTensor(args[a], a, k < n_in ? "input" : "output", i, spec), args[a].cast<DLTensor*>()->shape};
+    // Every argument checked before anything runs. On the stack up to kStackBuffers: a call allocates nothing.
+    constexpr size_t kStackBuffers = 16;
+    NcnnRegion::Buffer on_stack[kStackBuffers];
+    std::vector<NcnnRegion::Buffer> on_heap(n > kStackBuffers ? n : 0);
+    NcnnRegion::Buffer* buffers = n > kStackBuffers ? on_heap.data() : on_stack;
+    size_t k = 0;
+    for (int a = 0; a < args.size(); ++a) {
+      if (with_shapes && args[a].type_index() == ffi::TypeIndex::kTVMFFIShape) continue;
+      const bool input = k < n_in;
+      const size_t i = input ? k : k - n_in;
+      const BlobSpec& spec = input ? region_.inputs()[i] : region_.outputs()[i];
+      buffers[k++] = {CheckTensor(args[a], a, input ? "input" : "output", i, spec), args[a].cast<DLTensor*>()->shape};
     }
     if (!built_.load(std::memory_order_acquire)) {  // the mutex only until the net exists
       std::lock_guard<std::mutex> lock(mu_);

@@ -17,8 +17,11 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "ncnn/steady_pool.h"
 
 namespace tvm_ncnn {
 
@@ -73,7 +76,7 @@ class NcnnRegion {
     const int64_t* shape = nullptr;
   };
   // Runs the built net: buffers[i] holds inputs()[i], buffers[inputs().size() + j] receives outputs()[j].
-  void Run(const std::vector<Buffer>& buffers);
+  void Run(const Buffer* buffers);
 
  private:
   int EffectiveThreads() const;
@@ -83,7 +86,11 @@ class NcnnRegion {
   // What one running call owns; reused by later calls (one per call that ever ran at the same time).
   struct CallState {
     std::vector<ncnn::Mat> in_mats;  // inputs that cannot be viewed are copied here, allocated on first use
-    ncnn::UnlockedPoolAllocator blobs, workspace;
+    SteadyPool blobs, workspace;
+    // An Extractor made once: each call starts from `blank` (assigning it empties every blob in place; making
+    // a new Extractor allocates its private part and blob list every call) and goes back to it at the end,
+    // which hands the call's blobs back to the pools.
+    std::optional<ncnn::Extractor> blank, ex;
   };
   const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
   std::unique_ptr<CallState> TakeState();

@@ -1,6 +1,6 @@
 // Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
-// allocated once per concurrent caller), one fresh Extractor per call (cheap) on the shared Net with the caller's
-// own pool allocators, outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
+// allocated once per concurrent caller), on the shared Net through the caller's own Extractor and pools (reused:
+// steady_pool.h), outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
 #include <tvm/ffi/error.h>
 
 #include <cstring>
@@ -38,9 +38,8 @@ std::unique_ptr<NcnnRegion::CallState> NcnnRegion::TakeState() {
   }
   auto state = std::make_unique<CallState>();
   state->in_mats.resize(inputs_.size());
-  // As the net's own pools: any free block big enough is reused (the least memory).
-  state->blobs.set_size_compare_ratio(0.f);
-  state->workspace.set_size_compare_ratio(0.f);
+  state->blank.emplace(net_->create_extractor());
+  state->ex.emplace(*state->blank);
   return state;
 }
 
@@ -49,17 +48,20 @@ void NcnnRegion::ReturnState(std::unique_ptr<CallState> state) {
   states_.push_back(std::move(state));
 }
 
-void NcnnRegion::Run(const std::vector<Buffer>& buffers) {
-  const Buffer* in = buffers.data();
-  const Buffer* out = buffers.data() + inputs_.size();
+void NcnnRegion::Run(const Buffer* buffers) {
+  const Buffer* in = buffers;
+  const Buffer* out = buffers + inputs_.size();
   // Given back on every exit, also when ncnn fails; declared before the Extractor, so it outlives every Mat the
   // call allocated from its pools.
   struct Lease {
     NcnnRegion* region;
     std::unique_ptr<CallState> state;
-    ~Lease() { region->ReturnState(std::move(state)); }
+    ~Lease() {
+      *state->ex = *state->blank;  // the call's blobs back to its pools
+      region->ReturnState(std::move(state));
+    }
   } call{this, TakeState()};
-  ncnn::Extractor ex = net_->create_extractor();
+  ncnn::Extractor& ex = *call.state->ex;
   ex.set_blob_allocator(&call.state->blobs);
   ex.set_workspace_allocator(&call.state->workspace);
   const bool probing = probe::Active();  // int8 calibration: keep every blob for probe::Collect (probe.h)
