@@ -139,7 +139,8 @@ class ModelModuleObj : public ffi::ModuleObj {
   }
 
   // The caller's tensors (numpy arrays through DLPack) are read where they are -- in place when aligned, else
-  // copied once into the execution context (Model::Run with views); `args` keeps them alive during the call.
+  // copied once into the execution context (Model::Run with views); `args` keeps them alive during the call. The
+  // outputs' bytes become the returned tensors' (numpy reads them in place).
   ffi::Array<ffi::Tensor> Run(ffi::PackedArgs args) {
     try {
       std::vector<TensorView> inputs;
@@ -161,7 +162,7 @@ class ModelModuleObj : public ffi::ModuleObj {
       std::vector<Tensor> outputs;
       model_.Run(inputs, &outputs);
       ffi::Array<ffi::Tensor> out;
-      for (const Tensor& y : outputs) out.push_back(ToFfiTensor(y));
+      for (Tensor& y : outputs) out.push_back(ToFfiTensor(std::move(y)));  // handed over, not copied
       return out;
     } catch (const Error& e) {
       TVM_FFI_THROW(RuntimeError) << e.what();
@@ -247,7 +248,7 @@ ffi::Map<ffi::String, ffi::Any> PreprocessPixelsFfi(const ffi::Tensor& pixels, c
     const ModelInfo info = ParseMetadata(std::string(info_json), "preprocess_pixels: metadata");
     ImageTransform t;
     Tensor x = PreprocessImage(PixelsOf(pixels, std::string(format)), info, &t);
-    return {{"tensor", ToFfiTensor(x)}, {"transform", TransformMap(t)}};
+    return {{"tensor", ToFfiTensor(std::move(x))}, {"transform", TransformMap(t)}};
   } catch (const Error& e) {
     TVM_FFI_THROW(RuntimeError) << e.what();
   }

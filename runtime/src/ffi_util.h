@@ -80,6 +80,22 @@ inline Tensor FromFfiTensor(const tvm::ffi::Tensor& t, const std::string& what) 
   return out;
 }
 
+// Holds a Tensor's bytes inside the TVM tensor made from it: what the runtime hands back (outputs, a preprocessed
+// image) reaches Python without another copy.
+struct MovedBytesAlloc {
+  std::vector<uint8_t> bytes;
+  void AllocData(DLTensor* t) { t->data = bytes.data(); }
+  void FreeData(DLTensor*) {}
+};
+
+inline tvm::ffi::Tensor ToFfiTensor(Tensor&& t) {
+  if (t.bytes.empty()) return NewFfiTensor(t.shape, t.dtype);  // no bytes to hold: an aligned empty tensor
+  const DLDataType dtype = ToDLDataType(t.dtype);
+  const std::vector<int64_t> shape = std::move(t.shape);
+  return tvm::ffi::Tensor::FromNDAlloc(MovedBytesAlloc{std::move(t.bytes)},
+                                       tvm::ffi::ShapeView(shape.data(), shape.size()), dtype, DLDevice{kDLCPU, 0});
+}
+
 inline tvm::ffi::Tensor ToFfiTensor(const Tensor& t) {
   tvm::ffi::Tensor out = NewFfiTensor(t.shape, t.dtype);
   if (!t.bytes.empty()) std::memcpy(out.data_ptr(), t.bytes.data(), t.bytes.size());

@@ -40,6 +40,24 @@ void CollectNcnnModules(const ffi::Module& mod, std::unordered_set<const void*>*
   }
 }
 
+// The function of the region metadata names as the whole model (FORMAT.md `direct_region`). Its outputs must be
+// the model's, float32 and static: the runtime sizes the caller's output tensors from the metadata.
+ffi::Function DirectRegion(const Model::Impl& m, const std::string& name) {
+  const std::string& symbol = m.info.direct_region;
+  for (const TensorInfo& out : m.info.outputs) {
+    for (int64_t d : out.shape) {
+      if (d < 0 || out.dtype != "float32") {
+        throw Error(name + ": metadata direct_region '" + symbol + "' needs static float32 outputs, output '" +
+                    out.name + "' is " + ShapeString(out.shape) + " " + out.dtype);
+      }
+    }
+  }
+  for (const ffi::Module& region : m.regions) {
+    if (ffi::Optional<ffi::Function> f = region->GetFunction(symbol)) return *f;
+  }
+  throw Error(name + ": metadata direct_region '" + symbol + "' is not one of its ncnn regions");
+}
+
 }  // namespace
 
 void CheckThreads(int64_t threads) {
@@ -152,6 +170,7 @@ Model Model::Load(const std::string& path, const Options& options) {
       (*configure)(impl->threads, impl->precision.fp16);
     }
 
+    if (!info.direct_region.empty()) impl->direct = DirectRegion(*impl, name);
     // The first context now: a model that cannot make one fails at load, not at its first run.
     impl->idle.push_back(NewContext(*impl));
     impl->created = 1;

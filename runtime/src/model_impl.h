@@ -28,7 +28,7 @@ struct Model::Context {
   // `borrowed` holds the last in-place view of each input, reused while the caller passes the same memory.
   std::vector<tvm::ffi::Any> args;
   std::vector<tvm::ffi::AnyView> arg_views;
-  std::vector<tvm::ffi::Tensor> results, borrowed;
+  std::vector<tvm::ffi::Tensor> results, borrowed, borrowed_out;
 };
 
 struct Model::Impl {
@@ -41,6 +41,8 @@ struct Model::Impl {
   // Members die in reverse order: the contexts (VMs) before the loaded library their code lives in.
   tvm::ffi::Module exec{tvm::ffi::UnsafeInit()};
   std::vector<tvm::ffi::Module> regions;  // the ncnn modules (owned by exec too): Profile names their calls
+  // info.direct_region's function: runs call it with the inputs and the caller's outputs, not the VM's main.
+  tvm::ffi::Optional<tvm::ffi::Function> direct;
   std::mutex mu;                          // guards idle and created; never held while a model runs
   std::vector<std::unique_ptr<Context>> idle;
   int created = 0;

@@ -70,17 +70,16 @@ struct BorrowedAlloc {
   void* data;
 };
 
-// An in-place view of caller memory for input i: the context's last one when the caller passes the same memory
-// (a camera loop's one buffer), else a new one.
-const ffi::Tensor& Borrow(Model::Context& ctx, size_t i, const TensorView& x, const ffi::Tensor& like) {
-  ffi::Tensor& view = ctx.borrowed[i];
-  if (view.defined() && view.data_ptr() == x.data &&
-      std::equal(x.shape.begin(), x.shape.end(), view.shape().begin(), view.shape().end())) {
-    return view;
+// A TVM tensor over caller memory: `cached` when it already is one over the same memory and shape (a camera loop's
+// buffers), else a new one stored there.
+const ffi::Tensor& Borrow(ffi::Tensor& cached, const void* data, const std::vector<int64_t>& shape, DLDataType dtype) {
+  if (cached.defined() && cached.data_ptr() == data &&
+      std::equal(shape.begin(), shape.end(), cached.shape().begin(), cached.shape().end())) {
+    return cached;
   }
-  view = ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(x.data)},
-                                  ffi::ShapeView(x.shape.data(), x.shape.size()), like.dtype(), like.device());
-  return view;
+  cached = ffi::Tensor::FromNDAlloc(BorrowedAlloc{const_cast<void*>(data)}, ffi::ShapeView(shape.data(), shape.size()),
+                                    dtype, DLDevice{kDLCPU, 0});
+  return cached;
 }
 
 // Checks the inputs and makes the VM's arguments in ctx.args: each input in place when 64-byte aligned (TVM's
@@ -98,7 +97,7 @@ void Arguments(const Model::Impl& m, Model::Context& ctx, const std::vector<Tens
     if (x.data == nullptr) throw Error("input '" + want[i].name + "' has no data (null pointer)");
     ffi::Tensor& buffer = ctx.inputs[i];
     if (reinterpret_cast<uintptr_t>(x.data) % kViewAlign == 0) {
-      ctx.args.emplace_back(Borrow(ctx, i, x, buffer));
+      ctx.args.emplace_back(Borrow(ctx.borrowed[i], x.data, x.shape, buffer.dtype()));
     } else {
       if (!std::equal(x.shape.begin(), x.shape.end(), buffer.shape().begin(), buffer.shape().end())) {
         buffer = NewViewableTensor(x.shape, x.dtype);  // a dynamic input at another size: made again
@@ -133,6 +132,32 @@ struct ResultsDone {
   Model::Context& ctx;
   ~ResultsDone() { ctx.results.clear(); }
 };
+
+// The model as its one ncnn region (Impl::direct): the region writes straight into the caller's outputs, made
+// once at the metadata's shapes and refilled after that.
+void CallDirect(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs,
+                std::vector<Tensor>* outputs) {
+  Arguments(m, ctx, inputs);
+  const std::vector<TensorInfo>& want = m.info.outputs;
+  outputs->resize(want.size());
+  ctx.borrowed_out.resize(want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    Tensor& y = (*outputs)[i];
+    if (y.dtype != "float32" || y.shape != want[i].shape || y.bytes.size() != y.numel() * sizeof(float)) {
+      y = Tensor(want[i].shape, "float32");
+    }
+    ctx.args.emplace_back(Borrow(ctx.borrowed_out[i], y.bytes.data(), y.shape, DLDataType{kDLFloat, 32, 1}));
+  }
+  ctx.arg_views.assign(ctx.args.begin(), ctx.args.end());
+  try {
+    ffi::Any rv;
+    m.direct->CallPacked(ctx.arg_views.data(), static_cast<int32_t>(ctx.arg_views.size()), &rv);
+  } catch (const ffi::Error& e) {
+    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
+  }
+  ctx.arg_views.clear();
+  ctx.args.clear();
+}
 
 std::string OutputName(const Model::Impl& m, size_t i) {
   return i < m.info.outputs.size() ? "output '" + m.info.outputs[i].name + "'" : "output " + std::to_string(i);
@@ -178,13 +203,9 @@ std::vector<Tensor> Model::Run(const std::vector<Tensor>& inputs) {
     }
     views.emplace_back(x);
   }
-  Lease ctx(m);
-  const ResultsDone done{*ctx};
-  Call(m, *ctx, views);
-  // Copied out: the caller owns its outputs, and none of them may alias VM memory or an input buffer.
-  const std::vector<ffi::Tensor>& results = (*ctx).results;
+  // The caller owns its outputs: none of them aliases VM memory or an input buffer.
   std::vector<Tensor> outputs;
-  for (size_t i = 0; i < results.size(); ++i) outputs.push_back(FromFfiTensor(results[i], OutputName(m, i)));
+  Run(views, &outputs);
   return outputs;
 }
 
@@ -192,6 +213,7 @@ void Model::Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outp
   Impl& m = impl();
   if (outputs == nullptr) throw Error("Model::Run: outputs is null");
   Lease ctx(m);
+  if (m.direct) return CallDirect(m, *ctx, inputs, outputs);
   const ResultsDone done{*ctx};
   Call(m, *ctx, inputs);
   const std::vector<ffi::Tensor>& results = (*ctx).results;

@@ -108,6 +108,8 @@ struct ModelInfo {
   std::string triple;               // e.g. "aarch64-linux-gnu"
   std::string sdk_version, tvm_version, ncnn_version;
   int ncnn_regions = 0;             // how many subgraphs run in ncnn
+  std::string direct_region;        // the one ncnn region the whole model is, run without the Relax VM ("" when
+                                    // the model is more than that)
   std::string precision = "fp32";   // as exported: "fp32", "fp16" (ncnn's fp16 kernels where the CPU has fp16
                                     // arithmetic), "int8"; "fp32" for files exported before it was recorded
   Postprocess postprocess;          // how to read the outputs (task "" when none is recorded)

@@ -228,6 +228,7 @@ struct MetaReader {
     }
     if (auto pp = Find(root, "postprocess")) info.postprocess = ParsePostprocess(*pp);
     if (auto n = Find(root, "ncnn_regions")) info.ncnn_regions = static_cast<int>(Int(*n, "ncnn_regions"));
+    if (auto d = Find(root, "direct_region")) info.direct_region = Str(*d, "direct_region");
     // Absent before export recorded it: those files ran fp32 unless asked at load, and still do.
     if (auto p = Find(root, "precision")) info.precision = Str(*p, "precision");
     if (FindName(kPrecisions, info.precision) == nullptr) {

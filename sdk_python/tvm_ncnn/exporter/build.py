@@ -13,6 +13,7 @@ import tvm
 
 from .. import __version__
 from ..compile import runtime_functions, schedules
+from ..compile.direct import direct_region
 from ..compile.lower import generated
 from ..compile.targets import DeviceTarget
 from ..errors import ModelError
@@ -57,6 +58,9 @@ def build(prepared: Prepared, device: DeviceTarget, path: str, precision: str, i
     else:
         checked = verify.check(executable, prepared, prepared.reference, precision)
     metadata = _metadata(prepared, device, precision, int8_record)
+    direct = direct_region(mod)
+    if direct is not None:  # the runtime calls this region without the VM (FORMAT.md)
+        metadata["direct_region"] = direct
     metadata["verify"] = checked
     executable.mod.import_module(native.get_function("tvm_ncnn.meta_module_create")(json.dumps(metadata)))
     return _write_library(executable, path, device, sign), report

@@ -107,7 +107,9 @@ def describe_text(info: dict) -> str:
     if "partition" in info:
         report = PartitionReport.from_json(info["partition"])
         lines.append(("partition", f"{report.regions} ncnn region(s), {report.ncnn_ops}/{len(report.ops)} ops, "
-                                   f"{100 * report.ncnn_flops_share:.1f}% of FLOPs in ncnn"))
+                                   f"{100 * report.ncnn_flops_share:.1f}% of FLOPs in ncnn"
+                                   + (" (the whole model: run without the Relax VM)" if info.get("direct_region")
+                                      else "")))
     else:
         lines.append(("partition", "not recorded (exported before model.so stored it)"))
     text = "\n".join(f"{key:<11}{value}" for key, value in lines)

@@ -179,7 +179,7 @@ class LoadedModel:
             results = self._run(*tensors)
         except Exception as err:
             raise ModelError(last_line(err)) from None
-        return [np.from_dlpack(r).copy() for r in results]
+        return [np.from_dlpack(r) for r in results]  # each owns its bytes (the runtime's copy out of the model)
 
     def single(self, *arrays) -> np.ndarray:
         """The output of a model that has one (model(...)[0]); refused for a model with several."""
