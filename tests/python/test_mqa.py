@@ -127,7 +127,8 @@ def test_multi_query_attention(kv_stride, tmp_path):
 def _timm_onnx(name: str, size: int, path) -> str:
     """timm's model with random weights, exported as zoo.modern does. timm starts every layer scale at 1e-5, which
     leaves each attention's share of its block's output below the tolerance: the scales are drawn in [0.2, 0.5]
-    instead, so the comparison sees the attention."""
+    instead (larger ones make the random network's activations grow without bound), so the comparison sees the
+    attention."""
     import torch
 
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
@@ -144,8 +145,9 @@ def _timm_onnx(name: str, size: int, path) -> str:
     return str(path)
 
 
-# name -> input size: small enough to export in well under a minute; "large" was held out while developing
-TIMM_MQA = {"mobilenetv4_hybrid_medium": 224}
+# name -> input size (timm's are 256 and 384), small enough to export within a minute; the large variant was held
+# out while developing
+TIMM_MQA = {"mobilenetv4_hybrid_medium": 224, "mobilenetv4_hybrid_large": 224}
 
 
 @pytest.mark.parametrize("name", sorted(TIMM_MQA))
@@ -160,5 +162,5 @@ def test_mobilenetv4_hybrid(name, tmp_path):
     assert result.report.ncnn_flops_share >= 0.995, left
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
     ref = onnxruntime_run(onnx_path, x)
-    assert np.abs(ref).max() > 0.1  # the layer scales let the signal through
+    assert np.abs(ref).max() > 1e-3  # timm's own layer scales shrink the output to ~1e-15
     assert max_rel_error(tvm_ncnn.load(result.path, threads=1).single(x), ref) <= TOLERANCE

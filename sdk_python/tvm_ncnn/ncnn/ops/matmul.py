@@ -32,20 +32,18 @@ def why_not_matmul(call) -> str | None:
         return "left operand is a constant"
     if is_constant(w):
         return None if len(ws) == 2 else f"constant right operand of rank {len(ws)}, InnerProduct takes (K, N)"
-    if xs[:-2] != ws[:-2] and (len(xs) < 3 or len(ws) < 3 or _broadcast_leading(xs, ws) is None):
-        return f"operands {xs} and {ws} broadcast other than by leading 1s of two matrices or more"
+    if xs[:-2] != ws[:-2] and (len(xs) < 3 or len(ws) < 3 or not _leading_broadcast(xs, ws)):
+        return f"operands {xs} and {ws} broadcast: MatMul broadcasts leading 1s of operands of rank 3 or more"
     return None
 
 
-def _broadcast_leading(xs, ws) -> list[int] | None:
-    """The leading (batch) dimensions xs and ws broadcast to by numpy's rules, each pair equal or one of them 1
-    (a missing one counts as 1), else None."""
+def _leading_broadcast(xs, ws) -> bool:
+    """The leading (batch) dimensions broadcast by numpy's rules: aligned from the right, each pair equal or one
+    of them 1 (a missing one counts as 1)."""
     lx, lw = list(xs[:-2]), list(ws[:-2])
     rank = max(len(lx), len(lw))
     lx, lw = [1] * (rank - len(lx)) + lx, [1] * (rank - len(lw)) + lw
-    if any(a != b and 1 not in (a, b) for a, b in zip(lx, lw)):
-        return None
-    return [max(a, b) for a, b in zip(lx, lw)]
+    return all(a == b or 1 in (a, b) for a, b in zip(lx, lw))
 
 
 def _same_rank(g: NcnnGraph, blob: str, shape, rank: int) -> str:
