@@ -1,6 +1,12 @@
 """matmul -> InnerProduct (a vector by a constant (K, N) weight), Gemm (the rows of a token tensor by a constant
 weight, as pnnx writes nn.Linear on tokens), or MatMul (two computed tensors; a right operand transposed just
-before, as attention's `v @ attn.transpose(-2, -1)`, is MatMul's own transB)."""
+before, as attention's `v @ attn.transpose(-2, -1)`, is MatMul's own transB).
+
+MatMul broadcasts a leading dimension of 1 on either side (src/layer/matmul.cpp and its x86/arm kernels reuse
+channel 0 / depth 0 of an operand whose c or d is 1), as multi-query attention needs: one shared K/V head
+[1, 1, K, N] against every query head [1, h, M, K]. An operand of lower rank is first reshaped to the other's
+rank with leading ones, so MatMul always sees equal ranks (it maps a 2-D operand against a 4-D one by its
+own rules, not numpy's)."""
 
 from __future__ import annotations
 
@@ -26,16 +32,39 @@ def why_not_matmul(call) -> str | None:
         return "left operand is a constant"
     if is_constant(w):
         return None if len(ws) == 2 else f"constant right operand of rank {len(ws)}, InnerProduct takes (K, N)"
-    if len(xs) != len(ws) or xs[:-2] != ws[:-2]:
-        return f"operands {xs} and {ws} broadcast, MatMul here takes equal leading dimensions"
+    if xs[:-2] != ws[:-2] and (len(xs) < 3 or len(ws) < 3 or not _leading_broadcast(xs, ws)):
+        return f"operands {xs} and {ws} broadcast: MatMul broadcasts leading 1s of operands of rank 3 or more"
     return None
+
+
+def _leading_broadcast(xs, ws) -> bool:
+    """The leading (batch) dimensions broadcast by numpy's rules: aligned from the right, each pair equal or one
+    of them 1 (a missing one counts as 1)."""
+    lx, lw = list(xs[:-2]), list(ws[:-2])
+    rank = max(len(lx), len(lw))
+    lx, lw = [1] * (rank - len(lx)) + lx, [1] * (rank - len(lw)) + lw
+    return all(a == b or 1 in (a, b) for a, b in zip(lx, lw))
+
+
+def _same_rank(g: NcnnGraph, blob: str, shape, rank: int) -> str:
+    """blob reshaped to `rank` with leading ones (a Reshape without the batch: ncnn's own view of it)."""
+    shape = list(shape)
+    if len(shape) == rank:
+        return blob
+    return g.add("Reshape", [blob], shape_params([1] * (rank - len(shape)) + shape[1:]))[0]
+
+
+def _matmul(g: NcnnGraph, x, w, x_blob: str, w_blob: str, trans_b: int) -> str:
+    xs, ws = shape_of(x), shape_of(w)
+    rank = max(len(xs), len(ws))
+    return g.add("MatMul", [_same_rank(g, x_blob, xs, rank), _same_rank(g, w_blob, ws, rank)], {0: trans_b})[0]
 
 
 def convert_matmul(g: NcnnGraph, m: Match) -> str:
     x, w = m.root.args
     if is_constant(w):
         return _inner_product(g, m)
-    return g.add("MatMul", [m.blob(x), m.blob(w)], {0: 0})[0]
+    return _matmul(g, x, w, m.blob(x), m.blob(w), 0)
 
 
 def _inner_product(g: NcnnGraph, m: Match) -> str:
@@ -87,12 +116,13 @@ def _transposed_right() -> Fused:
             and not is_constant(swap.args[0]) and calls_run(ctx)
 
     return Fused(f"{PREFIX}.matmul_transb", root, {"root": root, "permute": permute}, check, _convert_transposed,
-                 ("MatMul",))
+                 ("MatMul", "Reshape"))
 
 
 def _convert_transposed(g: NcnnGraph, m: Match) -> str:
     swap = m.calls[0]  # the permute, bound first; the matmul reads it
-    return g.add("MatMul", [m.blob(m.result.args[0]), m.blob(swap.args[0])], {0: 1})[0]
+    x = m.result.args[0]
+    return _matmul(g, x, swap.args[0], m.blob(x), m.blob(swap.args[0]), 1)
 
 
 OPS = [Op("relax.matmul", why_not_matmul, convert_matmul, ("InnerProduct", "Gemm", "MatMul", "Reshape"),
