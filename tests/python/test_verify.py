@@ -35,13 +35,13 @@ def test_a_torch_model_is_checked_against_torch(tmp_path):
     assert tvm_ncnn.read_metadata(so)["verify"]["reference"] == "torch"
 
 
-def _flip_region_1(monkeypatch):
-    """A deliberately wrong converter: region 1's first convolution gets its weights' sign flipped."""
+def _flip_region_1(monkeypatch, symbol="ncnn_region_1"):
+    """A deliberately wrong converter: the region's first convolution gets its weights' sign flipped."""
     original = codegen.convert_region
 
     def wrong(func):
         region = original(func)
-        if region.symbol == "ncnn_region_1":
+        if region.symbol == symbol:
             conv = next(layer for layer in region.graph.layers if layer.type == "Convolution")
             weight, tagged = conv.weights[0]
             conv.weights[0] = (-np.asarray(weight), tagged)
@@ -84,3 +84,31 @@ def test_an_expanded_operand_keeps_its_side(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 8, 6, 5)).astype(np.float32)
     got, ref = tvm_ncnn.load(so, threads=1).single(x), onnxruntime_run(onnx_path, x)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+class Selecting(torch.nn.Module):
+    """A classifier that returns the top-3 classes: its scores are near-equal on a random input, so which of them
+    top-k keeps turns on the last bit and the end-to-end outputs cannot be compared."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        scores = self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        return torch.topk(scores, 3).indices
+
+
+def test_a_selecting_model_is_checked_region_by_region(tmp_path, monkeypatch):
+    onnx_path = zoo.to_onnx(Selecting().eval(), str(tmp_path / "sel.onnx"), (1, 3, 16, 16))
+    so = tmp_path / "sel.so"
+    tvm_ncnn.export(onnx_path, so)
+    record = tvm_ncnn.read_metadata(so)["verify"]
+    assert record["result"] == "passed" and record["reference"] == "TVM, region by region"
+    assert record["max_error"] < 1e-4 and "topk" in record["why"]
+    _flip_region_1(monkeypatch, "ncnn_region_0")
+    with pytest.raises(ModelError) as refused:
+        tvm_ncnn.export(onnx_path, tmp_path / "wrong.so")
+    assert "\n" not in str(refused.value)
+    assert "ncnn region ncnn_region_0 computes other values than TVM" in str(refused.value)

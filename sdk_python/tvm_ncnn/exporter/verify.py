@@ -68,14 +68,23 @@ def check(executable, prepared, reference: Reference, precision: str) -> dict:
         # Integer inputs are indices or divisors whose valid values a random input cannot know, and the check
         # runs in this process: zeros would divide by zero, anything else may index out of range.
         return {"result": "skipped", "why": "integer inputs"}
-    selecting = sorted({c.op.name for c in calls_in(prepared.imported.mod["main"])
+    imported = prepared.imported
+    selecting = sorted({c.op.name for c in calls_in(imported.mod["main"])
                         if isinstance(c.op, tvm.ir.Op) and c.op.name in SELECTING})
+    if selecting and imported.sizes:
+        return {"result": "skipped", "why": f"it selects ({', '.join(selecting)}): ties on a random input"}
+    runnable = _copy(executable)  # the executable itself is written into model.so afterwards
     if selecting:
         # A random input gives a random-weight head near-equal scores: which of them top-k or argmax keeps then
-        # turns on the last bit, and two right models disagree on whole rows.
-        return {"result": "skipped", "why": f"it selects ({', '.join(selecting)}): ties on a random input"}
-    imported = prepared.imported
-    runnable = _copy(executable)  # the executable itself is written into model.so afterwards
+        # turns on the last bit, and two right models disagree on whole rows. What can still be checked is the
+        # converter: each ncnn region against TVM on the very inputs it got.
+        worst, wrong = _regions_against_tvm(runnable, prepared, random_inputs(imported.inputs))
+        if wrong:
+            raise ModelError(f"{imported.source}: {wrong}; export with --no-offload, or --no-verify to write it "
+                             f"anyway")
+        return {"result": "passed", "reference": "TVM, region by region", "inputs": 1, "max_error": worst,
+                "why": f"it selects ({', '.join(selecting)}): ties on a random input, so each ncnn region is held "
+                       f"to TVM on its own inputs"}
     worst, where, sizes = 0.0, "", []
     # a dynamic model at both of the sizes partition probed (frontend/dynamic.py): two sizes, two shapes
     for k in range(len(imported.probes() or [None])):
@@ -157,9 +166,18 @@ def _culprit(executable, prepared, inputs, expected) -> str:
     if max(output_error(a, b) for a, b in zip(rewritten, expected)) > TOLERANCE:
         return ("the Relax rewrites before partitioning (frontend/rewrites.py, unit_batch.py) change its values: "
                 "the rewritten model alone in TVM differs too")
+    if not region_graphs(prepared.mod):
+        return "there is no ncnn region: the difference is TVM's"
+    _, wrong = _regions_against_tvm(executable, prepared, inputs)
+    return wrong or "every ncnn region matches TVM on its own inputs: the difference is in the part TVM compiles"
+
+
+def _regions_against_tvm(executable, prepared, inputs) -> tuple[float, str]:
+    """(largest error of a region's outputs against TVM on the inputs ncnn got, the first wrong region in run order
+    with its ops and layers -- "" when none is)."""
     regions = region_graphs(prepared.mod)
     if not regions:
-        return "there is no ncnn region: the difference is TVM's"
+        return 0.0, ""
     keys = [f"{s}/{b}" for s, r in regions.items() for b in r.inputs + r.outputs]
     native.get_function("tvm_ncnn.probe_start")(keys)
     try:
@@ -168,6 +186,7 @@ def _culprit(executable, prepared, inputs, expected) -> str:
     finally:
         native.get_function("tvm_ncnn.probe_stop")()
     tvm_regions = RegionRunner(prepared.mod)
+    worst = 0.0
     for symbol in sorted(regions, key=lambda s: int(s.rpartition("_")[2] or 0)):
         region = regions[symbol]
         if any(f"{symbol}/{b}" not in taken for b in region.inputs + region.outputs):
@@ -176,14 +195,15 @@ def _culprit(executable, prepared, inputs, expected) -> str:
         expected = tvm_regions(symbol, ins)
         got = [taken[f"{symbol}/{b}"].reshape(np.shape(e)) for b, e in zip(region.outputs, expected)]
         error = max(output_error(g, e) for g, e in zip(got, expected))
+        worst = max(worst, error)
         if error > TOLERANCE:
             index = symbol.rpartition("_")[2]
             ops = sorted({o.op for o in prepared.placement.ops if o.place == f"ncnn:{index}"})
             layers = Counter(layer.type for layer in region.graph.layers if layer.type != "Input")
-            return (f"ncnn region {symbol} computes other values than TVM on the same inputs ({error:.3g} x "
-                    f"max|ref|; ops {', '.join(ops)}; ncnn layers "
-                    f"{', '.join(f'{t} x{n}' for t, n in layers.most_common())})")
-    return "every ncnn region matches TVM on its own inputs: the difference is in the part TVM compiles"
+            return worst, (f"ncnn region {symbol} computes other values than TVM on the same inputs ({error:.3g} x "
+                           f"max|ref|; ops {', '.join(ops)}; ncnn layers "
+                           f"{', '.join(f'{t} x{n}' for t, n in layers.most_common())})")
+    return worst, ""
 
 
 def _onnxruntime(ort, data, inputs: list[np.ndarray]) -> list[np.ndarray]:
