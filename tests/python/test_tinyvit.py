@@ -192,7 +192,7 @@ def test_timm_block_through_the_legacy_exporter(h, w, window, tmp_path):
 
 # ------------------------------------------------------------------------------------------- whole models
 
-MODELS = {  # id: (timm name, input size); the first developed on, the second held out until the end
+MODELS = {  # id: (timm name, input size); tiny_vit_5m_224 developed on, tiny_vit_11m_224 held out until the end
     "tiny_vit_5m_224": ("tiny_vit_5m_224", 224),
     "tiny_vit_5m_at_256": ("tiny_vit_5m_224", 256),  # 32x32 and 16x16 maps padded to windows of 7 and 14
     "tiny_vit_11m_224": ("tiny_vit_11m_224", 224),
