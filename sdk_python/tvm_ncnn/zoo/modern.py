@@ -10,6 +10,7 @@ import types
 
 # timm name -> input size (the size it was designed for, or a smaller one its layers accept)
 TIMM = {
+    "tiny_vit_5m_224": 224,
     "convnext_atto": 224, "convnext_femto": 224, "vit_tiny_patch16_224": 224, "deit_tiny_distilled_patch16_224": 224,
     "mobilevit_xxs": 256, "mobilevit_xs": 256, "mobilevitv2_050": 256, "efficientformerv2_s0": 224,
     "efficientformer_l1": 224, "edgenext_xx_small": 256, "edgenext_x_small": 256, "levit_128s": 224,
