@@ -212,8 +212,9 @@ class Model {
   //    tensor; std::aligned_alloc(64, ...) memory is, a Tensor's std::vector bytes usually are not); otherwise
   //    each is copied once into the context's input buffer (allocated at load, nothing allocated per call);
   //  * outputs are written into *outputs: tensors already of the right shape and dtype are filled in place (their
-  //    bytes keep their address); others are reshaped once. The values are copied once out of the VM's pooled
-  //    memory, which the next call reuses.
+  //    bytes keep their address); others are reshaped once. A model that is one ncnn region (info().direct_region)
+  //    runs it without the Relax VM and ncnn's results are written straight into them; otherwise they are copied
+  //    once out of the VM's pooled memory, which the next call reuses.
   void Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outputs);
 
   // Runs the model once to warm up, then `runs` times (1..kMaxProfileRuns) timing every call its Relax VM
