@@ -113,6 +113,8 @@ def find_attention(root, producer) -> Attention | None:
 def _mask_value(mask, scores_shape: list[int]):
     """What SDPA's attn_mask input gets: a constant's values as [1 or heads, tokens, tokens] (heads merged with
     groups), True for a tensor of the scores' own shape, None when ncnn's SDPA cannot take it."""
+    if scores_shape is None:
+        return None
     if is_constant(mask):
         value = constant_value(mask)
         if str(value.dtype) != "float32" or value.ndim > len(scores_shape):
