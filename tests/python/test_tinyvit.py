@@ -30,10 +30,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import tvm_ncnn
-
-from conftest import max_rel_error, onnxruntime_run
 from tvm_ncnn.ncnn.codegen import convert_region
 from tvm_ncnn.partition.regions import partition, region_vars
+
+from conftest import max_rel_error, onnxruntime_run
 
 TOLERANCE = 1e-4
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from tvm.relax.backend.utils import has_leaking_intermediate_variables
 from tvm.relax.dpl import is_const, is_op, wildcard
-
-import numpy as np
 
 from ..graph import NcnnGraph, shape_params
 from ...relax_util import constant_value, is_constant, scalar_constant, scalar_operand, shape_of
