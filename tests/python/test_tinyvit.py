@@ -4,17 +4,25 @@ conv between two transposes and a LayerNorm MLP.
 
 tiny_vit_5m_224 exported in 5 ncnn regions before the Swin work (its rank-6 window partition and reverse stayed in
 TVM); frontend/window_layout.py's rank-5 permutes and static_shapes.py's folded pad chains took it into one, so
-nothing TinyViT-specific was added. These tests hold it there: hand-built ONNX graphs of the block (padded and
-unpadded windows, one window without a partition, non-square maps), timm's own TinyVitBlock through the legacy
-exporter (its pads come from a Shape->Mod->ConstantOfShape chain) and whole models, each exported with export's
-own verification on and compared with onnxruntime here. tiny_vit_5m_224 was developed on; tiny_vit_11m_224 was
-held out (checked only at the end)."""
+nothing TinyViT-specific was needed for that. Its attention then ran as MatMul, BinaryOp, Softmax, MatMul: k comes
+tokens-first and permuted to k^T in one Transpose, and the gathered bias is added between the scores and the
+softmax. ncnn/ops/attention.py now takes both (a Permute of k, SDPA's attn_mask input), so attention is one SDPA
+layer, as pnnx writes F.scaled_dot_product_attention(attn_mask=...) -- except over several windows with a bias per
+head (stage 2 of tiny_vit_5m_224): SDPA would need the bias copied once per window.
+
+These tests: hand-built ONNX graphs of the block (padded and unpadded windows, one window without a partition,
+non-square maps) and of attention with each mask form, timm's own TinyVitBlock through the legacy exporter (its
+pads come from a Shape->Mod->ConstantOfShape chain) and whole models (bias tables randomized: timm initializes them
+to zeros, which onnxslim then drops), each exported with export's own verification on and compared with
+onnxruntime here. tiny_vit_5m_224 was developed on; tiny_vit_11m_224 was held out (first run once the region
+work was done; it passed then, and again after the SDPA change)."""
 
 from __future__ import annotations
 
 import itertools
 import sys
 import types
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -22,6 +30,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import tvm_ncnn
+from tvm_ncnn.ncnn.codegen import convert_region
+from tvm_ncnn.partition.regions import partition, region_vars
 
 from conftest import max_rel_error, onnxruntime_run
 
@@ -73,8 +83,10 @@ class _Graph:
         return self.op("Mul", half, self.const(0.5))
 
 
-def window_block_model(h: int, w: int, window: int, c: int = 16, heads: int = 2, seed: int = 0) -> onnx.ModelProto:
-    """One TinyViT block on a [1, C, H, W] input, written node by node as the legacy exporter writes it."""
+def window_block_model(h: int, w: int, window: int, c: int = 16, heads: int = 2, seed: int = 0,
+                       bias: bool = True) -> onnx.ModelProto:
+    """One TinyViT block on a [1, C, H, W] input, written node by node as the legacy exporter writes it. bias=False:
+    no attention bias (timm's zero-initialized table, which onnxslim drops)."""
     g = _Graph(seed)
     d, n = c // heads, window * window
     x = g.op("Transpose", "x", perm=[0, 2, 3, 1])  # the stage's channels-last [1, H, W, C]
@@ -96,9 +108,11 @@ def window_block_model(h: int, w: int, window: int, c: int = 16, heads: int = 2,
     q = g.op("Mul", g.op("Transpose", q, perm=[0, 2, 1, 3]), root_scale)
     k = g.op("Mul", g.op("Transpose", k, perm=[0, 2, 3, 1]), root_scale)
     v = g.op("Transpose", v, perm=[0, 2, 1, 3])
-    table = g.weight(heads, int(bias_index_table(window).max()) + 1, scale=1.0)  # random: zeros would hide a bug
-    bias = g.op("Gather", table, g.const(bias_index_table(window), np.int64), axis=1)  # [heads, N, N]
-    attn = g.op("Softmax", g.op("Add", g.op("MatMul", q, k), bias), axis=-1)
+    scores = g.op("MatMul", q, k)
+    if bias:
+        table = g.weight(heads, int(bias_index_table(window).max()) + 1, scale=1.0)  # random: zeros would hide a bug
+        scores = g.op("Add", scores, g.op("Gather", table, g.const(bias_index_table(window), np.int64), axis=1))
+    attn = g.op("Softmax", scores, axis=-1)
     o = g.op("Transpose", g.op("MatMul", attn, v), perm=[0, 2, 1, 3])
     o = g.linear(g.reshape(o, [nh * nw, n, c]), c, c)
     if (h, w) != (window, window):
@@ -129,6 +143,13 @@ def _export_and_compare(onnx_path: str, so_path: str, shape, seed: int = 1):
     return result.report, max_rel_error(got, onnxruntime_run(onnx_path, x))
 
 
+def ncnn_layers(onnx_path: str) -> tuple[Counter, str]:
+    """The layer types of the model's one ncnn region, and its .param text."""
+    mod = partition(tvm_ncnn.import_model(onnx_path).mod)
+    param = convert_region(mod[region_vars(mod)[0]]).param
+    return Counter(line.split()[0] for line in param.splitlines()[2:]), param
+
+
 BLOCKS = {  # id: (H, W, window)
     "whole_windows": (14, 14, 7),
     "padded": (10, 12, 7),           # padded to 14x14: four windows, three of them partly padding
@@ -146,6 +167,76 @@ def test_window_block_in_one_region_matches_onnxruntime(key, tmp_path):
     report, err = _export_and_compare(onnx_path, str(tmp_path / "m.so"), (1, 16, h, w))
     assert report.regions == 1 and report.ncnn_flops_share == pytest.approx(1.0), report.table()
     assert err <= TOLERANCE
+    # one window: the attention, its bias as the mask, is one SDPA layer. Several: the per-head bias would be
+    # copied once per window into SDPA's mask, so MatMul, BinaryOp, Softmax, MatMul compute it as before.
+    layers, param = ncnn_layers(onnx_path)
+    if -(-h // window) * -(-w // window) == 1:
+        assert layers["SDPA"] == 1 and "Softmax" not in layers and "MatMul" not in layers, layers
+        assert " 5=1 " in next(line for line in param.splitlines() if line.startswith("SDPA")) + " "
+    else:
+        assert "SDPA" not in layers and layers["Softmax"] == 1, layers
+
+
+@pytest.mark.parametrize("key", ["padded", "non_square"])
+def test_window_attention_without_bias_is_one_sdpa_layer(key, tmp_path):
+    """Windows as heads of one SDPA layer: k, tokens-first, permuted to [windows, heads, tokens, dim] for it."""
+    h, w, window = BLOCKS[key]
+    onnx_path = str(tmp_path / f"{key}.onnx")
+    onnx.save(window_block_model(h, w, window, bias=False), onnx_path)
+    report, err = _export_and_compare(onnx_path, str(tmp_path / "m.so"), (1, 16, h, w))
+    assert report.regions == 1 and err <= TOLERANCE
+    layers, _ = ncnn_layers(onnx_path)
+    assert layers["SDPA"] == 1 and "Softmax" not in layers and "MatMul" not in layers, layers
+
+
+def attention_model(mask: str, tokens: int = 12, c: int = 16, heads: int = 2, seed: int = 0) -> onnx.ModelProto:
+    """softmax(q k^T * s + mask) v on [1, tokens, C] tokens, k permuted tokens-first to [1, heads, dim, tokens] in
+    one Transpose. mask: "per_head" (a constant [heads, N, N]), "shared" (a constant [N, N] for every head),
+    "tensor" (computed from the input, [1, heads, N, N]), "scaled_after" ((q k^T + b) * s: not SDPA's order)."""
+    g = _Graph(seed)
+    d, n = c // heads, tokens
+    q, k, v = g.op("Split", g.reshape(g.linear("x", c, 3 * c), [1, n, heads, 3 * d]), g.const([d, d, d], np.int64),
+                   axis=3, n_out=3)
+    q = g.op("Transpose", q, perm=[0, 2, 1, 3])
+    k = g.op("Transpose", k, perm=[0, 2, 3, 1])
+    v = g.op("Transpose", v, perm=[0, 2, 1, 3])
+    scores = g.op("MatMul", q, k)
+    if mask == "scaled_after":
+        logits = g.op("Mul", g.op("Add", scores, g.weight(heads, n, n, scale=1.0)), g.const(d ** -0.5))
+    else:
+        if mask == "per_head":
+            term = g.weight(heads, n, n, scale=1.0)
+        elif mask == "shared":
+            term = g.weight(n, n, scale=1.0)
+        else:
+            term = g.op("Transpose", g.reshape(g.linear("x", c, heads * n), [1, n, heads, n]), perm=[0, 2, 1, 3])
+        logits = g.op("Add", term, g.op("Mul", scores, g.const(d ** -0.5)))
+    o = g.op("MatMul", g.op("Softmax", logits, axis=-1), v)
+    o = g.linear(g.reshape(g.op("Transpose", o, perm=[0, 2, 1, 3]), [1, n, c]), c, c)
+    g.nodes.append(helper.make_node("Identity", [o], ["y"]))
+    graph = helper.make_graph(g.nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n, c])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("mask", ["per_head", "shared", "tensor", "scaled_after"])
+def test_attention_mask_forms(mask, tmp_path):
+    onnx_path = str(tmp_path / f"{mask}.onnx")
+    onnx.save(attention_model(mask), onnx_path)
+    report, err = _export_and_compare(onnx_path, str(tmp_path / "m.so"), (1, 12, 16))
+    assert report.regions == 1, report.table()
+    assert err <= TOLERANCE
+    layers, param = ncnn_layers(onnx_path)
+    if mask == "scaled_after":
+        assert "SDPA" not in layers and layers["Softmax"] == 1, layers
+    else:
+        assert layers["SDPA"] == 1 and "Softmax" not in layers, layers
+        masks = [line for line in param.splitlines() if line.startswith("MemoryData")]
+        if mask == "shared":  # one [N, N] matrix for every head
+            assert any(line.split()[-3:] == ["0=12", "1=12", "2=1"] or line.split()[-2:] == ["0=12", "1=12"]
+                       for line in masks), masks
 
 
 def _import_timm():
@@ -192,10 +283,11 @@ def test_timm_block_through_the_legacy_exporter(h, w, window, tmp_path):
 
 # ------------------------------------------------------------------------------------------- whole models
 
-MODELS = {  # id: (timm name, input size); tiny_vit_5m_224 developed on, tiny_vit_11m_224 held out until the end
-    "tiny_vit_5m_224": ("tiny_vit_5m_224", 224),
-    "tiny_vit_5m_at_256": ("tiny_vit_5m_224", 256),  # 32x32 and 16x16 maps padded to windows of 7 and 14
-    "tiny_vit_11m_224": ("tiny_vit_11m_224", 224),
+MODELS = {  # id: (timm name, input size, whether a stage attends over one window); tiny_vit_5m_224 developed on,
+    # tiny_vit_11m_224 held out until the end
+    "tiny_vit_5m_224": ("tiny_vit_5m_224", 224, True),  # 14x14 and 7x7 maps are one window of 14 and of 7
+    "tiny_vit_5m_at_256": ("tiny_vit_5m_224", 256, False),  # 32x32, 16x16, 8x8 padded to 2x2+ windows of 7, 14, 7
+    "tiny_vit_11m_224": ("tiny_vit_11m_224", 224, True),
 }
 
 
@@ -203,7 +295,7 @@ MODELS = {  # id: (timm name, input size); tiny_vit_5m_224 developed on, tiny_vi
 def test_tinyvit_in_one_region_matches_onnxruntime(key, tmp_path):
     import torch
 
-    name, size = MODELS[key]
+    name, size, one_window = MODELS[key]
     torch.manual_seed(0)
     model = _randomize_attention_biases(_import_timm().create_model(name, pretrained=False).eval())
     onnx_path = str(tmp_path / f"{key}.onnx")
@@ -212,3 +304,5 @@ def test_tinyvit_in_one_region_matches_onnxruntime(key, tmp_path):
     assert report.regions == 1, report.table()
     assert report.ncnn_flops_share >= 0.995
     assert err <= TOLERANCE
+    layers, _ = ncnn_layers(onnx_path)  # the attention over one window, its gathered bias the mask: one SDPA layer
+    assert (layers["SDPA"] >= 1) == one_window, layers
