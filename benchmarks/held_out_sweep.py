@@ -121,7 +121,8 @@ def sweep_one(name: str, size: int, directory: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'family':30} {'model':22} {'size':>4} {'regions':>7} {'ncnn FLOPs':>10} {'max err':>9} {'verify':>8}  TVM ops / failure")
+    print(f"{'family':30} {'model':22} {'size':>4} {'regions':>7} {'ncnn FLOPs':>10} {'max err':>9} {'verify':>8}  "
+          "TVM ops / failure")
     family_of = {m: f for f, (m, _) in FAMILIES.items()}
     for r in rows:
         share = f"{100 * r['share']:.2f}%" if "share" in r else "-"
