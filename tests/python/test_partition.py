@@ -199,8 +199,8 @@ def test_power_of_a_negative_base(tmp_path):
 
 
 class CopiesBetweenTvmOps(torch.nn.Module):
-    """conv, a cumulative sum (no ncnn layer), a reshape and a concat of what it computed, another cumulative
-    sum, conv: the reshape and concat between the two sums would be an ncnn region that only copies TVM's values
+    """conv, a cumulative sum (no ncnn layer), a reshape, split and concat of what it computed, another
+    cumulative sum, conv: the reshape, split and concat between the two sums would be an ncnn region that only copies TVM's values
     in and out (YOLOv10's NMS-free head had two between its top-ks)."""
 
     def __init__(self):
@@ -208,8 +208,9 @@ class CopiesBetweenTvmOps(torch.nn.Module):
         self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
 
     def forward(self, x):
-        y = self.a(x).cumsum(3)
-        y = torch.cat([y.reshape(1, 8, 8, 32), y.reshape(1, 8, 8, 32)], 3).cumsum(2)
+        r = self.a(x).cumsum(3).reshape(1, 8, 8, 32)
+        left, right = r.split(16, dim=3)  # a split's parts feeding the concat: the region's ops in order
+        y = torch.cat([right, left, r], 3).cumsum(2)
         return self.b(y.reshape(1, 8, 16, 32))
 
 
@@ -219,9 +220,10 @@ def test_a_region_that_only_moves_tvm_data_stays_in_tvm(tmp_path):
     onnx_path = zoo.to_onnx(CopiesBetweenTvmOps().eval(), str(tmp_path / "c.onnx"), (1, 3, 16, 16))
     with pytest.warns(TvmFallbackWarning):
         result = tvm_ncnn.export(onnx_path, tmp_path / "c.so")
-    moved = [op for op in result.report.ops if op.op in ("relax.reshape", "relax.concat") and op.place == "tvm"]
+    moved = [op for op in result.report.ops if op.op in ("relax.reshape", "relax.split", "relax.concat")
+             and op.place == "tvm"]
     assert result.report.regions == 2 and all(op.reason == REASON for op in moved)
-    assert {op.op for op in moved} == {"relax.reshape", "relax.concat"}
+    assert {op.op for op in moved} == {"relax.reshape", "relax.split", "relax.concat"}
     x = np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype("float32")
     assert max_rel_error(tvm_ncnn.load(tmp_path / "c.so").single(x), onnxruntime_run(onnx_path, x)) <= 1e-4
 

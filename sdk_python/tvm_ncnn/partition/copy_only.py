@@ -12,7 +12,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from ..relax_util import bound_calls, composite_calls, region_ops
+from ..relax_util import bound_calls, region_ops
 
 MOVES = {"relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten", "relax.concat",
          "relax.split", "relax.permute_dims"}
@@ -78,21 +78,28 @@ class _Inline(relax.PyExprMutator):
         super().__init__(mod)
         self.mod, self.demoted = mod, demoted
 
+    def _inline(self, composite: relax.Function, args, mapping: dict):
+        """The composite's ops bound in main, its parameters the (mapped) arguments; returns its result."""
+        inner = {p: _Substitute(mapping).visit_expr(a) for p, a in zip(composite.params, args)}
+        for block in composite.body.blocks:
+            for b in block.bindings:
+                inner[b.var] = self.builder_.emit(_Substitute(inner).visit_expr(b.value))
+        return _Substitute(inner).visit_expr(composite.body.body)
+
     def visit_var_binding_(self, binding):
         value = binding.value
         if not (isinstance(value, relax.Call) and value.op in self.demoted):
             return super().visit_var_binding_(binding)
         region = self.mod[value.op]
         mapping = {p: self.visit_expr(a) for p, a in zip(region.params, value.args)}
-        for var, composite, call in composite_calls(region):
-            inner = {p: _Substitute(mapping).visit_expr(a) for p, a in zip(composite.params, call.args)}
-            for block in composite.body.blocks:
-                for b in block.bindings:
-                    inner[b.var] = self.builder_.emit(_Substitute(inner).visit_expr(b.value))
-            mapping[var] = _Substitute(inner).visit_expr(composite.body.body)
-        for block in region.body.blocks:  # the region's own tuple and item bindings around its composites
+        composites = {}
+        for block in region.body.blocks:  # in order: a split's items may feed a later composite
             for b in block.bindings:
-                if b.var not in mapping and not isinstance(b.value, relax.Function):
+                if isinstance(b.value, relax.Function):
+                    composites[b.var] = b.value
+                elif isinstance(b.value, relax.Call) and b.value.op in composites:
+                    mapping[b.var] = self._inline(composites[b.value.op], b.value.args, mapping)
+                else:  # the region's own tuple and item bindings around its composites
                     mapping[b.var] = self.builder_.emit(_Substitute(mapping).visit_expr(b.value))
         result = _Substitute(mapping).visit_expr(region.body.body)
         if not isinstance(binding.var, relax.DataflowVar):  # an output of main's dataflow block stays one
