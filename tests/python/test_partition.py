@@ -196,3 +196,44 @@ def test_power_of_a_negative_base(tmp_path):
         ref = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
         expected = relax.VirtualMachine(ref, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
         assert max_rel_error(tvm_ncnn.load(result.path).single(x), expected) <= 1e-5
+
+
+class CopiesBetweenTvmOps(torch.nn.Module):
+    """conv, a cumulative sum (no ncnn layer), a reshape, split and concat of what it computed, another
+    cumulative sum, conv: the reshape, split and concat between the two sums would be an ncnn region that only copies TVM's values
+    in and out (YOLOv10's NMS-free head had two between its top-ks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        r = self.a(x).cumsum(3).reshape(1, 8, 8, 32)
+        left, right = r.split(16, dim=3)  # a split's parts feeding the concat: the region's ops in order
+        y = torch.cat([right, left, r], 3).cumsum(2)
+        return self.b(y.reshape(1, 8, 16, 32))
+
+
+def test_a_region_that_only_moves_tvm_data_stays_in_tvm(tmp_path):
+    from tvm_ncnn.partition.copy_only import REASON
+
+    onnx_path = zoo.to_onnx(CopiesBetweenTvmOps().eval(), str(tmp_path / "c.onnx"), (1, 3, 16, 16))
+    with pytest.warns(TvmFallbackWarning):
+        result = tvm_ncnn.export(onnx_path, tmp_path / "c.so")
+    moved = [op for op in result.report.ops if op.op in ("relax.reshape", "relax.split", "relax.concat")
+             and op.place == "tvm"]
+    assert result.report.regions == 2 and all(op.reason == REASON for op in moved)
+    assert {op.op for op in moved} == {"relax.reshape", "relax.split", "relax.concat"}
+    x = np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype("float32")
+    assert max_rel_error(tvm_ncnn.load(tmp_path / "c.so").single(x), onnxruntime_run(onnx_path, x)) <= 1e-4
+
+
+def test_a_model_input_only_moved_still_runs_in_ncnn():
+    """A region fed by the model's input is no copy of TVM's values: it stays (a model of a lone reshape)."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 8, 8), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.reshape(x, [1, 4, 64])))
+        bb.emit_func_output(out)
+    assert report(partition(tvm_ncnn.import_model(bb.get()).mod)).regions == 1

@@ -16,11 +16,12 @@ import types
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import tvm_ncnn
 from tvm_ncnn.frontend import static_shapes
-from tvm_ncnn.frontend.window_layout import merged_permute
+from tvm_ncnn.frontend.window_layout import merged_permute, permute_steps
 
 from conftest import max_rel_error, onnxruntime_run
 
@@ -157,6 +158,43 @@ def test_merged_permute_moves_the_same_data(shape, perm):
     x = np.random.default_rng(0).standard_normal(shape)
     merged, order = merged_permute(shape, perm)
     assert np.array_equal(np.transpose(x, perm).ravel(), np.transpose(x.reshape(merged), order).ravel())
+
+
+@pytest.mark.parametrize("shape, perm", [([1, 8, 4, 2, 4, 2], [0, 1, 3, 5, 2, 4]),   # MobileViT-v2's unfold
+                                         ([1, 8, 2, 2, 4, 4], [0, 1, 4, 2, 5, 3]),   # and its fold
+                                         ([2, 3, 4, 5, 6, 7], [5, 3, 1, 4, 0, 2])])
+def test_permute_steps_move_the_same_data_in_at_most_four_axes(shape, perm):
+    """A permutation moving five axes after merging becomes Permutes of at most four axes (ncnn's rank)."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    y = x.ravel()
+    for merged, order in permute_steps(shape, perm):
+        assert len(merged) <= 4
+        y = np.transpose(y.reshape(merged), order).ravel()
+    assert np.array_equal(y, np.transpose(x, perm).ravel())
+
+
+class Unfold(torch.nn.Module):
+    """MobileViT-v2's unfold to [C, patch, tokens] and fold back around a per-token 1x1 conv: five axes move
+    ([C, nh, ph, nw, pw] to [C, ph, pw, nh, nw]), one more than an ncnn Permute takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = torch.nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        p = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, c, 4, -1)
+        p = self.mix(p)
+        return p.reshape(b, c, 2, 2, h // 2, w // 2).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h, w)
+
+
+def test_a_five_axis_unfold_runs_in_one_region(tmp_path):
+    onnx_path = tvm_ncnn.zoo.to_onnx(Unfold().eval(), str(tmp_path / "u.onnx"), (1, 8, 12, 16))
+    result = tvm_ncnn.export(onnx_path, str(tmp_path / "u.so"))
+    assert result.report.regions == 1 and result.report.ncnn_flops_share == pytest.approx(1.0)
+    x = np.random.default_rng(0).standard_normal((1, 8, 12, 16)).astype(np.float32)
+    got = tvm_ncnn.load(str(tmp_path / "u.so"), threads=1).single(x)
+    assert max_rel_error(got, onnxruntime_run(onnx_path, x)) <= TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------- whole models

@@ -112,3 +112,26 @@ def test_a_selecting_model_is_checked_region_by_region(tmp_path, monkeypatch):
         tvm_ncnn.export(onnx_path, tmp_path / "wrong.so")
     assert "\n" not in str(refused.value)
     assert "ncnn region ncnn_region_0 computes other values than TVM" in str(refused.value)
+
+
+class TwoNormalizations(torch.nn.Module):
+    """q / |q| and k / |k| side by side, each norm expanded back to its tensor: XCiT's cross-covariance attention
+    (F.normalize). TVM's matcher gave the bound value of the other operand, not the variable the divide names, so
+    the side check compared unequal things and wrote |q| / q: 0.16 x max|ref| off on xcit_nano_12_p16_224."""
+
+    def forward(self, x):
+        q, k = x * 2.0, x - 1.0
+        qn = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12).expand_as(q)
+        kn = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-12).expand_as(k)
+        return qn @ kn.transpose(-2, -1)
+
+
+def test_side_by_side_normalizations_keep_their_sides(tmp_path):
+    from conftest import onnxruntime_run
+
+    onnx_path = zoo.to_onnx(TwoNormalizations().eval(), str(tmp_path / "n.onnx"), (1, 4, 8, 12))
+    so = tmp_path / "n.so"
+    tvm_ncnn.export(onnx_path, so, verify=False)  # held here to onnxruntime, not by export's own check
+    x = np.random.default_rng(0).standard_normal((1, 4, 8, 12)).astype(np.float32)
+    got, ref = tvm_ncnn.load(so, threads=1).single(x), onnxruntime_run(onnx_path, x)
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()

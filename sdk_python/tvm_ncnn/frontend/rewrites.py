@@ -61,17 +61,34 @@ def _broadcast_into_binary(func: relax.Function) -> relax.Function:
         broadcast, other = is_op("relax.broadcast_to")(wildcard(), wildcard()), wildcard()
         pattern = is_op(op)(other, broadcast) | is_op(op)(broadcast, other)
 
-        def rewrite(call, matches, broadcast=broadcast, other=other):
+        values = _bound_values(func)
+
+        def rewrite(call, matches, broadcast=broadcast, other=other, values=values):
             # The side is read from the call itself: TVM's matcher also matches add and multiply with their
-            # operands swapped, so the pattern's order does not say which argument the broadcast was.
+            # operands swapped, so the pattern's order does not say which argument the broadcast was. Neither
+            # does matches[other]: the matcher may give a bound variable's value, not the variable the call
+            # names (XCiT's q / |q| and k / |k| side by side came out as |q| / q).
             source, rest = matches[broadcast].args[0], matches[other]
             if not _broadcasts_to(shape_of(source), shape_of(rest), shape_of(call)):
                 return call
-            args = [rest, source] if call.args[0].same_as(rest) else [source, rest]
-            return relax.Call(call.op, args, call.attrs, call.ty_args)
+            sides = [values.get(a, a).same_as(matches[broadcast]) or a.same_as(matches[broadcast])
+                     for a in call.args]
+            if sides == [False, True]:
+                return relax.Call(call.op, [call.args[0], source], call.attrs, call.ty_args)
+            if sides == [True, False]:
+                return relax.Call(call.op, [source, call.args[1]], call.attrs, call.ty_args)
+            return call  # both or neither: not the binary op the pattern meant to simplify
 
         func = rewrite_call(pattern, rewrite, func)
     return func
+
+
+def _bound_values(func: relax.Function) -> dict:
+    """variable -> the value bound to it, over the function's binding blocks."""
+    body = func.body
+    if not isinstance(body, relax.SeqExpr):
+        return {}
+    return {b.var: b.value for block in body.blocks for b in block.bindings}
 
 
 def _broadcasts_to(a, b, out) -> bool:

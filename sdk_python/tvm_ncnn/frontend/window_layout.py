@@ -8,6 +8,10 @@ Axes that stay next to each other, in the same order, through the permutation mo
 partition is [1, H/7, 7, W/7, 7*C] with order (0, 1, 3, 2, 4), a Permute ncnn has. The rewrite replaces
 reshape -> permute_dims -> reshape by reshape (merged) -> permute_dims (merged) -> reshape, skipping the rank-6
 tensors, whenever the merged form has at most four axes beside a batch of 1. Static shapes only.
+
+A permutation that still moves five axes after merging (MobileViT-v2's unfold: [C, nh, ph, nw, pw] to
+[C, ph, pw, nh, nw]) becomes a chain of Permutes of at most four axes each (permute_steps): each step moves one
+run of axes to its place in front of the axes it belongs before, a rotation of at most four groups.
 """
 
 from __future__ import annotations
@@ -39,6 +43,32 @@ def merged_permute(shape: list[int], perm: list[int]) -> tuple[list[int], list[i
     return merged, [by_input.index(run) for run in runs]
 
 
+def permute_steps(shape: list[int], order: list[int]) -> list[tuple[list[int], list[int]]]:
+    """[(merged shape, merged order)] whose Permutes, one after another (each on the previous one's output viewed
+    at its merged shape), move the same data as permute_dims(reshape(x, shape), order); each has at most
+    MAX_RANK - 1 axes. Each step takes the longest run the output wants next at the first place it differs and
+    moves it there: the axes before it, the axes it jumps, the run and the rest are at most four groups."""
+    merged, order = merged_permute(shape, order)
+    if len(merged) < MAX_RANK:
+        return [(merged, order)]
+    size = dict(enumerate(merged))
+    layout, steps = list(range(len(merged))), []
+    for p in range(len(order)):
+        if layout[p] == order[p]:
+            continue
+        q = layout.index(order[p])
+        k = 1
+        while q + k < len(layout) and p + k < len(order) and layout[q + k] == order[p + k]:
+            k += 1
+        moved = layout[:p] + layout[q:q + k] + layout[p:q] + layout[q + k:]
+        groups = [g for g in (layout[:p], layout[p:q], layout[q:q + k], layout[q + k:]) if g]
+        view = [int(np.prod([size[a] for a in g])) for g in groups]
+        swap = [0, 2, 1, 3] if p else [1, 0, 2]  # rotate the jumped axes and the run
+        steps.append(merged_permute(view, swap[:len(groups)]))
+        layout = moved
+    return steps
+
+
 def _window_permutes(func: relax.Function) -> relax.Function:
     source = wildcard()
     split = is_op("relax.reshape")(source, wildcard())
@@ -50,12 +80,11 @@ def _window_permutes(func: relax.Function) -> relax.Function:
         shape, out = shape_of(inner), shape_of(call)
         if shape is None or out is None or len(shape) <= MAX_RANK or permute.attrs.axes is None:
             return call
-        merged, order = merged_permute(shape, [int(a) for a in permute.attrs.axes])
-        if len(merged) + 1 > MAX_RANK:
-            return call
-        x = relax.op.reshape(matches[source], [1, *merged])
-        if order != sorted(order):
-            x = relax.op.permute_dims(x, [0, *(a + 1 for a in order)])
+        x = matches[source]
+        for merged, order in permute_steps(shape, [int(a) for a in permute.attrs.axes]):
+            x = relax.op.reshape(x, [1, *merged])
+            if order != sorted(order):
+                x = relax.op.permute_dims(x, [0, *(a + 1 for a in order)])
         return relax.op.reshape(x, out)
 
     return rewrite_call(pattern, rewrite, func)

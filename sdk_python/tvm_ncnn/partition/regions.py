@@ -15,6 +15,7 @@ from ..frontend.dynamic import VIEW_SUFFIX
 from ..relax_util import bound_calls, calls_in, probing, region_ops, shape_of
 from ..frontend.rewrites import simplify_for_ncnn
 from ..frontend.unit_batch import restore_unit_batch
+from . import copy_only
 
 
 def for_ncnn(mod: tvm.IRModule) -> tvm.IRModule:
@@ -30,7 +31,7 @@ def partition(mod: tvm.IRModule, sizes: list[dict] | None = None) -> tvm.IRModul
     with probing(sizes[0] if sizes else None, sizes):
         mod = relax.transform.FuseOpsByPattern(ncnn_patterns(), bind_constants=True, annotate_codegen=False)(mod)
         mod = relax.transform.MergeCompositeFunctions()(mod)
-        mod = _name_regions(mod)
+        mod = _name_regions(copy_only.to_tvm(mod, region_vars(mod)))
     if sizes:
         _check_size_free(mod, sizes)
     return mod
@@ -118,12 +119,19 @@ def report(partitioned: tvm.IRModule) -> PartitionReport:
             for inner in region_ops(region):
                 result.ops.append(_placement(inner, f"ncnn:{regions[call.op]}", ""))
         elif isinstance(call.op, tvm.ir.Op):
-            reason = why_not(call) or "supported alone, but no ncnn pattern took it here"
+            reason = why_not(call) or (copy_only.REASON if _copies_tvm_data(call, partitioned, regions)
+                                       else "supported alone, but no ncnn pattern took it here")
             result.ops.append(_placement(call, "tvm", reason))
         else:
             result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of(call),
                                           "tvm", why_not(call), 0))
     return result
+
+
+def _copies_tvm_data(call, partitioned, regions) -> bool:
+    """A data-movement op left in TVM because its region would only have moved TVM's values (copy_only.py)."""
+    bound = {b.var: b.value for block in partitioned["main"].body.blocks for b in block.bindings}
+    return copy_only.moves_tvm_data(call, bound, regions.__contains__)
 
 
 def _placement(call, place: str, reason: str) -> OpPlacement:
