@@ -1,8 +1,8 @@
 """A held-out sweep of architecture families (issue 24 item 7): models of families nobody developed on, random
 weights, exported to ONNX as zoo.to_onnx does, then through tvm_ncnn.export (its own verification on) and
 model.so compared with onnxruntime on every output. Prints one row per model: regions, ncnn FLOPs share, the
-worst output error relative to max|ref|, export's own check (passed, or skipped: a model that selects with
-top-k, where near ties may order differently), and the ops left in TVM with their reasons.
+worst output error relative to max|ref|, export's own check (a model that selects with top-k, where near ties
+may order differently, is checked region by region), and the ops left in TVM with their reasons.
 
   PYTHONPATH=sdk_python .venv/bin/python benchmarks/held_out_sweep.py               # every family
   PYTHONPATH=sdk_python .venv/bin/python benchmarks/held_out_sweep.py --models pvt_v2_b0 yolov10n
@@ -15,15 +15,12 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 from pathlib import Path
 
 import numpy as np
 
-# family -> (model, input size): timm names or ultralytics yamls (without .yaml); sizes small enough to be
-# quick that every layer accepts (window/patch sizes, strides). ultralytics' default ONNX export of YOLOv10 keeps
-# the one-to-many head (decoded boxes and scores for NMS); "-e2e" is its one-to-one head with the top-k
-# selection, as `export(format="onnx", nms=False)` writes it.
+# family -> (model, input size): names of zoo/modern.py's TIMM and YOLO tables; sizes small enough to be quick
+# that every layer accepts (window/patch sizes, strides).
 FAMILIES = {
     "spatial-reduction attention": ("pvt_v2_b0", 160),
     "cross-covariance attention": ("xcit_nano_12_p16_224", 160),
@@ -36,38 +33,6 @@ FAMILIES = {
     "NMS-free head (nms=False)": ("yolov10n-e2e", 256),
     "oriented boxes": ("yolo11n-obb", 256),
 }
-
-
-def torch_model(name: str, seed: int = 0):
-    """The nn.Module in eval mode, random weights, prepared for export as its package's exporter prepares it."""
-    import torch
-
-    torch.manual_seed(seed)
-    if name.startswith("yolo"):
-        from ultralytics import YOLO
-
-        model = YOLO(f"{name.removesuffix('-e2e')}.yaml").model
-        model.end2end = name.endswith("-e2e")  # as ultralytics' exporter sets it (nms=False: the NMS-free head)
-        model = model.fuse()
-        for module in model.modules():  # as ultralytics' own ONNX exporter sets them
-            module.export, module.format = True, "onnx"
-        return model.eval()
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import timm
-
-    return timm.create_model(name, pretrained=False).eval()
-
-
-def to_onnx(name: str, size: int, path: str, seed: int = 0) -> str:
-    """TorchScript-based exporter at opset 17, as zoo.to_onnx."""
-    import torch
-
-    model = torch_model(name, seed)
-    example = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        model(example)
-        torch.onnx.export(model, (example,), path, input_names=["input"], opset_version=17, dynamo=False)
-    return path
 
 
 def onnxruntime_outputs(onnx_path: str, x: np.ndarray) -> list[np.ndarray]:
@@ -101,11 +66,12 @@ def tvm_ops(report) -> str:
 
 def sweep_one(name: str, size: int, directory: Path) -> dict:
     import tvm_ncnn
+    from tvm_ncnn.zoo import modern
 
     row = {"model": name, "size": size}
     start = time.time()
     try:
-        onnx_path = to_onnx(name, size, str(directory / f"{name}.onnx"))
+        onnx_path, _ = modern.to_onnx(name, str(directory / f"{name}.onnx"), size=size)
         result = tvm_ncnn.export(onnx_path, str(directory / f"{name}.so"))  # verify=True
         report = result.report
         row.update(regions=report.regions, share=report.ncnn_flops_share, tvm=tvm_ops(report),

@@ -12,6 +12,7 @@
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_set>
 
@@ -45,11 +46,9 @@ void CollectNcnnModules(const ffi::Module& mod, std::unordered_set<const void*>*
 ffi::Function DirectRegion(const Model::Impl& m, const std::string& name) {
   const std::string& symbol = m.info.direct_region;
   for (const TensorInfo& out : m.info.outputs) {
-    for (int64_t d : out.shape) {
-      if (d < 0 || out.dtype != "float32") {
-        throw Error(name + ": metadata direct_region '" + symbol + "' needs static float32 outputs, output '" +
-                    out.name + "' is " + ShapeString(out.shape) + " " + out.dtype);
-      }
+    if (out.dtype != "float32" || std::any_of(out.shape.begin(), out.shape.end(), [](int64_t d) { return d < 0; })) {
+      throw Error(name + ": metadata direct_region '" + symbol + "' needs static float32 outputs, output '" +
+                  out.name + "' is " + ShapeString(out.shape) + " " + out.dtype);
     }
   }
   for (const ffi::Module& region : m.regions) {

@@ -9,19 +9,17 @@ TVM and 7 regions (now Permutes of at most four axes, test_swin.py)."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
 import tvm_ncnn
+from tvm_ncnn.zoo import modern
 
 from conftest import max_rel_error
 
 TOLERANCE = 1e-4
 
-# id: (model, input size, ncnn regions, least ncnn FLOPs share). timm names, or ultralytics yamls without .yaml
+# id: (model, input size, ncnn regions, least ncnn FLOPs share): names of zoo/modern.py's TIMM and YOLO tables
 # ("-e2e": YOLOv10's one-to-one head with its top-k selection, as export(format="onnx", nms=False) writes it).
 FAMILIES = {
     "spatial_reduction_attention": ("pvt_v2_b0", 160, 1, 1.0),
@@ -43,37 +41,12 @@ FAMILIES = {
 BY_REGION = {"nms_free_head": "it selects (relax.topk)"}
 
 
-def _torch_model(name: str):
-    import torch
-
-    torch.manual_seed(0)
-    if name.startswith("yolo"):
-        from ultralytics import YOLO
-
-        model = YOLO(f"{name.removesuffix('-e2e')}.yaml").model
-        model.end2end = name.endswith("-e2e")  # as ultralytics' exporter sets it
-        model = model.fuse()
-        for module in model.modules():  # as ultralytics' own ONNX exporter sets them
-            module.export, module.format = True, "onnx"
-        return model.eval()
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import timm
-
-    return timm.create_model(name, pretrained=False).eval()
-
-
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def exported(request, tmp_path_factory):
     """(family, onnx path, export result, model.so path), exported once per family for this file."""
-    import torch
-
     name, size, _, _ = FAMILIES[request.param]
     work = tmp_path_factory.mktemp(request.param)
-    onnx_path = str(work / f"{name}.onnx")
-    example = torch.randn(1, 3, size, size)
-    with torch.no_grad():
-        torch.onnx.export(_torch_model(name), (example,), onnx_path, input_names=["input"], opset_version=17,
-                          dynamo=False)
+    onnx_path, _ = modern.to_onnx(name, str(work / f"{name}.onnx"), size=size)
     so = str(work / "model.so")
     result = tvm_ncnn.export(onnx_path, so)  # verify=True: refuses a mismatch, naming the region
     return request.param, onnx_path, result, so

@@ -75,14 +75,20 @@ class ExpandedOperand(torch.nn.Module):
         return x * s.expand_as(x) + (s.expand_as(x) - x) * 0.5
 
 
-def test_an_expanded_operand_keeps_its_side(tmp_path):
+def _unverified_against_onnxruntime(module, shape, tmp_path) -> tuple[np.ndarray, np.ndarray]:
+    """(model.so's output, onnxruntime's) for `module` exported with verify=False: held here to onnxruntime, not
+    by export's own check."""
     from conftest import onnxruntime_run
 
-    onnx_path = zoo.to_onnx(ExpandedOperand().eval(), str(tmp_path / "e.onnx"), (1, 8, 6, 5))
-    so = tmp_path / "e.so"
-    tvm_ncnn.export(onnx_path, so, verify=False)  # held here to onnxruntime, not by export's own check
-    x = np.random.default_rng(0).standard_normal((1, 8, 6, 5)).astype(np.float32)
-    got, ref = tvm_ncnn.load(so, threads=1).single(x), onnxruntime_run(onnx_path, x)
+    onnx_path = zoo.to_onnx(module.eval(), str(tmp_path / "m.onnx"), shape)
+    so = tmp_path / "m.so"
+    tvm_ncnn.export(onnx_path, so, verify=False)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return tvm_ncnn.load(so, threads=1).single(x), onnxruntime_run(onnx_path, x)
+
+
+def test_an_expanded_operand_keeps_its_side(tmp_path):
+    got, ref = _unverified_against_onnxruntime(ExpandedOperand(), (1, 8, 6, 5), tmp_path)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
@@ -127,11 +133,5 @@ class TwoNormalizations(torch.nn.Module):
 
 
 def test_side_by_side_normalizations_keep_their_sides(tmp_path):
-    from conftest import onnxruntime_run
-
-    onnx_path = zoo.to_onnx(TwoNormalizations().eval(), str(tmp_path / "n.onnx"), (1, 4, 8, 12))
-    so = tmp_path / "n.so"
-    tvm_ncnn.export(onnx_path, so, verify=False)  # held here to onnxruntime, not by export's own check
-    x = np.random.default_rng(0).standard_normal((1, 4, 8, 12)).astype(np.float32)
-    got, ref = tvm_ncnn.load(so, threads=1).single(x), onnxruntime_run(onnx_path, x)
+    got, ref = _unverified_against_onnxruntime(TwoNormalizations(), (1, 4, 8, 12), tmp_path)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()

@@ -166,7 +166,7 @@ def _culprit(executable, prepared, inputs, expected) -> str:
     if max(output_error(a, b) for a, b in zip(rewritten, expected)) > TOLERANCE:
         return ("the Relax rewrites before partitioning (frontend/rewrites.py, unit_batch.py) change its values: "
                 "the rewritten model alone in TVM differs too")
-    if not region_graphs(prepared.mod):
+    if not prepared.placement.regions:
         return "there is no ncnn region: the difference is TVM's"
     _, wrong = _regions_against_tvm(executable, prepared, inputs)
     return wrong or "every ncnn region matches TVM on its own inputs: the difference is in the part TVM compiles"

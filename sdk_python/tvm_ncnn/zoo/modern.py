@@ -20,8 +20,10 @@ TIMM = {
     "starnet_s050": 224, "mambaout_femto": 224,
 }
 # ultralytics model yaml -> input size
+# ("-e2e": YOLOv10's one-to-one head with its top-k selection, as export(format="onnx", nms=False) writes it;
+# ultralytics' default ONNX export of YOLOv10 keeps the one-to-many head, boxes and scores for NMS)
 YOLO = {"yolov8n": 320, "yolo11n": 320, "yolov8n-seg": 320, "yolo11n-seg": 320, "yolov8n-pose": 320,
-        "yolo12n": 320, "yolov10n": 320, "yolo11n-obb": 320}
+        "yolo12n": 320, "yolov10n": 320, "yolov10n-e2e": 320, "yolo11n-obb": 320}
 
 
 def _import_timm():
@@ -40,7 +42,10 @@ def torch_model(name: str, seed: int = 0):
     if name in YOLO:
         from ultralytics import YOLO as Yolo
 
-        model = Yolo(f"{name}.yaml").model.fuse()
+        model = Yolo(f"{name.removesuffix('-e2e')}.yaml").model
+        if name.endswith("-e2e"):
+            model.end2end = True  # as ultralytics' exporter sets it for nms=False
+        model = model.fuse()
         for module in model.modules():  # as ultralytics' own ONNX exporter sets them
             module.export, module.format = True, "onnx"
         return model.eval(), (1, 3, YOLO[name], YOLO[name])
@@ -55,11 +60,14 @@ def torch_model(name: str, seed: int = 0):
     return model, (1, 3, TIMM[name], TIMM[name])
 
 
-def to_onnx(name: str, path: str, seed: int = 0) -> tuple[str, tuple[int, ...]]:
-    """Export with the TorchScript-based exporter at opset 17, as most published models were."""
+def to_onnx(name: str, path: str, seed: int = 0, size: int | None = None) -> tuple[str, tuple[int, ...]]:
+    """Export with the TorchScript-based exporter at opset 17, as most published models were; at `size` x `size`
+    instead of the table's size when given."""
     import torch
 
     model, shape = torch_model(name, seed)
+    if size is not None:
+        shape = (1, 3, size, size)
     example = torch.randn(*shape)
     with torch.no_grad():
         model(example)
