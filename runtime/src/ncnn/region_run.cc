@@ -3,6 +3,7 @@
 // steady_pool.h), outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
 #include <tvm/ffi/error.h>
 
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 
@@ -23,6 +24,17 @@ std::vector<int64_t> MatShape(const ncnn::Mat& m) {
     case 4: return {1, m.c, m.d, m.h, m.w};
     default: return {};
   }
+}
+
+// IEEE half -> float; only ARM builds store blobs in fp16 (ncnn's fp16 storage), where the conversion is native.
+inline float HalfToFloat(uint16_t h) {
+#if defined(__aarch64__)
+  __fp16 v;
+  std::memcpy(&v, &h, sizeof(v));
+  return static_cast<float>(v);
+#else
+  return ncnn::float16_to_float32(h);
+#endif
 }
 
 }  // namespace
@@ -91,20 +103,17 @@ void NcnnRegion::Run(const Buffer* buffers) {
     // Released when this call returns: an output Mat kept across calls would keep its block out of ncnn's pool
     // allocator between calls -- a block that may be far larger than the output, since the call's pool
     // (size_compare_ratio 0) hands out any free block big enough.
+    // Taken as ncnn left it (type 1): extract()'s own unpacking and fp16 widening create a Packing or Cast layer
+    // and a Mat every call; CopyOut does both on its way into TVM's tensor, in the one pass it makes anyway.
     ncnn::Mat m;
-    int rc = ex.extract(outputs_[j].index, m);
+    int rc = ex.extract(outputs_[j].index, m, 1);
     if (rc != 0 || m.empty()) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": ncnn failed to compute output " << j << " ('"
                                   << outputs_[j].name << "'), error " << rc;
     }
-    if (m.elempack != 1) {  // extract() unpacks by default; be safe anyway
-      ncnn::Mat unpacked;
-      ncnn::convert_packing(m, unpacked, 1, net_->opt);
-      m = unpacked;
-    }
-    if (m.elemsize == 2) {  // fp16 storage on CPUs where extract() does not convert
+    if (m.elembits() == 8) {  // an int8 blob (none of our int8 chains end in one; ncnn's own cast, as type 0)
       ncnn::Mat f32;
-      ncnn::cast_float16_to_float32(m, f32, net_->opt);
+      ncnn::cast_int8_to_float32(m, f32, net_->opt);
       m = f32;
     }
     CopyOut(m, j, out[j]);
@@ -144,15 +153,18 @@ const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector
   return m;
 }
 
+// One output into TVM's tensor: unpacked (ncnn keeps `elempack` channels -- or rows of a 2-D blob, elements of a
+// 1-D one -- interleaved), widened from fp16 where ncnn stored it so (ARM), each channel's padding (cstep) dropped.
 void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, const Buffer& out) const {
   const int k = static_cast<int>(outputs_[j].shape.size()) - 1;
   auto dim = [&](int d) { return out.shape[1 + d]; };
-  float* dst = out.data;
-  bool ok = m.dims == k && m.elemsize == 4u && m.elempack == 1;
-  if (ok && k == 1) ok = m.w == dim(0);
-  if (ok && k == 2) ok = m.h == dim(0) && m.w == dim(1);
-  if (ok && k == 3) ok = m.c == dim(0) && m.h == dim(1) && m.w == dim(2);
-  if (ok && k == 4) ok = m.c == dim(0) && m.d == dim(1) && m.h == dim(2) && m.w == dim(3);
+  const int pack = m.elempack;
+  const int bits = m.elembits();
+  bool ok = m.dims == k && (bits == 32 || bits == 16) && pack >= 1;
+  if (ok && k == 1) ok = static_cast<int64_t>(m.w) * pack == dim(0);
+  if (ok && k == 2) ok = static_cast<int64_t>(m.h) * pack == dim(0) && m.w == dim(1);
+  if (ok && k == 3) ok = static_cast<int64_t>(m.c) * pack == dim(0) && m.h == dim(1) && m.w == dim(2);
+  if (ok && k == 4) ok = static_cast<int64_t>(m.c) * pack == dim(0) && m.d == dim(1) && m.h == dim(2) && m.w == dim(3);
   if (!ok) {
     std::ostringstream got;
     got << ShapeString(MatShape(m)) << " (ncnn Mat dims=" << m.dims << " w=" << m.w << " h=" << m.h
@@ -162,10 +174,29 @@ void NcnnRegion::CopyOut(const ncnn::Mat& m, size_t j, const Buffer& out) const 
                               << ShapeString(std::vector<int64_t>(out.shape, out.shape + k + 1)) << ", ncnn produced "
                               << got.str();
   }
-  const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;
-  const int channels = m.dims >= 3 ? m.c : 1;
-  for (int q = 0; q < channels; ++q) {
-    std::memcpy(dst + q * plane, static_cast<const float*>(m.data) + q * m.cstep, plane * sizeof(float));
+  // In ncnn's terms: `groups` packed groups (channels; rows of a 2-D blob; elements of a 1-D one) of `run`
+  // elements each, `step` elements apart (a channel's is padded to 16 bytes).
+  const size_t groups = static_cast<size_t>(k >= 3 ? m.c : k == 2 ? m.h : m.w);
+  const size_t run = k >= 3 ? static_cast<size_t>(m.w) * m.h * m.d : k == 2 ? static_cast<size_t>(m.w) : 1;
+  const size_t step = k >= 3 ? m.cstep : run;
+  // Read in memory order, written to `pack` streams at once: each cache line of the blob is read once.
+  for (size_t g = 0; g < groups; ++g) {
+    float* const dst = out.data + g * pack * run;
+    if (bits == 32) {
+      const float* src = static_cast<const float*>(m.data) + g * step * pack;
+      if (pack == 1) {
+        std::memcpy(dst, src, run * sizeof(float));
+        continue;
+      }
+      for (size_t i = 0; i < run; ++i, src += pack) {
+        for (int lane = 0; lane < pack; ++lane) dst[lane * run + i] = src[lane];
+      }
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(m.data) + g * step * pack;
+      for (size_t i = 0; i < run; ++i, src += pack) {
+        for (int lane = 0; lane < pack; ++lane) dst[lane * run + i] = HalfToFloat(src[lane]);
+      }
+    }
   }
 }
 
