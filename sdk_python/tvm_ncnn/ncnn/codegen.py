@@ -12,6 +12,7 @@ from tvm import relax, tirx
 from ..runtime import native
 from .graph import NcnnGraph
 from .passes import run_passes
+from .window_padding import pad_in_front
 from .quantize import Plan
 from .ops import Match, rule_for
 from ..relax_util import bound_calls, calls_in, composite_calls, shape_of, static_shape
@@ -147,5 +148,6 @@ def ncnn_codegen(functions, options, constant_names):
         region = convert_region(func)
         if plan is not None:
             plan.apply(region.symbol, region.graph)
+        pad_in_front(region.graph)  # after the int8 plan, which leaves int8 convolutions their own padding
         modules.append(region_module(region))
     return modules
