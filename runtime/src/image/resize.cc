@@ -12,10 +12,11 @@
 //     so there is nothing to saturate.
 //
 // Speed: the vertical pass (one multiply-high per byte out) is written as a plain loop over 16-bit lanes that
-// GCC vectorizes (pmulhw on x86's SSE2, smull/shrn on NEON). The horizontal pass gathers two pixels per output
-// pixel from arbitrary offsets, which neither SSE2 nor plain NEON vectorizes cheaply: it stays scalar, as
-// ncnn's is on x86. (ncnn's NEON build does that pass with lane loads and one 4-lane multiply-add per pixel, so
-// on aarch64 this one may be somewhat slower when downscaling, where that pass dominates.)
+// GCC vectorizes (pmulhw on x86's SSE2; smull and a pick of the high halves on NEON). The horizontal pass gathers
+// two pixels per output pixel from arbitrary offsets, which neither SSE2 nor plain NEON vectorizes cheaply: it
+// stays scalar, as ncnn's is on x86. (ncnn's NEON build does that pass with lane loads and one 4-lane
+// multiply-add per pixel, so on aarch64 this one may be somewhat slower when downscaling, where that pass
+// dominates.)
 // A source row is resampled across once and reused by every output row that blends it.
 #include "image/resize.h"
 
@@ -32,9 +33,9 @@ constexpr int kAcrossShift = 4;         // across-pass sums (8 + 11 bits) kept i
 
 // Where destination index i samples the source, in source pixels. ncnn's own build fuses the multiply and the
 // subtract into one FMA wherever the target has a fast one (its -Ofast contracts; aarch64 always has FMA, x86's
-// baseline does not), and the rounding of that one step decides a few positions: follow the same target rule
-// rather than whatever this file's flags would contract. (Fused or not changed no weight for any pair of sizes up
-// to 2000 when checked; it is here for the sizes beyond.)
+// baseline does not), and one rounding fewer can move a position across a weight's rounding boundary: follow the
+// same target rule rather than whatever this file's flags would contract. (Fused or not changed no weight for any
+// pair of sizes up to 2000 when checked; the rule is for the sizes beyond.)
 float SamplePosition(int i, double scale) {
   const double centre = i + 0.5;
 #ifdef __FP_FAST_FMA
