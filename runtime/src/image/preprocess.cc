@@ -2,9 +2,10 @@
 // file and comes here; Python's load_image hands its arrays here; so one set of pixels gives one tensor.
 //
 // Every source is first brought to packed 8-bit RGB or BGR pixels (skipped when it already is 3 channels, at any
-// stride), resized with ncnn's bilinear resize (resize is per channel, so the order it runs in does not change a
-// value), placed on an H x W canvas (crop, letterbox or height; image/place.cc says where, and H x W for a dynamic
-// input), widened to float in the model's channel order and normalized by ncnn over the canvas.
+// stride), resized bilinearly (image/resize.cc: ncnn's resize_bilinear_c3 to the byte, without its allocations;
+// resize is per channel, so the order it runs in does not change a value), placed on an H x W canvas (crop,
+// letterbox or height; image/place.cc says where, and H x W for a dynamic input), widened to float in the model's
+// channel order and normalized by ncnn over the canvas.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "internal.h"
 #include "mat.h"  // ncnn
 #include "image/place.h"
+#include "image/resize.h"
 #include "tvm_ncnn/runtime.h"
 
 namespace tvm_ncnn {
@@ -31,17 +33,38 @@ int Channels(PixelFormat f) {
 
 bool RedFirst(PixelFormat f) { return f == PixelFormat::kRGB || f == PixelFormat::kRGBA; }
 
-// Packed 3-channel copy of `p` in the model's order. A side of 1 pixel is doubled: ncnn's bilinear resize reads
-// one pixel before the row when the source is 1 wide (it clamps to srcw - 2); a copied pixel resizes to the same
-// constant.
-std::vector<uint8_t> ToModelOrder(const Pixels& p, size_t stride, bool model_bgr, int* w_out, int* h_out) {
+// The 8-bit buffers a frame passes through, kept per thread: a loop of same-sized frames reuses them instead of
+// allocating frame-sized buffers (and faulting in fresh pages) every time.
+std::vector<uint8_t>& Scratch(int which) {
+  thread_local std::vector<uint8_t> buffers[3];
+  return buffers[which];
+}
+uint8_t* ScratchOf(int which, size_t n) {
+  std::vector<uint8_t>& v = Scratch(which);
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+// Kept up to a camera frame's worth (4K RGB is 25 MB); a one-off huge image's buffers are handed back.
+struct TrimScratch {
+  ~TrimScratch() {
+    constexpr size_t kKeep = size_t(32) << 20;
+    for (int i = 0; i < 3; ++i) {
+      if (Scratch(i).capacity() > kKeep) std::vector<uint8_t>().swap(Scratch(i));
+    }
+  }
+};
+
+// Packed 3-channel copy of `p` in the model's order, into scratch buffer 0 (reused frame to frame). A side of 1
+// pixel is doubled: the bilinear resize blends two rows and two columns (image/resize.h); a copied pixel resizes
+// to the same constant.
+const uint8_t* ToModelOrder(const Pixels& p, size_t stride, bool model_bgr, int* w_out, int* h_out) {
   const int w2 = std::max(p.width, 2), h2 = std::max(p.height, 2);
   const int ch = Channels(p.format);
   const bool swap = ch > 1 && RedFirst(p.format) == model_bgr;
-  std::vector<uint8_t> out(static_cast<size_t>(w2) * h2 * 3);
+  uint8_t* const out = ScratchOf(0, static_cast<size_t>(w2) * h2 * 3);
   for (int y = 0; y < h2; ++y) {
     const uint8_t* row = p.data + stride * std::min(y, p.height - 1);
-    uint8_t* o = out.data() + static_cast<size_t>(y) * w2 * 3;
+    uint8_t* o = out + static_cast<size_t>(y) * w2 * 3;
     for (int x = 0; x < w2; ++x, o += 3) {
       const uint8_t* s = row + static_cast<size_t>(std::min(x, p.width - 1)) * ch;
       if (ch == 1) {
@@ -63,7 +86,7 @@ void Resize(const uint8_t* src, int sw, int sh, size_t sstride, uint8_t* dst, in
     for (int y = 0; y < sh; ++y) std::memcpy(dst + dstride * y, src + sstride * y, static_cast<size_t>(sw) * 3);
     return;
   }
-  ncnn::resize_bilinear_c3(src, sw, sh, static_cast<int>(sstride), dst, dw, dh, static_cast<int>(dstride));
+  image::ResizeBilinear3(src, sw, sh, sstride, dst, dw, dh, dstride);
 }
 
 // (v - mean[c]) * norm[c] for every byte v of each channel c, as ncnn computes it, 3 x 256 floats; kept per thread
@@ -86,27 +109,6 @@ const float* NormalizeTable(const float mean[3], const float norm[3]) {
   made = true;
   return table;
 }
-
-// The 8-bit buffers a frame passes through, kept per thread: a loop of same-sized frames reuses them instead of
-// allocating frame-sized buffers (and faulting in fresh pages) every time.
-std::vector<uint8_t>& Scratch(int which) {
-  thread_local std::vector<uint8_t> buffers[3];
-  return buffers[which];
-}
-uint8_t* ScratchOf(int which, size_t n) {
-  std::vector<uint8_t>& v = Scratch(which);
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-// Kept up to a camera frame's worth (4K RGB is 25 MB); a one-off huge image's buffers are handed back.
-struct TrimScratch {
-  ~TrimScratch() {
-    constexpr size_t kKeep = size_t(32) << 20;
-    for (int i = 0; i < 3; ++i) {
-      if (Scratch(i).capacity() > kKeep) std::vector<uint8_t>().swap(Scratch(i));
-    }
-  }
-};
 
 // The pixel-side checks and where the image lands (PlaceImage): the tensor's size is known before any pixel is
 // read, so a dynamic input's tensor is allocated at its size for this image.
@@ -152,8 +154,7 @@ void FillPixels(const Pixels& p, const ModelInfo& info, const ImageTransform& t,
   const bool direct = ch == 3 && p.width > 1 && p.height > 1;
   const bool swap = direct && RedFirst(p.format) == in.bgr;
   if (!direct) {
-    Scratch(0) = ToModelOrder(p, stride, in.bgr, &sw, &sh);
-    src = Scratch(0).data();
+    src = ToModelOrder(p, stride, in.bgr, &sw, &sh);
     sstride = static_cast<size_t>(sw) * 3;
   }
 
