@@ -1,5 +1,5 @@
 """The .param/.bin writer (ncnn's text format, weights layout) and the graph passes: Split for blobs read twice,
-Crops that tile an axis merged into one Slice."""
+Crops that tile an axis merged into one Slice, a float convolution's padding in a layer of its own."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from tvm_ncnn.ncnn.passes import run_passes
 from tvm_ncnn.ncnn.graph import NcnnGraph, shape_params
+from tvm_ncnn.ncnn.window_padding import pad_in_front
 
 
 def test_shape_params_map_outermost_to_c():
@@ -128,3 +129,34 @@ def test_reshape_chains_fold_and_identities_go():
     out = g.add("ReLU", [c])[0]
     run_passes(g, [out])
     assert _types(g) == ["Input", "ReLU"] and g.layers[1].bottoms == [x]
+
+
+def _conv(g, x, params=None):
+    w = np.ones((2, 3, 3, 3), dtype=np.float32)
+    return g.add("Convolution", [x], {0: 2, 1: 3, 11: 3, 6: w.size, **(params or {})}, [(w, True)])[0]
+
+
+def test_a_float_convolution_pads_through_a_padding_layer_in_front():
+    g = NcnnGraph()
+    x = g.add_input([3, 8, 8])
+    _conv(g, x, {4: 1, 15: 2, 14: 0, 16: 3})  # left 1, right 2, top 0, bottom 3
+    pad_in_front(g)
+    pad, conv = g.layers[1:]
+    assert pad.type == "Padding" and pad.bottoms == [x] and conv.bottoms == pad.tops
+    assert pad.params == {0: 0, 1: 3, 2: 1, 3: 2}
+    assert [conv.params[k] for k in (4, 15, 14, 16)] == [0, 0, 0, 0]
+
+
+def test_padding_stays_in_convolutions_that_need_it():
+    g = NcnnGraph()
+    x = g.add_input([3, 8, 8])
+    _conv(g, x, {4: 1})            # ncnn: right, top and bottom repeat left -- moved out
+    _conv(g, x, {4: 1, 8: 2})      # int8: pads its quantized input, and chains int8 blobs
+    _conv(g, x, {4: -233})         # SAME: depends on the input size
+    _conv(g, x, {4: 1, 18: -1.0})  # another pad value
+    _conv(g, x)                    # no padding
+    pad_in_front(g)
+    types = [layer.type for layer in g.layers]
+    assert types == ["Input", "Padding", "Convolution"] + ["Convolution"] * 4
+    assert g.layers[1].params == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert [layer.params.get(4) for layer in g.layers[3:]] == [1, -233, 1, None]
