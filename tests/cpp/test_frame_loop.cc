@@ -1,19 +1,20 @@
-// A camera loop allocates nothing frame-sized per frame after the first (issue #27): PreprocessImage into an
-// existing tensor, Model::Run from a TensorView into existing outputs. Every malloc/new of this process is counted
-// by the hooks below (glibc's __libc_* underneath), over 100 frames after two warm-up frames, on a model from
-// TVM_NCNN_FRAME_MODEL (tests/reliability/test_frame_api.py exports one and runs this); nothing to do without it.
-//   * no allocation of 64 KB or more (the frames are 48 KB and 3 MB);
-//   * the bytes allocated per frame are the same for a frame 64x larger: nothing scales with the frame;
-//   * at most kSmallPerFrame small allocations per frame, none of them the runtime's own code;
+// A camera loop allocates nothing per frame after the first (issue #27): PreprocessImage into an existing tensor,
+// Model::Run from a TensorView into existing outputs. Every malloc/new of this process is counted by the hooks
+// below (glibc's __libc_* underneath), over 100 frames after two warm-up frames, on a model from
+// TVM_NCNN_FRAME_MODEL (tests/reliability/test_frame_api.py exports its classifier and runs this at 1 and 2
+// threads, TVM_NCNN_FRAME_THREADS); nothing to do without it.
+//   * no allocation at all per frame, for a frame 64x larger too;
 //   * the tensors' and outputs' bytes keep their addresses.
-// The runtime's own code allocates nothing per frame: its argument lists, its region call's buffers, ncnn's
-// Extractor and blob pools (steady_pool.h) are kept per execution context, a model that is one ncnn region runs
-// it without the Relax VM, straight into the caller's outputs (metadata direct_region), and preprocessing builds
-// its message strings only when it throws. What remains is ncnn's and libgomp's own, as in native ncnn: on the
-// test's classifier 14 per frame at 1 thread (TVM_NCNN_ALLOC_TRACE=0 prints each one's stack): libgomp's team
-// for each parallel loop at 1 thread (8; a team of 2 or more is reused: TVM_NCNN_FRAME_THREADS=2 gives 6), ncnn's
-// bilinear resize's row buffers (3) and the Padding layer ncnn's Convolution creates in each forward (3).
-// mobilenetv2: 266 at 1 thread, 109 at 2 (ncnn's helper layers and per-layer blob lists); 532 before.
+// What made it zero (the classifier made 47 a frame; TVM_NCNN_ALLOC_TRACE=0 prints each allocation's stack):
+// argument lists, the region call's buffers, ncnn's Extractor and blob pools (steady_pool.h) kept per execution
+// context; a model that is one ncnn region run without the Relax VM (metadata direct_region); outputs unpacked by
+// the runtime, not by ncnn's extract (which makes a Packing layer per call); our own bilinear resize with per-thread
+// tables (image/resize.h); an OpenMP region of one thread run without a libgomp team
+// (threads/one_thread_regions.cc); a convolution's padding as a Padding layer of the graph
+// (sdk_python/tvm_ncnn/ncnn/window_padding.py).
+// Not zero on every model: ncnn's executor allocates the argument lists of each layer with two inputs or outputs
+// (a residual add, a Split), and its Pooling and Reshape layers make helpers per call -- mobilenetv2 still makes
+// 49 a frame (266 before), as native ncnn does; so does TVM's VM for a model it runs part of.
 // Also: DecodeImage / SaveImage / DrawDetections(Image*) round trip, and the zero-copy input path (an aligned
 // buffer PreprocessImage writes into, read in place) gives the same outputs as the copying one.
 #include <dlfcn.h>
@@ -40,7 +41,6 @@ namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_count{0}, g_bytes{0}, g_large{0}, g_max{0};
 constexpr size_t kLarge = 64 * 1024;  // a frame-sized buffer: the smallest frame here is 48 KB, 160x100 RGB
-constexpr double kSmallPerFrame = 16;   // the classifier's 14 (below) and a little room; it was 47
 
 // TVM_NCNN_ALLOC_TRACE=N prints where each counted allocation of N bytes or more comes from (backtrace_symbols_fd
 // does not allocate); unset, none.
@@ -144,22 +144,19 @@ int main() {
     g_counting = true;
     for (int i = 0; i < kFrames; ++i) frame_once();
     g_counting = false;
-    const double bytes = static_cast<double>(g_bytes) / kFrames;
     std::printf("%d frames of %s: %.1f allocations and %.0f bytes per frame, %ld of them >= %zu bytes, largest %ld\n",
-                kFrames, what, static_cast<double>(g_count) / kFrames, bytes, g_large.load(), kLarge, g_max.load());
-    CHECK(g_large == 0);
-    CHECK(static_cast<double>(g_count) / kFrames <= kSmallPerFrame);
+                kFrames, what, static_cast<double>(g_count) / kFrames, static_cast<double>(g_bytes) / kFrames,
+                g_large.load(), kLarge, g_max.load());
+    CHECK(g_count == 0);
     CHECK(x.bytes.data() == x_bytes && y.at(0).bytes.data() == y_bytes);
     CHECK(y.size() == first.size() && y[0].bytes == first[0].bytes);
-    return bytes;
   };
   tvm_ncnn::Image big;
   big.width = 1280, big.height = 800, big.format = tvm_ncnn::PixelFormat::kBGR;
   big.bytes.resize(1280 * 800 * 3);
   for (size_t i = 0; i < big.bytes.size(); ++i) big.bytes[i] = static_cast<uint8_t>((i * 13) % 253);
-  const double small_bytes = loop(frame, "160x100");
-  const double big_bytes = loop(big, "1280x800");
-  CHECK(big_bytes <= small_bytes * 1.01 + 64);
+  loop(frame, "160x100");
+  loop(big, "1280x800");
   CHECK(model.Run({x})[0].bytes == y[0].bytes);  // the copying Run agrees
   loop(frame, "160x100");                         // x and y as the small frame left them, for what follows
 
