@@ -248,12 +248,12 @@ class TvmNcnnConan(ConanFile):
         else:
             # The archive whole (see the docstring), before the app's objects; libtvm_runtime.so kept
             # even under --as-needed (nothing references it by name: the Relax VM registers itself);
-            # OpenMP for ncnn.
+            # OpenMP for ncnn, its one-thread regions through the archive's wrapper (threads/one_thread_regions.cc).
             lib = os.path.join(self.package_folder, "lib")
             rt.libs = []
             whole = ["-Wl,--push-state,--whole-archive", os.path.join(lib, "libtvm_ncnn_runtime.a"),
                      "-Wl,--pop-state", "-Wl,--push-state,--no-as-needed",
-                     os.path.join(lib, "libtvm_runtime.so"), "-Wl,--pop-state"]
+                     os.path.join(lib, "libtvm_runtime.so"), "-Wl,--pop-state", "-Wl,--wrap=GOMP_parallel"]
             rt.exelinkflags = whole
             rt.sharedlinkflags = whole
             rt.system_libs = ["gomp"] + rt.system_libs

@@ -17,7 +17,9 @@
 
 extern "C" {
 
-void __real_GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
+// libgomp's GOMP_parallel under --wrap. Weak: an app that links the static archive without --wrap still links (and
+// then never calls the wrapper).
+__attribute__((weak)) void __real_GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
 
 __attribute__((visibility("hidden"))) void __wrap_GOMP_parallel(void (*fn)(void*), void* data, unsigned num_threads,
                                                                  unsigned flags) {
