@@ -38,8 +38,8 @@ namespace tvm_ncnn {
 // How an image becomes the model's first input: fit it to the input's H x W as `resize` says, then
 // (pixel - mean) / std per channel, pixel values in 0..255, channels in `color` order ("RGB" or "BGR"), laid out
 // NCHW. mean and std are always listed R,G,B (as `tvm-ncnn export --mean R,G,B` takes them), whatever `color` is.
-// Every resize is bilinear on 8-bit pixels (ncnn's resize_bilinear, as OpenCV's INTER_LINEAR: pixel centres at
-// +0.5, edges clamped, no antialiasing when shrinking), rounded back to 8 bits before mean/std.
+// Every resize is bilinear on 8-bit pixels (byte for byte ncnn's resize_bilinear, as OpenCV's INTER_LINEAR: pixel
+// centres at +0.5, edges clamped, no antialiasing when shrinking), rounded back to 8 bits before mean/std.
 struct Preprocess {
   std::vector<float> mean{0.f, 0.f, 0.f};
   std::vector<float> std{1.f, 1.f, 1.f};
