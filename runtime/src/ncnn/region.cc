@@ -133,7 +133,27 @@ void NcnnRegion::Build(const std::string& param, const unsigned char* weights, s
     for (const BlobSpec& o : outputs_) outs.push_back(o.index);
     ChainInt8(*net, outs);
   }
+  half_inputs_.assign(inputs_.size(), false);
+  for (size_t i = 0; i < inputs_.size(); ++i) half_inputs_[i] = ReadAsHalf(*net, inputs_[i].index);
   net_ = std::move(net);
+}
+
+// Whether every layer reading `blob` stores fp16 on this CPU (ncnn's fp16 storage, ARMv8.2): ncnn would then cast
+// the fp32 input to fp16 for them on every call, through a Cast layer it creates each time. Run hands it over in
+// fp16 instead (CopyIn), which is the same rounding (IEEE round to nearest) in the one pass it makes anyway.
+bool NcnnRegion::ReadAsHalf(const ncnn::Net& net, int blob) const {
+#if NCNN_ARM82  // the build whose Net::forward casts for fp16 storage on asimdhp (net.cpp convert_layout)
+  if (!net.opt.use_fp16_storage || !ncnn::cpu_support_arm_asimdhp() || probe::Active()) return false;
+  bool read = false;
+  for (const ncnn::Layer* layer : net.layers()) {
+    if (std::find(layer->bottoms.begin(), layer->bottoms.end(), blob) == layer->bottoms.end()) continue;
+    if (!layer->support_fp16_storage) return false;
+    read = true;
+  }
+  return read;
+#else
+  return false;
+#endif
 }
 
 // Rejects graphs ncnn accepted but cannot run as this region:

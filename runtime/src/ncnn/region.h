@@ -93,6 +93,7 @@ class NcnnRegion {
     std::optional<ncnn::Extractor> blank, ex;
   };
   const ncnn::Mat& CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats);
+  bool ReadAsHalf(const ncnn::Net& net, int blob) const;
   std::unique_ptr<CallState> TakeState();
   void ReturnState(std::unique_ptr<CallState> state);
   void CopyOut(const ncnn::Mat& m, size_t j, const Buffer& dst) const;
@@ -101,6 +102,8 @@ class NcnnRegion {
   std::vector<BlobSpec> inputs_, outputs_;
   int threads_ = 0;
   bool fp16_ = false;
+  // Per input: handed to ncnn in fp16 (ReadAsHalf), as ncnn would cast it for its readers on every call.
+  std::vector<bool> half_inputs_;
   // Reference count shared by the zero-copy input views (Run): starts far above anything the views can take
   // off it, so it never drops to zero and ncnn never frees the memory they point to. Declared before the Mats
   // so that it outlives any of them holding a view.

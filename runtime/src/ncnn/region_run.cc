@@ -1,6 +1,7 @@
-// Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied into a Mat
-// allocated once per concurrent caller), on the shared Net through the caller's own Extractor and pools (reused:
-// steady_pool.h), outputs copied into TVM's tensors. Safe to call from several threads at once (region.h).
+// Running a built region: TVM's inputs handed to ncnn (in place when the layout allows, else copied -- in fp16 where
+// ncnn stores fp16 -- into a Mat allocated once per concurrent caller), on the shared Net through the caller's own
+// Extractor and pools (reused: steady_pool.h), outputs unpacked into TVM's tensors. Safe to call from several
+// threads at once (region.h).
 #include <tvm/ffi/error.h>
 
 #include <cstdint>
@@ -34,6 +35,18 @@ inline float HalfToFloat(uint16_t h) {
   return static_cast<float>(v);
 #else
   return ncnn::float16_to_float32(h);
+#endif
+}
+
+// float -> IEEE half, rounded to nearest even as ncnn's Cast rounds (only where ncnn stores fp16: ARMv8.2).
+inline uint16_t FloatToHalf(float f) {
+#if defined(__aarch64__)
+  const __fp16 v = static_cast<__fp16>(f);
+  uint16_t h;
+  std::memcpy(&h, &v, sizeof(h));
+  return h;
+#else
+  return ncnn::float32_to_float16(f);
 #endif
 }
 
@@ -87,7 +100,7 @@ void NcnnRegion::Run(const Buffer* buffers) {
     const size_t plane = static_cast<size_t>(view.w) * view.h * view.d;  // elements per channel
     const size_t channels = view.dims >= 3 ? static_cast<size_t>(view.c) : 1;
     int rc;
-    if (view.cstep == plane && SafeToView(in[i].data, plane * channels * sizeof(float))) {
+    if (!half_inputs_[i] && view.cstep == plane && SafeToView(in[i].data, plane * channels * sizeof(float))) {
       view.refcount = &view_refs_;
       NCNN_XADD(view.refcount, 1);
       rc = ex.input(inputs_[i].index, view);
@@ -133,12 +146,18 @@ ncnn::Mat NcnnRegion::WrapInput(size_t i, const Buffer& in) const {
 }
 
 // Copies a (channel-padded) input into the call's Mat from its copy set, allocated on first use and again when a
-// dynamic input changes size. That Mat holds a reference while ncnn runs, so in-place layers copy instead of
-// writing into it.
+// dynamic input changes size; in fp16 where its readers store fp16 (ReadAsHalf). That Mat holds a reference while
+// ncnn runs, so in-place layers copy instead of writing into it.
 const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector<ncnn::Mat>* mats) {
   ncnn::Mat& m = (*mats)[i];
-  if (m.empty() || m.w != view.w || m.h != view.h || m.d != view.d || m.c != view.c) {
-    m.create_like(view);
+  const bool half = half_inputs_[i];
+  const size_t elemsize = half ? 2u : 4u;
+  if (m.empty() || m.dims != view.dims || m.w != view.w || m.h != view.h || m.d != view.d || m.c != view.c ||
+      m.elemsize != elemsize) {
+    if (view.dims == 1) m.create(view.w, elemsize);
+    if (view.dims == 2) m.create(view.w, view.h, elemsize);
+    if (view.dims == 3) m.create(view.w, view.h, view.c, elemsize);
+    if (view.dims == 4) m.create(view.w, view.h, view.d, view.c, elemsize);
     if (m.empty()) {
       TVM_FFI_THROW(RuntimeError) << where_ << ": cannot allocate input " << i << " ('" << inputs_[i].name
                                   << "') of shape " << ShapeString(inputs_[i].shape);
@@ -147,8 +166,13 @@ const ncnn::Mat& NcnnRegion::CopyIn(size_t i, const ncnn::Mat& view, std::vector
   const size_t plane = static_cast<size_t>(m.w) * m.h * m.d;  // elements per channel
   const int channels = m.dims >= 3 ? m.c : 1;
   const float* src = static_cast<const float*>(view.data);
-  for (int q = 0; q < channels; ++q) {
-    std::memcpy(static_cast<float*>(m.data) + q * m.cstep, src + q * plane, plane * sizeof(float));
+  for (int q = 0; q < channels; ++q, src += plane) {
+    if (half) {
+      uint16_t* dst = static_cast<uint16_t*>(m.data) + q * m.cstep;
+      for (size_t k = 0; k < plane; ++k) dst[k] = FloatToHalf(src[k]);
+    } else {
+      std::memcpy(static_cast<float*>(m.data) + q * m.cstep, src, plane * sizeof(float));
+    }
   }
   return m;
 }
