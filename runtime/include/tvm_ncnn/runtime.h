@@ -210,7 +210,8 @@ class Model {
   // The same run, for a loop that allocates nothing per call:
   //  * inputs are read in place when their data is 64-byte aligned (what TVM's compiled code assumes of every
   //    tensor; std::aligned_alloc(64, ...) memory is, a Tensor's std::vector bytes usually are not); otherwise
-  //    each is copied once into the context's input buffer (allocated at load, nothing allocated per call);
+  //    each is copied once into the context's input buffer (allocated at load, nothing allocated per call). Where
+  //    ncnn computes in fp16 (a Pi 5), the ncnn region converts its input to fp16 as it reads it, as ncnn would;
   //  * outputs are written into *outputs: tensors already of the right shape and dtype are filled in place (their
   //    bytes keep their address); others are reshaped once. A model that is one ncnn region (info().direct_region)
   //    runs it without the Relax VM and ncnn's results are written straight into them; otherwise they are copied
