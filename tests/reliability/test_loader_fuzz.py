@@ -26,7 +26,12 @@ from support import (SEAL_MAGIC, ModuleSpan, assert_model_error, deploy_app, mod
 from reliability_fixtures import models  # noqa: F401  (the fixture)
 
 CASES = int(os.environ.get("TVM_NCNN_FUZZ_CASES", "120"))
-FRAMING = 40  # bytes before each module: TVM's kind string and payload length for it
+
+
+def framing(span: ModuleSpan) -> int:
+    """The bytes TVM writes before a module's payload: the kind string's u64 length, the kind, the payload's u64
+    length. (Anything before them is TVM's own -- the import tree, the previous entry -- which the seal guards.)"""
+    return 8 + len(span.kind) + 8
 
 
 def run_cases(model_dir, x, cases) -> list[str]:
@@ -80,7 +85,7 @@ def test_module_bytes_mutated_are_refused(models, tmp_path):
     source = strip_seal(models["two_regions"]["so"].read_bytes())
     spans = module_spans(source)
     assert [s.kind for s in spans].count("ncnn") == 2 and [s.kind for s in spans].count("tvm_ncnn_meta") == 1
-    offsets = [o for s in spans for o in range(s.start - FRAMING, s.end)]
+    offsets = [o for s in spans for o in range(s.start - framing(s), s.end)]
     rng = random.Random(7)
     cases = []
     for i in range(CASES):
@@ -159,3 +164,23 @@ def test_python_load_of_mutated_models(models, tmp_path):
         cases.append({"op": "load", "path": str(path), "threads": 1, "run": True})
     for case, result in zip(cases, python_cases(cases)):
         assert_model_error(result, os.path.basename(case["path"]))
+
+
+def test_a_graph_ncnn_complains_about_is_refused_in_one_line(models, tmp_path):
+    """A layer reading a blob no layer makes (and a header counting it): ncnn's load_param prints that it cannot
+    find the blob and goes on, and the runtime's own graph check refuses the graph -- in one line, without ncnn's
+    complaint as a stray line before it."""
+    source = strip_seal(models["two_regions"]["so"].read_bytes())
+    region = next(s for s in module_spans(source) if s.kind == "ncnn")
+    start, length = region.param
+    lines = bytes(source[start:start + length]).decode().split("\n")
+    layer_count, blob_count = (int(n) for n in lines[1].split())
+    assert len(str(blob_count + 1)) == len(str(blob_count))  # the text keeps its length
+    lines[1] = f"{layer_count} {blob_count + 1}"
+    last = lines[layer_count + 1].split()
+    bottom = last[4]  # type, name, bottom count, top count, the first bottom
+    lines[layer_count + 1] = lines[layer_count + 1].replace(f" {bottom} ", f" {bottom[:-1]}Z ", 1)
+    data = bytearray(source)
+    data[start:start + length] = "\n".join(lines).encode()
+    reseal(data, region)
+    assert run_cases(tmp_path, models["x"], [("unknown_bottom", bytes(data))]) == ["refused"]

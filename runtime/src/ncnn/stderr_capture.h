@@ -1,12 +1,14 @@
 // ncnn says why it refuses a graph only by printing to stderr (NCNN_LOGE) and returning -1. While a net is
 // built, fd 2 goes to a temporary file; what ncnn printed then becomes part of the one-line error instead of
 // stray lines before it. On success the text is passed on to the real stderr, so output another thread wrote
-// meanwhile is delayed, never lost. One capture at a time in the process.
+// meanwhile is delayed, never lost (on an error, what another thread wrote then is dropped with ncnn's text). One
+// capture at a time in the process.
 #pragma once
 
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -22,7 +24,12 @@ class StderrCapture {
     saved_ = dup(STDERR_FILENO);
     if (saved_ < 0 || dup2(fileno(file_), STDERR_FILENO) < 0) Restore();
   }
-  ~StderrCapture() { Pass(Restore()); }
+  // Passes on what was not restored -- unless an error is leaving the scope (a check of the runtime's refused a
+  // graph ncnn had read, complaining as it went): that error is the one line, and ncnn's text would be a stray one.
+  ~StderrCapture() {
+    const std::string text = Restore();
+    if (std::uncaught_exceptions() == 0) Pass(text);
+  }
 
   // Restores stderr; returns what was written to it meanwhile, as one line ("a; b").
   std::string Restore() {
