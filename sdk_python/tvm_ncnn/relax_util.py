@@ -1,5 +1,6 @@
 """The one home of the Relax helpers the SDK needs: static shapes (at a probe size, for a model with dynamic
-sizes), constants, scalar arguments, and walks over a function's calls (main's, a region's, a composite's)."""
+sizes), constants, scalar arguments, walks over a function's calls (main's, a region's, a composite's), and a
+region written back as plain Relax."""
 
 from __future__ import annotations
 
@@ -155,3 +156,36 @@ def composite_calls(region: relax.Function) -> list[tuple[relax.Var, relax.Funct
 def region_ops(region: relax.Function) -> list[relax.Call]:
     """The Relax op calls a merged region holds, composites expanded."""
     return [call for _, composite, _ in composite_calls(region) for call in calls_in(composite)]
+
+
+def plain_region(bb: relax.BlockBuilder, region: relax.Function, name: str) -> relax.Function:
+    """A merged region as plain Relax, for TVM to compile or inline: each of its local composite functions added to
+    `bb` as a private function of its own (`name`_composite_<i>), and called there. Without attributes: the caller
+    adds the ones it needs (InlinePrivateFunctions then inlines the composites, and the region too if it stays
+    private)."""
+    lifted = {}
+    for block in region.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding.value, relax.Function):
+                plain = binding.value.without_attr("Composite").without_attr("Primitive")
+                lifted[binding.var] = bb.add_func(plain, f"{name}_composite_{len(lifted)}")
+    return relax.Function(region.params, _CallLifted(lifted).visit_expr(region.body), region.ret_ty, region.is_pure)
+
+
+@relax.expr_functor.mutator
+class _CallLifted(relax.PyExprMutator):
+    """A region body with its local composite functions dropped and their calls made to the lifted copies."""
+
+    def __init__(self, lifted: dict):
+        super().__init__()
+        self.lifted = lifted
+
+    def visit_var_binding_(self, binding):
+        if binding.var not in self.lifted:
+            super().visit_var_binding_(binding)
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if isinstance(call.op, relax.Var) and call.op in self.lifted:
+            return relax.Call(self.lifted[call.op], call.args)
+        return call

@@ -9,6 +9,7 @@ import tvm
 from tvm import relax
 
 from ..ncnn.codegen import CODEGEN
+from ..relax_util import plain_region
 
 
 def regions_in_tvm(mod: tvm.IRModule) -> tvm.IRModule:
@@ -20,36 +21,9 @@ def regions_in_tvm(mod: tvm.IRModule) -> tvm.IRModule:
         if isinstance(func, relax.Function) and func.attrs and func.attrs.get("Codegen") == CODEGEN:
             regions[str(func.attrs["global_symbol"])] = func
     for symbol, func in regions.items():
-        lifted = {}
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                if isinstance(binding.value, relax.Function):  # a composite: its calls become calls of a copy
-                    plain = binding.value.without_attr("Composite").without_attr("Primitive")
-                    lifted[binding.var] = bb.add_func(plain, f"{symbol}_composite_{len(lifted)}")
-        body = _CallLifted(lifted).visit_expr(func.body)
-        plain = relax.Function(func.params, body, func.ret_ty, func.is_pure).with_attr("global_symbol", symbol)
-        bb.add_func(plain, symbol)
+        bb.add_func(plain_region(bb, func, symbol).with_attr("global_symbol", symbol), symbol)
     module = relax.transform.InlinePrivateFunctions()(bb.get())
     return relax.transform.DeadCodeElimination(entry_functions=list(regions))(module)
-
-
-@relax.expr_functor.mutator
-class _CallLifted(relax.PyExprMutator):
-    """A region body with its local composite functions dropped and their calls made to global copies."""
-
-    def __init__(self, lifted: dict):
-        super().__init__()
-        self.lifted = lifted
-
-    def visit_var_binding_(self, binding):
-        if binding.var not in self.lifted:
-            super().visit_var_binding_(binding)
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if isinstance(call.op, relax.Var) and call.op in self.lifted:
-            return relax.Call(self.lifted[call.op], call.args)
-        return call
 
 
 class RegionRunner:
