@@ -134,6 +134,11 @@ def calls_in(func: relax.Function) -> list[relax.Call]:
     return [b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)]
 
 
+def bindings(func: relax.Function) -> dict:
+    """Variable -> the value it is bound to, for every binding of a function."""
+    return {b.var: b.value for block in func.body.blocks for b in block.bindings}
+
+
 def bound_calls(func: relax.Function) -> dict:
     """Variable -> the call it is bound to, for every call a function binds."""
     return {b.var: b.value for block in func.body.blocks for b in block.bindings if isinstance(b.value, relax.Call)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from ..relax_util import bound_calls, plain_region, region_ops
+from ..relax_util import bindings, bound_calls, plain_region, region_ops
 
 MOVES = {"relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten", "relax.concat",
          "relax.split", "relax.permute_dims"}
@@ -38,13 +38,9 @@ def moves_tvm_data(call: relax.Call, bound: dict, is_region) -> bool:
     return bool(inputs) and all(computed_by_tvm(v, bound, is_region) for v in inputs)
 
 
-def _bindings(func: relax.Function) -> dict:
-    return {b.var: b.value for block in func.body.blocks for b in block.bindings}
-
-
 def copy_only_regions(mod: tvm.IRModule, regions: list) -> set:
     """The regions (of `regions`, global vars) that only move data TVM computed."""
-    bound = _bindings(mod["main"])
+    bound = bindings(mod["main"])
     region_set = set(regions)
     found = set()
     for call in bound_calls(mod["main"]).values():

@@ -12,7 +12,7 @@ from ..ncnn.ops import ncnn_patterns, why_not
 from .placement import OpPlacement, PartitionReport  # noqa: F401  (PartitionReport: re-exported)
 from ..errors import ModelError
 from ..frontend.dynamic import VIEW_SUFFIX
-from ..relax_util import bound_calls, calls_in, probing, region_ops, shape_of
+from ..relax_util import bindings, bound_calls, calls_in, probing, region_ops, shape_of
 from ..frontend.rewrites import simplify_for_ncnn
 from ..frontend.unit_batch import restore_unit_batch
 from . import copy_only
@@ -111,6 +111,7 @@ def report(partitioned: tvm.IRModule) -> PartitionReport:
     regions = {gv: i for i, gv in enumerate(region_vars(partitioned))}
     result = PartitionReport(regions=len(regions))
     views = {call for var, call in bound_calls(partitioned["main"]).items() if var.name.endswith(VIEW_SUFFIX)}
+    bound = bindings(partitioned["main"])
     for call in calls_in(partitioned["main"]):
         if call in views:
             continue
@@ -119,19 +120,15 @@ def report(partitioned: tvm.IRModule) -> PartitionReport:
             for inner in region_ops(region):
                 result.ops.append(_placement(inner, f"ncnn:{regions[call.op]}", ""))
         elif isinstance(call.op, tvm.ir.Op):
-            reason = why_not(call) or (copy_only.REASON if _copies_tvm_data(call, partitioned, regions)
+            # a data-movement op left in TVM because its region would only have moved TVM's values
+            moved = copy_only.moves_tvm_data(call, bound, regions.__contains__)
+            reason = why_not(call) or (copy_only.REASON if moved
                                        else "supported alone, but no ncnn pattern took it here")
             result.ops.append(_placement(call, "tvm", reason))
         else:
             result.ops.append(OpPlacement(str(getattr(call.op, "name_hint", call.op)), shape_of(call),
                                           "tvm", why_not(call), 0))
     return result
-
-
-def _copies_tvm_data(call, partitioned, regions) -> bool:
-    """A data-movement op left in TVM because its region would only have moved TVM's values (copy_only.py)."""
-    bound = {b.var: b.value for block in partitioned["main"].body.blocks for b in block.bindings}
-    return copy_only.moves_tvm_data(call, bound, regions.__contains__)
 
 
 def _placement(call, place: str, reason: str) -> OpPlacement:
