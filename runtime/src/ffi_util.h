@@ -38,18 +38,21 @@ inline DLDataType ToDLDataType(const std::string& dtype) {
   return tvm::ffi::StringToDLDataType(dtype);
 }
 
-// The names of the dtypes tensor.h lists, without building a string (a run names each output's dtype: TVM's
-// DLDataTypeToString allocates); nullptr for another.
+// The tensor.h name of a DLPack dtype, from tensor.h's own table (each listed dtype's DLPack form made once); nullptr
+// for a dtype it does not list. A run names each output's dtype: TVM's DLDataTypeToString would allocate each time.
 inline const char* ListedDTypeName(DLDataType dt) {
-  if (dt.lanes != 1) return nullptr;
-  switch (dt.code) {
-    case kDLFloat: return dt.bits == 32 ? "float32" : dt.bits == 16 ? "float16" : dt.bits == 64 ? "float64" : nullptr;
-    case kDLInt:
-      return dt.bits == 8 ? "int8" : dt.bits == 16 ? "int16" : dt.bits == 32 ? "int32" : dt.bits == 64 ? "int64" : nullptr;
-    case kDLUInt: return dt.bits == 8 ? "uint8" : dt.bits == 16 ? "uint16" : nullptr;
-    case kDLBool: return "bool";
-    default: return nullptr;
+  constexpr int kListed = static_cast<int>(DType::kBool) + 1;
+  static const std::vector<DLDataType> dl = [] {
+    std::vector<DLDataType> v;
+    for (int i = 0; i < kListed; ++i) v.push_back(tvm::ffi::StringToDLDataType(DTypeName(static_cast<DType>(i))));
+    return v;
+  }();
+  for (int i = 0; i < kListed; ++i) {
+    if (dl[i].code == dt.code && dl[i].bits == dt.bits && dl[i].lanes == dt.lanes) {
+      return DTypeName(static_cast<DType>(i));
+    }
   }
+  return nullptr;
 }
 
 inline std::string DTypeName(DLDataType dt) {

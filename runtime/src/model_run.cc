@@ -222,7 +222,7 @@ void Model::Run(const std::vector<TensorView>& inputs, std::vector<Tensor>* outp
     const ffi::Tensor& r = results[i];
     Tensor& y = (*outputs)[i];
     if (r.device().device_type != kDLCPU || !r.IsContiguous()) throw Error(OutputName(m, i) + " is not CPU memory");
-    const std::string dtype = DTypeName(r.dtype());  // no allocation for a listed dtype (ffi_util.h)
+    const std::string dtype = DTypeName(r.dtype());  // no allocation for a dtype tensor.h lists (ffi_util.h)
     const size_t nbytes = ffi::GetDataSize(*r.GetDLTensorPtr());
     // Reallocated once, then refilled: an empty Tensor{} (float32, shape []) looks like a scalar output but holds
     // no bytes, so its size is compared too.

@@ -201,14 +201,15 @@ ImageTransform PlaceImage(int width, int height, const ModelInfo& info) {
     W = rw = std::max<int64_t>(s, RoundHalfEven(static_cast<double>(tw) / s) * s);
   }
   if (rw > kMaxPixels || rh > kMaxPixels || rw * rh > kMaxPixels || W * H > kMaxPixels) {
-    throw Error("image: resizing " + size() + " to " + std::to_string(rw) + "x" + std::to_string(rh) + " is over the 100 megapixel limit");
+    throw Error("image: resizing " + size() + " to " + std::to_string(rw) + "x" + std::to_string(rh) +
+                " is over the 100 megapixel limit");
   }
   for (const DynamicDim* d : {in.dynamic_h, in.dynamic_w}) {
     const int64_t got = d == in.dynamic_h ? H : W;
     if (d != nullptr && !d->Accepts(got)) {
-      throw Error("image: " + size() + " gives the input " + std::to_string(W) + "x" + std::to_string(H) + " by resize " +
-                  pp.resize + ", but its " + (d->name.empty() ? "axis " + Num(d->axis) : d->name) + " takes " +
-                  Rule(*d));
+      throw Error("image: " + size() + " gives the input " + std::to_string(W) + "x" + std::to_string(H) +
+                  " by resize " + pp.resize + ", but its " + (d->name.empty() ? "axis " + Num(d->axis) : d->name) +
+                  " takes " + Rule(*d));
     }
   }
   ImageTransform t;

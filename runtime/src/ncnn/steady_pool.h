@@ -24,8 +24,6 @@ class SteadyPool final : public ncnn::Allocator {
   void* fastMalloc(size_t size) override;
   void fastFree(void* ptr) override;
 
-  size_t blocks() const { return blocks_.size(); }
-
  private:
   struct Block {
     void* data;
