@@ -108,20 +108,28 @@ void Arguments(const Model::Impl& m, Model::Context& ctx, const std::vector<Tens
   }
 }
 
+// Calls f with ctx.args (then emptied, keeping their capacity); a TVM error becomes the model's one line.
+ffi::Any Invoke(const ffi::Function& f, const Model::Impl& m, Model::Context& ctx) {
+  ctx.arg_views.assign(ctx.args.begin(), ctx.args.end());
+  ffi::Any rv;
+  try {
+    f.CallPacked(ctx.arg_views.data(), static_cast<int32_t>(ctx.arg_views.size()), &rv);
+  } catch (const ffi::Error& e) {
+    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
+  }
+  ctx.arg_views.clear();
+  ctx.args.clear();
+  return rv;
+}
+
 // Runs main; its outputs are left in ctx.results, which the caller copies out and then clears (a result kept
 // past the call would hold its block of TVM's pool, and the next call would take another).
 void Call(const Model::Impl& m, Model::Context& ctx, const std::vector<TensorView>& inputs) {
   ctx.results.clear();
   Arguments(m, ctx, inputs);
-  ctx.arg_views.assign(ctx.args.begin(), ctx.args.end());
+  const ffi::Any rv = Invoke(ctx.main, m, ctx);
   try {
-    ffi::Any rv;
-    ctx.main.CallPacked(ctx.arg_views.data(), static_cast<int32_t>(ctx.arg_views.size()), &rv);
-    ctx.arg_views.clear();
-    ctx.args.clear();
     CollectOutputs(rv, &ctx.results);
-  } catch (const ffi::Error& e) {
-    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
   } catch (const Error& e) {
     throw Error("model '" + m.path + "': " + e.what());
   }
@@ -148,15 +156,7 @@ void CallDirect(const Model::Impl& m, Model::Context& ctx, const std::vector<Ten
     }
     ctx.args.emplace_back(Borrow(ctx.borrowed_out[i], y.bytes.data(), y.shape, DLDataType{kDLFloat, 32, 1}));
   }
-  ctx.arg_views.assign(ctx.args.begin(), ctx.args.end());
-  try {
-    ffi::Any rv;
-    m.direct->CallPacked(ctx.arg_views.data(), static_cast<int32_t>(ctx.arg_views.size()), &rv);
-  } catch (const ffi::Error& e) {
-    throw Error("model '" + m.path + "': run failed: " + FfiErrorLine(e));
-  }
-  ctx.arg_views.clear();
-  ctx.args.clear();
+  Invoke(*m.direct, m, ctx);
 }
 
 std::string OutputName(const Model::Impl& m, size_t i) {
