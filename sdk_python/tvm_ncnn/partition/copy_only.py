@@ -12,7 +12,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from ..relax_util import bindings, bound_calls, plain_region, region_ops
+from ..relax_util import bindings, bound_calls, region_ops
 
 MOVES = {"relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten", "relax.concat",
          "relax.split", "relax.permute_dims"}
@@ -53,14 +53,68 @@ def copy_only_regions(mod: tvm.IRModule, regions: list) -> set:
     return found
 
 
+@relax.expr_functor.mutator
+class _Substitute(relax.PyExprMutator):
+    def __init__(self, mapping: dict):
+        super().__init__()
+        self.mapping = mapping
+
+    def visit_var_(self, var):
+        return self.mapping.get(var, var)
+
+    def visit_dataflow_var_(self, var):
+        return self.mapping.get(var, var)
+
+
+@relax.expr_functor.mutator
+class _Inline(relax.PyExprMutator):
+    """Each call of a demoted region becomes the ops its composites hold, bound in main."""
+
+    def __init__(self, mod: tvm.IRModule, demoted: set):
+        super().__init__(mod)
+        self.mod, self.demoted = mod, demoted
+
+    def _inline(self, composite: relax.Function, args, mapping: dict):
+        """The composite's ops bound in main, its parameters the (mapped) arguments; returns its result."""
+        inner = {p: _Substitute(mapping).visit_expr(a) for p, a in zip(composite.params, args)}
+        for block in composite.body.blocks:
+            for b in block.bindings:
+                inner[b.var] = self.builder_.emit(_Substitute(inner).visit_expr(b.value))
+        return _Substitute(inner).visit_expr(composite.body.body)
+
+    def visit_var_binding_(self, binding):
+        value = binding.value
+        if not (isinstance(value, relax.Call) and value.op in self.demoted):
+            return super().visit_var_binding_(binding)
+        region = self.mod[value.op]
+        mapping = {p: self.visit_expr(a) for p, a in zip(region.params, value.args)}
+        composites = {}
+        for block in region.body.blocks:  # in order: a split's items may feed a later composite
+            for b in block.bindings:
+                if isinstance(b.value, relax.Function):
+                    composites[b.var] = b.value
+                elif isinstance(b.value, relax.Call) and b.value.op in composites:
+                    mapping[b.var] = self._inline(composites[b.value.op], b.value.args, mapping)
+                else:  # the region's own tuple and item bindings around its composites
+                    mapping[b.var] = self.builder_.emit(_Substitute(mapping).visit_expr(b.value))
+        result = _Substitute(mapping).visit_expr(region.body.body)
+        if not isinstance(binding.var, relax.DataflowVar):  # an output of main's dataflow block stays one
+            self.set_var_remap(binding.var, self.builder_.emit_output(result))
+        else:
+            self.set_var_remap(binding.var, result if isinstance(result, relax.Var) else self.builder_.emit(result))
+
+
 def to_tvm(mod: tvm.IRModule, regions: list) -> tvm.IRModule:
-    """mod with its copy-only regions inlined into main as plain Relax ops (TVM runs them): each becomes a private
-    plain function, which InlinePrivateFunctions inlines (the other regions keep their symbols, so stay calls)."""
+    """mod with its copy-only regions inlined into main as plain Relax ops (TVM runs them). By hand, not with
+    relax_util.plain_region and InlinePrivateFunctions: that pass inlines every private function, the importer's
+    (ONNX GRU, RNN) too."""
     demoted = copy_only_regions(mod, regions)
     if not demoted:
         return mod
-    bb = relax.BlockBuilder(mod)
-    for gv in demoted:
-        bb.update_func(gv, plain_region(bb, mod[gv], gv.name_hint))
-    inlined = relax.transform.InlinePrivateFunctions()(bb.get())
-    return relax.transform.DeadCodeElimination(["main"])(inlined)
+    inliner = _Inline(mod, demoted)
+    main = inliner.visit_expr(mod["main"])
+    built = inliner.builder_.get()
+    # the demoted regions go: DeadCodeElimination keeps a function with a global symbol, called or not
+    mod = tvm.IRModule({gv: f for gv, f in built.functions.items() if gv not in demoted}, attrs=built.attrs)
+    mod["main"] = main
+    return relax.transform.DeadCodeElimination(["main"])(mod)
