@@ -15,6 +15,20 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_APP = Path(os.environ.get("TVM_NCNN_DEPLOY_APP", ROOT / "build" / "host" / "deploy_app"))
 
 
+def onnx_model(nodes, inputs: dict, outputs: list, inits, name: str = "model", opset: int = 17):
+    """A float32 ONNX model of `nodes`: `inputs` maps each graph input to its shape (names for dynamic dims),
+    `outputs` names the graph outputs (shapes left to inference). IR version 8, which the pinned onnxruntime
+    reads (onnx writes its own newest)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, name,
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
 def max_rel_error(got: np.ndarray, ref: np.ndarray) -> float:
     """max |got - ref| / max |ref|: the suite's tolerance is 1e-4."""
     assert got.shape == ref.shape, f"shape {got.shape} != reference {ref.shape}"

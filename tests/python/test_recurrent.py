@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import tvm_ncnn
 from tvm_ncnn import ModelError
 
-from conftest import max_rel_error
+from conftest import max_rel_error, onnx_model
 from tvm_ncnn.ncnn.ops.recurrent import BUILT
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -34,11 +34,11 @@ def recurrent_model(kind, direction, *, steps=6, inputs=5, hidden=4, states=Fals
 
     inits = [weight("W", d, gates * hidden, inputs), weight("R", d, gates * hidden, hidden),
              weight("B", d, 2 * gates * hidden)]
-    graph_inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, 1, inputs])]
+    graph_inputs = {"X": [steps, 1, inputs]}
     names = ["X", "W", "R", "B", ""]
     if states:
         for name in ["h0", "c0"] if kind == "LSTM" else ["h0"]:
-            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [d, 1, hidden]))
+            graph_inputs[name] = [d, 1, hidden]
             names.append(name)
     if peepholes:
         names += [] if states else ["", ""]
@@ -49,12 +49,7 @@ def recurrent_model(kind, direction, *, steps=6, inputs=5, hidden=4, states=Fals
     if kind == "GRU":
         attrs["linear_before_reset"] = linear_before_reset
     node = helper.make_node(kind, names, outputs, name=f"{kind.lower()}0", **attrs)
-    graph = helper.make_graph([node], "recurrent", graph_inputs,
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs if o],
-                              inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = 8
-    return model
+    return onnx_model([node], graph_inputs, [o for o in outputs if o], inits, "recurrent", opset=14)
 
 
 def feeds_for(model, seed=1) -> dict:

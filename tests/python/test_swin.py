@@ -17,13 +17,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import tvm_ncnn
 from tvm_ncnn.frontend import static_shapes
 from tvm_ncnn.frontend.window_layout import merged_permute, permute_steps
 
-from conftest import max_rel_error, onnxruntime_run
+from conftest import max_rel_error, onnx_model, onnxruntime_run
 
 TOLERANCE = 1e-4
 LEVELS = 12
@@ -93,12 +93,7 @@ def chain_model(kind: str, shape=(1, 4, 10, 10), dims=None):
         inits.append(_i64("one_first", [1, 0, 0, 0]))
     else:
         raise ValueError(kind)
-    graph = helper.make_graph(nodes, kind.lower(), [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                                  list(dims or shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return onnx_model(nodes, {"x": dims or shape}, ["y"], inits, kind.lower())
 
 
 @pytest.mark.parametrize("kind", ["Pad", "Reshape", "Slice", "Expand"])
@@ -125,10 +120,8 @@ def test_fold_evaluates_at_the_models_opset():
              helper.make_node("Unsqueeze", ["g"], ["u"], axes=[0]),
              helper.make_node("Concat", ["u", "rest"], ["target"], axis=0),
              helper.make_node("Reshape", ["x", "target"], ["y"])]
-    graph = helper.make_graph(nodes, "opset11", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [_i64("i", 1), _i64("rest", [-1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    inits = [_i64("i", 1), _i64("rest", [-1])]
+    model = onnx_model(nodes, {"x": [1, 4, 6, 6]}, ["y"], inits, "opset11", opset=11)
     model, folded = static_shapes.fold(model)
     targets = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     assert folded == 1 and [n.op_type for n in model.graph.node] == ["Reshape"]

@@ -27,13 +27,13 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import tvm_ncnn
 from tvm_ncnn.ncnn.codegen import convert_region
 from tvm_ncnn.partition.regions import partition, region_vars
 
-from conftest import max_rel_error, onnxruntime_run
+from conftest import max_rel_error, onnx_model, onnxruntime_run
 
 TOLERANCE = 1e-4
 
@@ -76,6 +76,11 @@ class _Graph:
     def layer_norm(self, x, c):
         return self.op("LayerNormalization", x, self.const(1 + 0.1 * self.rng.standard_normal(c)),
                        self.weight(c, scale=0.1), axis=-1, epsilon=1e-5)
+
+    def model(self, y: str, x_shape, name: str) -> onnx.ModelProto:
+        """The model from graph input "x" of `x_shape` to `y`, output as "y"."""
+        self.nodes.append(helper.make_node("Identity", [y], ["y"]))
+        return onnx_model(self.nodes, {"x": x_shape}, ["y"], self.inits, name)
 
     def gelu(self, x):  # erf form, as the legacy exporter writes nn.GELU
         half = self.op("Mul", x, self.op("Add", self.op("Erf", self.op("Div", x, self.const(np.sqrt(2)))),
@@ -127,13 +132,7 @@ def window_block_model(h: int, w: int, window: int, c: int = 16, heads: int = 2,
     t = g.op("Transpose", g.reshape(t, [1, c, h * w]), perm=[0, 2, 1])
     mlp = g.linear(g.gelu(g.linear(g.layer_norm(t, c), c, 4 * c)), 4 * c, c)
     y = g.op("Transpose", g.reshape(g.op("Add", t, mlp), [1, h, w, c]), perm=[0, 3, 1, 2])
-    g.nodes.append(helper.make_node("Identity", [y], ["y"]))
-    graph = helper.make_graph(g.nodes, "tinyvit_block", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                                        [1, c, h, w])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return g.model(y, [1, c, h, w], "tinyvit_block")
 
 
 def _export_and_compare(onnx_path: str, so_path: str, shape, seed: int = 1):
@@ -213,12 +212,7 @@ def attention_model(mask: str, tokens: int = 12, c: int = 16, heads: int = 2, se
         logits = g.op("Add", term, g.op("Mul", scores, g.const(d ** -0.5)))
     o = g.op("MatMul", g.op("Softmax", logits, axis=-1), v)
     o = g.linear(g.reshape(g.op("Transpose", o, perm=[0, 2, 1, 3]), [1, n, c]), c, c)
-    g.nodes.append(helper.make_node("Identity", [o], ["y"]))
-    graph = helper.make_graph(g.nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n, c])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return g.model(o, [1, n, c], "attention")
 
 
 @pytest.mark.parametrize("mask", ["per_head", "shared", "tensor", "scaled_after"])
